@@ -1,0 +1,310 @@
+package docket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Execute runs the steps of g that are needed to produce an Out from inputs,
+// in this process, and returns the Out. Independent steps run concurrently;
+// each step runs at most once (plus retries); values pass between steps as
+// Go values, never serialized.
+//
+// inputs are values whose types the graph declares with Input or its steps
+// take; an input whose type a step produces replaces that step. ExecuteOption
+// values (ExecutionTimeout, ExecutionID, ...) may be mixed in with them.
+//
+// The first step that fails for good stops the execution: running steps see
+// their context cancelled, no new step starts, and Execute returns a
+// *StepError once every started step has returned.
+func Execute[Out any](ctx context.Context, g *Graph, inputs ...any) (Out, error) {
+	var zero Out
+	v, err := execute(ctx, g, reflect.TypeFor[Out](), inputs, nil)
+	if err != nil {
+		return zero, err
+	}
+	out, _ := v.(Out)
+	return out, nil
+}
+
+var executionSeq atomic.Uint64
+
+// run is one execution in progress.
+type run struct {
+	ix     *index
+	p      *plan
+	cfg    execConfig
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	vals   []any
+	frames []frame
+	races  []*raceState // by slot; only for race slots
+	wg     sync.WaitGroup
+	failed atomic.Bool
+	errMu  sync.Mutex
+	err    error
+	idOnce sync.Once
+}
+
+// frame is a step's state within a run. It is also the step's context: it
+// embeds the context the step runs under and answers Value(frameKey{}) with
+// itself, so Logger and (in durable mode) durable calls find their step
+// without an allocation per step.
+type frame struct {
+	context.Context
+	r       *run
+	ps      *pstep
+	attempt int
+	pending atomic.Int32
+}
+
+type frameKey struct{}
+
+// Value returns the frame for frameKey and defers to the parent otherwise.
+func (f *frame) Value(key any) any {
+	if key == (frameKey{}) {
+		return f
+	}
+	return f.Context.Value(key)
+}
+
+type raceState struct {
+	won     atomic.Bool
+	mu      sync.Mutex
+	errs    []error
+	left    int
+	cancels []context.CancelFunc
+}
+
+// execute runs one execution. extra holds inputs that come before inputs
+// (ExecuteBatch's shared ones).
+func execute(ctx context.Context, g *Graph, target reflect.Type, inputs []any, base *execConfig) (any, error) {
+	ix := g.index()
+	if ix.err != nil {
+		return nil, ix.err
+	}
+	r := &run{ix: ix}
+	if base != nil {
+		r.cfg = *base
+	}
+	var types [4]reflect.Type
+	tlist := types[:0]
+	for _, in := range inputs {
+		switch v := in.(type) {
+		case ExecuteOption:
+			v.applyExecute(&r.cfg)
+		case typedInput:
+			_, t := v.value()
+			tlist = append(tlist, t)
+		default:
+			tlist = append(tlist, reflect.TypeOf(in))
+		}
+	}
+	p, err := ix.planFor(target, tlist)
+	if err != nil {
+		return nil, err
+	}
+	r.p = p
+	r.vals = make([]any, len(p.slots))
+	k := 0
+	for _, in := range inputs {
+		switch v := in.(type) {
+		case ExecuteOption:
+			continue
+		case typedInput:
+			in, _ = v.value()
+		}
+		r.vals[p.inputs[k]] = in
+		k++
+	}
+	if p.slots[p.target].input {
+		return r.vals[p.target], nil
+	}
+
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	defer r.cancel(nil)
+	if r.cfg.timeout > 0 {
+		var stop context.CancelFunc
+		r.ctx, stop = context.WithTimeoutCause(r.ctx, r.cfg.timeout, errExecutionTimeout)
+		defer stop()
+	}
+	obs := ix.g.cfg.observer
+	var start time.Time
+	if obs != nil {
+		start = time.Now()
+		obs.ExecutionStarted(ctx, ExecutionEvent{Graph: g.name, Execution: r.id()})
+	}
+
+	r.frames = make([]frame, len(p.steps))
+	for i := range r.frames {
+		f := &r.frames[i]
+		f.r, f.ps = r, &p.steps[i]
+		f.pending.Store(p.steps[i].deps)
+	}
+	if p.hasRace {
+		r.races = make([]*raceState, len(p.slots))
+		for si, s := range p.slots {
+			if len(s.producers) > 1 {
+				r.races[si] = &raceState{left: len(s.producers)}
+			}
+		}
+	}
+	r.wg.Add(len(p.roots))
+	for _, i := range p.roots[1:] {
+		go r.spawned(i)
+	}
+	r.chain(p.roots[0])
+	r.wg.Wait()
+
+	err = r.result(ctx)
+	if obs != nil {
+		obs.ExecutionFinished(ctx, ExecutionEvent{Graph: g.name, Execution: r.id(), Duration: time.Since(start), Err: err})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.vals[p.target], nil
+}
+
+var errExecutionTimeout = errors.New("execution timed out")
+
+func (r *run) result(ctx context.Context) error {
+	r.errMu.Lock()
+	err := r.err
+	r.errMu.Unlock()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("docket: graph %q: %w (%w)", r.ix.g.name, ctx.Err(), err)
+	}
+	if context.Cause(r.ctx) == errExecutionTimeout {
+		return fmt.Errorf("docket: graph %q: execution timed out after %s: %w", r.ix.g.name, r.cfg.timeout, err)
+	}
+	return err
+}
+
+// id returns the execution ID, making one up on first use.
+func (r *run) id() string {
+	r.idOnce.Do(func() {
+		if r.cfg.id == "" {
+			r.cfg.id = "x" + strconv.FormatUint(executionSeq.Add(1), 36)
+		}
+	})
+	return r.cfg.id
+}
+
+// chain runs step i and then, on the same goroutine, one of the steps its
+// output made ready; the others get goroutines of their own. A straight
+// chain of steps therefore runs on the caller's goroutine with no hand-off.
+func (r *run) chain(i int32) {
+	for i >= 0 {
+		next := r.exec(i)
+		r.wg.Done()
+		i = next
+	}
+}
+
+// spawned is chain on a new goroutine; it also turns a step's
+// runtime.Goexit into a step failure instead of a hang.
+func (r *run) spawned(i int32) {
+	normal := false
+	defer func() {
+		if !normal {
+			r.fail(&StepError{Graph: r.ix.g.name, Step: r.p.steps[i].st.name, Attempts: r.frames[i].attempt, Err: ErrGoexit})
+			r.wg.Done()
+		}
+	}()
+	r.chain(i)
+	normal = true
+}
+
+// exec runs step i and returns a newly ready step to continue with, or -1.
+func (r *run) exec(i int32) int32 {
+	if r.failed.Load() {
+		return -1
+	}
+	f := &r.frames[i]
+	ps := f.ps
+	f.Context = r.ctx
+	var rs *raceState
+	if r.races != nil && r.races[ps.out] != nil {
+		rs = r.races[ps.out]
+		if rs.won.Load() {
+			return -1
+		}
+		ctx, cancel := context.WithCancel(r.ctx)
+		f.Context = ctx
+		rs.mu.Lock()
+		rs.cancels = append(rs.cancels, cancel)
+		rs.mu.Unlock()
+	}
+	out, attempts, err := r.runStep(f)
+	if err != nil {
+		r.stepFailed(f, rs, attempts, err)
+		return -1
+	}
+	if rs != nil {
+		if !rs.won.CompareAndSwap(false, true) {
+			return -1
+		}
+		rs.mu.Lock()
+		for _, c := range rs.cancels {
+			c()
+		}
+		rs.mu.Unlock()
+	}
+	return r.fill(ps.out, out)
+}
+
+// fill stores a step's output and releases the steps waiting for it.
+func (r *run) fill(si int32, v any) int32 {
+	r.vals[si] = v
+	next := int32(-1)
+	for _, c := range r.p.slots[si].consumers {
+		if r.frames[c].pending.Add(-1) == 0 {
+			r.wg.Add(1)
+			if next < 0 {
+				next = c
+			} else {
+				go r.spawned(c)
+			}
+		}
+	}
+	return next
+}
+
+func (r *run) stepFailed(f *frame, rs *raceState, attempts int, err error) {
+	se := &StepError{Graph: r.ix.g.name, Step: f.ps.st.name, Attempts: attempts, Err: err}
+	if rs == nil || IsAbort(err) {
+		r.fail(se)
+		return
+	}
+	rs.mu.Lock()
+	rs.errs = append(rs.errs, se)
+	rs.left--
+	all := rs.left == 0 && !rs.won.Load()
+	errs := rs.errs
+	rs.mu.Unlock()
+	if all {
+		r.fail(fmt.Errorf("docket: graph %q: every producer of %s failed: %w",
+			r.ix.g.name, r.p.slots[f.ps.out].typ, errors.Join(errs...)))
+	}
+}
+
+// fail records the execution's first error and stops the execution.
+func (r *run) fail(err error) {
+	r.errMu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.errMu.Unlock()
+	r.failed.Store(true)
+	r.cancel(err)
+}

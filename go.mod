@@ -1,0 +1,3 @@
+module github.com/docket-run/docket
+
+go 1.26.0

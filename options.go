@@ -1,0 +1,176 @@
+package docket
+
+import (
+	"log/slog"
+	"reflect"
+	"time"
+
+	"github.com/docket-run/docket/codec"
+)
+
+// StepOption configures one step at registration.
+type StepOption interface{ applyStep(*stepConfig) }
+
+// GraphOption configures a graph in NewGraph.
+type GraphOption interface{ applyGraph(*graphConfig) }
+
+// ExecuteOption configures one call of Execute or ExecuteBatch.
+type ExecuteOption interface{ applyExecute(*execConfig) }
+
+// PolicyOption is an option that works on a step (for that step) and on a
+// graph (as the default of every step that does not set its own).
+type PolicyOption interface {
+	StepOption
+	GraphOption
+}
+
+// LimitOption is a concurrency limit: on a Map step it bounds the items in
+// flight; on ExecuteBatch it bounds the executions in flight.
+type LimitOption interface {
+	StepOption
+	ExecuteOption
+}
+
+type stepConfig struct {
+	name        string
+	retry       *RetryPolicy
+	timeout     time.Duration
+	race        bool
+	cacheTTL    time.Duration
+	concurrency int
+}
+
+type graphConfig struct {
+	inputs   []reflect.Type
+	retry    *RetryPolicy
+	timeout  time.Duration
+	observer Observer
+	logger   *slog.Logger
+	cache    Cache
+	codec    codec.Codec
+}
+
+type execConfig struct {
+	id          string
+	timeout     time.Duration
+	concurrency int
+	shared      []any
+}
+
+type stepFunc func(*stepConfig)
+
+func (f stepFunc) applyStep(c *stepConfig) { f(c) }
+
+type graphFunc func(*graphConfig)
+
+func (f graphFunc) applyGraph(c *graphConfig) { f(c) }
+
+type execFunc func(*execConfig)
+
+func (f execFunc) applyExecute(c *execConfig) { f(c) }
+
+// Name sets a step's name. By default a step is named after its function
+// ("Charge", or "Billing.Charge" for a method value). Names identify steps in
+// errors, logs, plans and, in durable mode, in stored history, so give every
+// anonymous function a name.
+func Name(name string) StepOption {
+	return stepFunc(func(c *stepConfig) { c.name = name })
+}
+
+// Race puts a step in the race group of the type it produces: every
+// producer of that type must be registered with Race. All of them start, the
+// first to succeed provides the value, and the others' contexts are
+// cancelled. If all fail, the step error joins every failure.
+func Race() StepOption {
+	return stepFunc(func(c *stepConfig) { c.race = true })
+}
+
+// Cached turns on result caching for a step: its output is stored in the
+// graph's Cache under the step's name and a hash of its encoded inputs, and
+// reused for ttl by any execution that calls the step with equal inputs. A
+// cache hit does not run the step. Inputs and output must be encodable by the
+// graph's codec (JSON by default).
+func Cached(ttl time.Duration) StepOption {
+	return stepFunc(func(c *stepConfig) { c.cacheTTL = ttl })
+}
+
+type policyOption struct {
+	step  func(*stepConfig)
+	graph func(*graphConfig)
+}
+
+func (o policyOption) applyStep(c *stepConfig)   { o.step(c) }
+func (o policyOption) applyGraph(c *graphConfig) { o.graph(c) }
+
+// Retry sets the retry policy of a step, or, on NewGraph, the default policy.
+func Retry(p RetryPolicy) PolicyOption {
+	return policyOption{
+		step:  func(c *stepConfig) { c.retry = &p },
+		graph: func(c *graphConfig) { c.retry = &p },
+	}
+}
+
+// Timeout bounds each attempt of a step (a retry gets a fresh timeout), or,
+// on NewGraph, sets the default for every step. Zero means no limit. The
+// step's context is cancelled when the time is up; a step that ignores its
+// context cannot be stopped, and the execution waits for it.
+func Timeout(d time.Duration) PolicyOption {
+	return policyOption{
+		step:  func(c *stepConfig) { c.timeout = d },
+		graph: func(c *graphConfig) { c.timeout = d },
+	}
+}
+
+type limitOption int
+
+func (n limitOption) applyStep(c *stepConfig)    { c.concurrency = int(n) }
+func (n limitOption) applyExecute(c *execConfig) { c.concurrency = int(n) }
+
+// Concurrency limits how many items of a Map step, or executions of an
+// ExecuteBatch, run at once. Zero or less means no limit.
+func Concurrency(n int) LimitOption { return limitOption(n) }
+
+// Input declares a type that executions of the graph provide as input rather
+// than a step producing it.
+func Input[T any]() GraphOption {
+	t := reflect.TypeFor[T]()
+	return graphFunc(func(c *graphConfig) { c.inputs = append(c.inputs, t) })
+}
+
+// WithObserver sets the observer that is told about executions, attempts,
+// retries and cache lookups.
+func WithObserver(o Observer) GraphOption {
+	return graphFunc(func(c *graphConfig) { c.observer = o })
+}
+
+// WithLogger sets the logger that Logger(ctx) builds on (slog.Default() when unset).
+func WithLogger(l *slog.Logger) GraphOption {
+	return graphFunc(func(c *graphConfig) { c.logger = l })
+}
+
+// WithCache sets the cache that Cached steps use. Without it, a graph with a
+// Cached step gets its own in-memory cache.
+func WithCache(c Cache) GraphOption {
+	return graphFunc(func(g *graphConfig) { g.cache = c })
+}
+
+// WithCodec sets the codec that encodes values for the cache (JSON by default).
+func WithCodec(c codec.Codec) GraphOption {
+	return graphFunc(func(g *graphConfig) { g.codec = c })
+}
+
+// ExecutionID names an execution in logs and observer events. Ephemeral
+// executions otherwise get a process-unique ID when one is first needed.
+func ExecutionID(id string) ExecuteOption {
+	return execFunc(func(c *execConfig) { c.id = id })
+}
+
+// ExecutionTimeout bounds a whole execution (each execution, in a batch).
+func ExecutionTimeout(d time.Duration) ExecuteOption {
+	return execFunc(func(c *execConfig) { c.timeout = d })
+}
+
+// With adds inputs to an execution; in ExecuteBatch they are shared by every item.
+func With(inputs ...any) ExecuteOption {
+	return execFunc(func(c *execConfig) { c.shared = append(c.shared, inputs...) })
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project. This is what `make test` and CI run.
+# It installs what the checks need (staticcheck, pinned) on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATICCHECK_VERSION="0.8.2"  # honnef.co/go/tools, pinned
+export PATH="$(go env GOPATH)/bin:$PATH"
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== staticcheck"
+if ! staticcheck -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
+  go install "honnef.co/go/tools/cmd/staticcheck@v$STATICCHECK_VERSION"
+fi
+staticcheck ./...
+
+echo "== go test -race"
+go test -race -count=1 "$@" ./...
