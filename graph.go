@@ -178,10 +178,7 @@ func (ix *index) cycles() []error {
 							break
 						}
 					}
-					// stack order is consumer-first; report in dependency order
-					for i, j := 0, len(loop)-1; i < j; i, j = i+1, j-1 {
-						loop[i], loop[j] = loop[j], loop[i]
-					}
+					// Walking the stack down from the top goes producer to consumer.
 					probs = append(probs, &CycleError{Steps: append(loop, loop[0])})
 				}
 			}

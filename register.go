@@ -64,8 +64,8 @@ func Register(g *Graph, fn any, opts ...StepOption) {
 	s := &step{}
 	if v.Kind() != reflect.Func || v.IsNil() {
 		s.name = fmt.Sprintf("%T", fn)
-		s.err = &SignatureError{Step: s.name, Reason: fmt.Sprintf("got %T, want a function", fn)}
 		configure(s, opts)
+		s.err = &SignatureError{Step: s.name, Reason: fmt.Sprintf("got %T, want a non-nil function", fn)}
 		g.add(s)
 		return
 	}
