@@ -131,17 +131,15 @@ func ExecuteBatch[Out, In any](ctx context.Context, g *Graph, items []In, opts .
 	defer cancel(nil)
 	target := reflect.TypeFor[Out]()
 	itemCfg := cfg
-	itemCfg.id, itemCfg.shared = "", nil
+	itemCfg.id = ""
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range limit {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			inputs := make([]any, 0, len(cfg.shared)+1)
 			for i := range next {
-				inputs = append(append(inputs[:0], cfg.shared...), any(items[i]))
-				v, err := execute(ctx, g, target, inputs, &itemCfg)
+				v, err := execute(ctx, g, target, []any{items[i]}, &itemCfg)
 				if err != nil {
 					errs[i] = err
 					if IsAbort(err) {

@@ -82,8 +82,8 @@ type raceState struct {
 	cancels []context.CancelFunc
 }
 
-// execute runs one execution. extra holds inputs that come before inputs
-// (ExecuteBatch's shared ones).
+// execute runs one execution. base, when set, is the configuration that
+// options among inputs refine (ExecuteBatch's, for each item).
 func execute(ctx context.Context, g *Graph, target reflect.Type, inputs []any, base *execConfig) (any, error) {
 	ix := g.index()
 	if ix.err != nil {
@@ -93,35 +93,42 @@ func execute(ctx context.Context, g *Graph, target reflect.Type, inputs []any, b
 	if base != nil {
 		r.cfg = *base
 	}
-	var types [4]reflect.Type
-	tlist := types[:0]
+	// Split options from inputs and note each input's type, without
+	// allocating for the common case of a few inputs.
+	var (
+		tbuf  [4]reflect.Type
+		vbuf  [4]any
+		types = tbuf[:0]
+		vals  = vbuf[:0]
+	)
+	add := func(in any) {
+		t := reflect.TypeOf(in)
+		if ti, ok := in.(typedInput); ok {
+			in, t = ti.value()
+		}
+		types, vals = append(types, t), append(vals, in)
+	}
 	for _, in := range inputs {
-		switch v := in.(type) {
-		case ExecuteOption:
-			v.applyExecute(&r.cfg)
-		case typedInput:
-			_, t := v.value()
-			tlist = append(tlist, t)
-		default:
-			tlist = append(tlist, reflect.TypeOf(in))
+		if o, ok := in.(ExecuteOption); ok {
+			o.applyExecute(&r.cfg)
 		}
 	}
-	p, err := ix.planFor(target, tlist)
+	for _, in := range r.cfg.shared {
+		add(in)
+	}
+	for _, in := range inputs {
+		if _, ok := in.(ExecuteOption); !ok {
+			add(in)
+		}
+	}
+	p, err := ix.planFor(target, types)
 	if err != nil {
 		return nil, err
 	}
 	r.p = p
 	r.vals = make([]any, len(p.slots))
-	k := 0
-	for _, in := range inputs {
-		switch v := in.(type) {
-		case ExecuteOption:
-			continue
-		case typedInput:
-			in, _ = v.value()
-		}
-		r.vals[p.inputs[k]] = in
-		k++
+	for k, v := range vals {
+		r.vals[p.inputs[k]] = v
 	}
 	if p.slots[p.target].input {
 		return r.vals[p.target], nil

@@ -347,3 +347,35 @@ func TestTargetIsInput(t *testing.T) {
 		t.Fatalf("%v %v", o, err)
 	}
 }
+
+func TestOptionsMixWithInputs(t *testing.T) {
+	s, err := docket.Execute[*Shipment](context.Background(), checkout(),
+		docket.ExecutionID("mixed"), docket.With(&Order{ID: "w"}), docket.ExecutionTimeout(time.Minute))
+	if err != nil || s.Order != "w" {
+		t.Fatalf("%v %v", s, err)
+	}
+}
+
+func TestRetryJitter(t *testing.T) {
+	var delays []time.Duration
+	var mu sync.Mutex
+	obs := &recorder{onRetry: func(e docket.StepEvent) { mu.Lock(); delays = append(delays, e.Delay); mu.Unlock() }}
+	g := docket.NewGraph("jitter", docket.Input[*Order](), docket.WithObserver(obs))
+	docket.Register1(g, func(context.Context, *Order) (*Charge, error) { return nil, errors.New("down") },
+		docket.Name("charge"), docket.Retry(docket.RetryPolicy{
+			MaxAttempts: 30, InitialInterval: 100 * time.Microsecond, BackoffCoefficient: 1, Jitter: 0.5,
+		}))
+	if _, err := docket.Execute[*Charge](context.Background(), g, &Order{}); err == nil {
+		t.Fatal("want failure")
+	}
+	distinct := map[time.Duration]bool{}
+	for _, d := range delays {
+		if d < 50*time.Microsecond || d > 150*time.Microsecond {
+			t.Fatalf("delay %v outside 100µs ± 50%%", d)
+		}
+		distinct[d] = true
+	}
+	if len(delays) != 29 || len(distinct) < 10 {
+		t.Fatalf("%d delays, %d distinct: jitter is not spreading them", len(delays), len(distinct))
+	}
+}
