@@ -1,0 +1,245 @@
+// Package store defines where durable executions live. A Store keeps
+// executions, their steps, the journals of durable calls made inside steps,
+// and the tasks that workers claim. The engine in package docket holds all
+// the logic; a Store only persists records and guarantees that each Update
+// is one atomic transaction that sees and changes one execution.
+//
+// Backends: store/memory (tests), store/sqlite (the embedded default). Every
+// backend must pass the conformance suite in store/storetest unchanged.
+//
+// Nothing in this interface spans two executions in one transaction, so
+// executions can later be spread over several databases by ID.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when an execution, step or task does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrBadCursor is returned by List for a cursor it did not make.
+var ErrBadCursor = errors.New("store: invalid list cursor")
+
+// ErrClosed is returned by a store after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Storage failures that callers can act on. Backends wrap their driver's
+// error so that errors.Is matches one of these and the message keeps the
+// driver's detail.
+var (
+	// ErrBusy: the database stayed locked by another writer past the busy timeout.
+	ErrBusy = errors.New("store: database is locked by another writer")
+	// ErrReadOnly: the database (file, directory or server) refuses writes.
+	ErrReadOnly = errors.New("store: database is read-only")
+	// ErrFull: the disk or the database is full.
+	ErrFull = errors.New("store: disk or database is full")
+	// ErrCorrupt: the database file is damaged or not a database.
+	ErrCorrupt = errors.New("store: database is corrupt or not a database")
+)
+
+// ErrExists is returned by Tx.CreateExecution when the ID is taken.
+var ErrExists = errors.New("store: execution already exists")
+
+// Status is the state of an execution.
+type Status string
+
+// Execution states. Running covers everything before the end: steps may be
+// running, waiting on timers or compensating.
+const (
+	Running   Status = "running"
+	Completed Status = "completed"
+	Failed    Status = "failed"
+	Cancelled Status = "cancelled"
+)
+
+// Finished reports whether s is a final state.
+func (s Status) Finished() bool { return s == Completed || s == Failed || s == Cancelled }
+
+// Value is an encoded value with the name of its Go type.
+type Value struct {
+	Type string `json:"type"`
+	Data []byte `json:"data"`
+}
+
+// Execution is one durable execution of a graph.
+type Execution struct {
+	ID     string
+	Run    int // 1 for the first run
+	Graph  string
+	Target string // the type name of the result
+	Codec  string
+	Inputs []Value
+	Status Status
+	Result *Value
+	Error  string
+	// CancelRequested is set by Cancel; the engine finishes the cancellation.
+	CancelRequested bool
+	// Deadline, when set, is when the execution times out.
+	Deadline   time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	FinishedAt time.Time
+	// Seq counts completed steps, ordering them for compensation.
+	Seq int64
+}
+
+// StepStatus is the state of one step of an execution.
+type StepStatus string
+
+// Step states.
+const (
+	StepReady     StepStatus = "ready"     // a task is queued for it
+	StepRunning   StepStatus = "running"   // an attempt is in progress
+	StepSuspended StepStatus = "suspended" // waiting durably (timer, retry backoff); see Wait
+	StepDone      StepStatus = "done"
+	StepFailed    StepStatus = "failed"
+	StepCancelled StepStatus = "cancelled"
+)
+
+// CompStatus is the state of a step's compensation.
+type CompStatus string
+
+// Compensation states; empty means no compensation is due.
+const (
+	CompPending CompStatus = "pending"
+	CompDone    CompStatus = "compensated"
+	CompFailed  CompStatus = "failed"
+)
+
+// Step is one step of an execution. Steps get a record when they first
+// become ready.
+type Step struct {
+	Exec      string
+	Name      string
+	Status    StepStatus
+	Attempt   int // attempts started so far
+	Output    *Value
+	Error     string
+	Wait      string    // what a suspended step waits on, for people
+	WakeAt    time.Time // when a suspended step's timer fires
+	Heartbeat []byte    // the last heartbeat details
+	// Seq is the execution's step-completion counter when this step completed.
+	Seq         int64
+	ReadyAt     time.Time
+	StartedAt   time.Time // of the first attempt
+	FinishedAt  time.Time
+	Comp        CompStatus
+	CompAttempt int
+	CompError   string
+}
+
+// TaskKind says what a task runs.
+type TaskKind string
+
+// Task kinds.
+const (
+	TaskStep       TaskKind = "step"       // run (or resume) a step
+	TaskCompensate TaskKind = "compensate" // run the next compensation of a failed execution
+)
+
+// Task is a unit of work that a worker claims under a lease.
+type Task struct {
+	ID         int64
+	Exec       string
+	Step       string
+	Kind       TaskKind
+	ReadyAt    time.Time
+	Owner      string    // the worker holding the lease, or ""
+	LeaseUntil time.Time // when the lease expires
+}
+
+// JournalEntry records one durable call made inside a step, by position.
+type JournalEntry struct {
+	Exec  string
+	Step  string
+	Seq   int    // position of the call within the step, from 0
+	Kind  string // "run", "sleep", "now", "random", ...
+	Name  string
+	Data  []byte // the call's result
+	Error string // the call's error, when it failed
+	Done  bool   // false while a sleep is pending
+	// WakeAt is when a pending sleep ends.
+	WakeAt time.Time
+}
+
+// ListQuery filters and pages List.
+type ListQuery struct {
+	Graph         string
+	Status        Status
+	CreatedAfter  time.Time
+	CreatedBefore time.Time
+	// Limit caps the page size (default 100).
+	Limit int
+	// Cursor continues a previous page; "" starts at the newest.
+	Cursor string
+}
+
+// Store persists durable executions. Implementations must be safe for
+// concurrent use by many goroutines (and, for shared databases, processes).
+type Store interface {
+	// Update runs fn in one transaction that holds execution id exclusively:
+	// no other Update of that execution runs at the same time. If fn returns
+	// an error, nothing it wrote is kept.
+	Update(ctx context.Context, id string, fn func(Tx) error) error
+
+	// Claim leases up to limit tasks whose ReadyAt is not after now and
+	// whose lease is free or expired, to owner until now+lease.
+	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Task, error)
+	// ExtendLeases moves the leases that owner still holds to until and
+	// returns the IDs of those it no longer holds.
+	ExtendLeases(ctx context.Context, owner string, ids []int64, until time.Time) (lost []int64, err error)
+	// Release gives up owner's leases on ids so other workers may claim them at once.
+	Release(ctx context.Context, owner string, ids []int64) error
+	// NextReadyAt returns the earliest ReadyAt of unleased tasks (or the
+	// earliest lease expiry) after now, so an idle worker knows when to look again.
+	NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool, error)
+
+	// Execution returns one execution, or ErrNotFound.
+	Execution(ctx context.Context, id string) (*Execution, error)
+	// Steps returns an execution's step records.
+	Steps(ctx context.Context, id string) ([]Step, error)
+	// Journal returns a step's journal in call order.
+	Journal(ctx context.Context, id, step string) ([]JournalEntry, error)
+	// List returns executions newest first and the cursor of the next page ("" at the end).
+	List(ctx context.Context, q ListQuery) ([]Execution, string, error)
+
+	// CacheGet and CacheSet back the result cache of Cached steps.
+	CacheGet(ctx context.Context, key string, now time.Time) ([]byte, bool, error)
+	CacheSet(ctx context.Context, key string, value []byte, expires time.Time) error
+
+	Close() error
+}
+
+// Tx is the view of one execution inside Store.Update.
+type Tx interface {
+	// Execution returns the execution, or ErrNotFound.
+	Execution() (*Execution, error)
+	// CreateExecution inserts a new execution, or returns ErrExists.
+	CreateExecution(e *Execution) error
+	// PutExecution updates the execution.
+	PutExecution(e *Execution) error
+
+	// Steps returns the execution's step records.
+	Steps() ([]Step, error)
+	// PutStep inserts or replaces a step record.
+	PutStep(s *Step) error
+
+	// Journal returns a step's journal in call order.
+	Journal(step string) ([]JournalEntry, error)
+	// PutJournal inserts or replaces the entry at e.Seq.
+	PutJournal(e *JournalEntry) error
+	// TruncateJournal deletes a step's entries from position seq on.
+	TruncateJournal(step string, seq int) error
+
+	// Tasks returns the execution's tasks.
+	Tasks() ([]Task, error)
+	// AddTask inserts a task (already leased when Owner is set) and sets its ID.
+	AddTask(t *Task) error
+	// PutTask updates a task.
+	PutTask(t *Task) error
+	// DeleteTask removes a task; deleting a missing task is not an error.
+	DeleteTask(id int64) error
+}
