@@ -2,100 +2,131 @@ package docket
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
-// runStep runs a step to its end: a cache lookup when the step is cached,
-// then attempts under the step's retry policy. It returns the output, the
-// number of attempts made and the last error.
+// runStep runs a step to its end in this process: a cache lookup when the
+// step is cached, then attempts under the step's retry policy, waiting out
+// backoffs in place. It returns the output, the number of attempts made and
+// the last error. (The durable worker makes one attempt at a time with
+// attemptOnce and turns backoffs into durable timers.)
 func (r *run) runStep(f *frame) (any, int, error) {
-	st := f.ps.st
-	var key string
-	if st.cfg.cacheTTL > 0 {
-		var hit bool
-		var out any
-		key, out, hit = r.cacheGet(f)
-		if hit {
-			return out, 0, nil
-		}
+	key, out, hit := r.cacheGet(f)
+	if hit {
+		return out, 0, nil
 	}
-	pol := f.ps.retry
-	if st.mapper != nil {
-		pol = nil // a Map step retries each item, not the whole step
-	}
-	obs := r.ix.g.cfg.observer
 	for attempt := 1; ; attempt++ {
 		f.attempt = attempt
-		var start time.Time
-		if obs != nil {
-			start = time.Now()
-			obs.StepStarted(f, r.stepEvent(f, -1))
-		}
-		var out any
-		var err error
-		if st.mapper != nil {
-			out, err = r.runMap(f)
-		} else {
-			out, err = r.attempt(f, f.ps.timeout, st.invoke, r.vals, f.ps.in)
-		}
-		if obs != nil {
-			e := r.stepEvent(f, -1)
-			e.Duration, e.Err = time.Since(start), err
-			obs.StepFinished(f, e)
-		}
+		out, err := r.attemptOnce(f)
 		if err == nil {
-			if key != "" {
-				r.cachePut(f, key, out)
-			}
+			r.cachePut(f, key, out)
 			return out, attempt, nil
 		}
-		if !r.retryWait(f, pol, attempt, -1, err) {
+		if !r.retryWait(f, f.retryPolicy(), attempt, err) {
 			return nil, attempt, err
 		}
 	}
+}
+
+// retryPolicy is the policy for whole attempts of the frame's step; a Map
+// step retries each item instead.
+func (f *frame) retryPolicy() *RetryPolicy {
+	if f.ps.st.mapper != nil && !f.isItem {
+		return nil
+	}
+	return f.ps.retry
+}
+
+// attemptOnce makes attempt number f.attempt of the frame's step, with the
+// observer told before and after.
+func (r *run) attemptOnce(f *frame) (any, error) {
+	obs := r.ix.g.cfg.observer
+	var start time.Time
+	if obs != nil {
+		start = time.Now()
+		obs.StepStarted(f, r.stepEvent(f))
+	}
+	var out any
+	var err error
+	if f.ps.st.mapper != nil {
+		out, err = r.runMap(f)
+	} else {
+		out, err = r.attempt(f, f.ps.st.invoke, r.vals, f.ps.in)
+	}
+	if obs != nil {
+		e := r.stepEvent(f)
+		e.Duration, e.Err = time.Since(start), err
+		obs.StepFinished(f, e)
+	}
+	return out, err
 }
 
 // retryWait decides whether attempt number attempt, failed with err, is
 // tried again, and if so waits out the backoff. It reports false when the
 // step is done for: policy exhausted, error not retryable, or the step's
 // context ended.
-func (r *run) retryWait(ctx context.Context, pol *RetryPolicy, attempt, item int, err error) bool {
-	if ctx.Err() != nil {
+func (r *run) retryWait(f *frame, pol *RetryPolicy, attempt int, err error) bool {
+	if f.Err() != nil {
 		return false
 	}
 	delay, ok := pol.next(attempt, err)
 	if !ok {
 		return false
 	}
-	if obs := r.ix.g.cfg.observer; obs != nil {
-		f := ctx.Value(frameKey{}).(*frame)
-		e := r.stepEvent(f, item)
-		e.Attempt, e.Err, e.Delay = attempt, err, delay
-		obs.RetryScheduled(ctx, e)
-	}
+	r.retryScheduled(f, attempt, err, delay)
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-ctx.Done():
+	case <-f.Done():
 		return false
 	}
 }
 
-// attempt makes one call of a step function under the step's timeout,
-// turning a panic into a *PanicError.
-func (r *run) attempt(ctx context.Context, timeout time.Duration, inv invoker, vals []any, in []int32) (out any, err error) {
-	if timeout > 0 {
-		parent := ctx
+func (r *run) retryScheduled(f *frame, attempt int, err error, delay time.Duration) {
+	if obs := r.ix.g.cfg.observer; obs != nil {
+		e := r.stepEvent(f)
+		e.Attempt, e.Err, e.Delay = attempt, err, delay
+		obs.RetryScheduled(f, e)
+	}
+}
+
+var errHeartbeatTimeout = errors.New("heartbeat timeout")
+
+// attempt makes one call of a step function under the step's timeout and
+// heartbeat timeout, turning a panic into a *PanicError.
+func (r *run) attempt(f *frame, inv invoker, vals []any, in []int32) (out any, err error) {
+	var ctx context.Context = f
+	if d := f.ps.timeout; d > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 		defer func() {
 			// Only our own deadline makes a timeout; a cancelled parent does not.
-			if err != nil && parent.Err() == nil && context.Cause(ctx) == context.DeadlineExceeded {
-				err = &TimeoutError{Step: stepName(ctx), Timeout: timeout, Err: err}
+			if err != nil && f.Err() == nil && context.Cause(ctx) == context.DeadlineExceeded {
+				err = &TimeoutError{Step: f.ps.st.name, Timeout: d, Err: err}
+			}
+		}()
+	}
+	if d := f.ps.st.cfg.heartbeatTimeout; d > 0 {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		hb := &f.beat
+		hb.mu.Lock()
+		hb.timer = time.AfterFunc(d, func() { cancel(errHeartbeatTimeout) })
+		hb.mu.Unlock()
+		defer func() {
+			hb.mu.Lock()
+			hb.timer.Stop()
+			hb.timer = nil
+			hb.mu.Unlock()
+			cancel(nil)
+			if err != nil && f.Err() == nil && context.Cause(ctx) == errHeartbeatTimeout {
+				err = &TimeoutError{Step: f.ps.st.name, Timeout: d, Heartbeat: true, Err: err}
 			}
 		}()
 	}
@@ -107,13 +138,20 @@ func (r *run) attempt(ctx context.Context, timeout time.Duration, inv invoker, v
 	return inv(ctx, vals, in)
 }
 
-func (r *run) stepEvent(f *frame, item int) StepEvent {
-	return StepEvent{Graph: r.ix.g.name, Execution: r.id(), Step: f.ps.st.name, Attempt: f.attempt, Item: item}
+// beat is a step's heartbeat state: the last details, kept across attempts,
+// and the timer that a heartbeat timeout runs on.
+type beat struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	details any
+	data    []byte // details as stored, for durable steps
+	dirty   bool   // details not yet written to the store
 }
 
-func stepName(ctx context.Context) string {
-	if f, ok := ctx.Value(frameKey{}).(*frame); ok {
-		return f.ps.st.name
+func (r *run) stepEvent(f *frame) StepEvent {
+	e := StepEvent{Graph: r.ix.g.name, Execution: r.id(), Step: f.ps.st.name, Attempt: f.attempt, Item: -1}
+	if f.isItem {
+		e.Item = f.item
 	}
-	return ""
+	return e
 }

@@ -2,6 +2,7 @@ package docket
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"sync"
 )
@@ -50,10 +51,8 @@ func (r *run) runMap(f *frame) (any, error) {
 	if limit <= 0 || limit > n {
 		limit = n
 	}
-	ctx, cancel := context.WithCancel(f.Context)
+	ctx, cancel := context.WithCancel(f)
 	defer cancel()
-	// Items run under a child frame so that Logger and retries see the step.
-	item := &frame{Context: ctx, r: r, ps: f.ps, attempt: f.attempt}
 
 	var (
 		wg    sync.WaitGroup
@@ -72,7 +71,10 @@ func (r *run) runMap(f *frame) (any, error) {
 				wg.Done()
 			}()
 			for i := range next {
-				if err := r.runItem(item, m, in, out, i); err != nil {
+				// Each item gets a frame of its own, so Logger and the
+				// observer see its index and attempt.
+				item := &frame{Context: ctx, r: r, ps: f.ps, isItem: true, item: i}
+				if err := r.runItem(item, m, in, out); err != nil {
 					once.Do(func() { first = &ItemError{Index: i, Err: err}; cancel() })
 				}
 			}
@@ -95,16 +97,17 @@ feed:
 	return out, first
 }
 
-func (r *run) runItem(f *frame, m *mapper, in, out any, i int) error {
+func (r *run) runItem(f *frame, m *mapper, in, out any) error {
 	call := func(ctx context.Context, _ []any, _ []int32) (any, error) {
-		return nil, m.call(ctx, in, out, i)
+		return nil, m.call(ctx, in, out, f.item)
 	}
 	for attempt := 1; ; attempt++ {
-		_, err := r.attempt(f, f.ps.timeout, call, nil, nil)
+		f.attempt = attempt
+		_, err := r.attempt(f, call, nil, nil)
 		if err == nil {
 			return nil
 		}
-		if !r.retryWait(f, f.ps.retry, attempt, i, err) {
+		if !r.retryWait(f, f.retryPolicy(), attempt, err) {
 			return err
 		}
 	}
@@ -156,8 +159,9 @@ feed:
 		select {
 		case next <- i:
 		case <-ctx.Done():
+			stopped := fmt.Errorf("docket: batch stopped before this item ran: %w", context.Cause(ctx))
 			for j := i; j < len(items); j++ {
-				errs[j] = context.Cause(ctx)
+				errs[j] = stopped
 			}
 			break feed
 		}

@@ -99,6 +99,9 @@ func (r *run) cacheKey(f *frame) (string, bool) {
 }
 
 func (r *run) cacheGet(f *frame) (key string, out any, hit bool) {
+	if f.ps.st.cfg.cacheTTL <= 0 {
+		return "", nil, false
+	}
 	key, ok := r.cacheKey(f)
 	if !ok {
 		return "", nil, false
@@ -118,7 +121,7 @@ func (r *run) cacheGet(f *frame) (key string, out any, hit bool) {
 		}
 	}
 	if obs := r.ix.g.cfg.observer; obs != nil {
-		e := r.stepEvent(f, -1)
+		e := r.stepEvent(f)
 		e.CacheHit = hit
 		obs.CacheChecked(f, e)
 	}
@@ -126,6 +129,9 @@ func (r *run) cacheGet(f *frame) (key string, out any, hit bool) {
 }
 
 func (r *run) cachePut(f *frame, key string, out any) {
+	if key == "" {
+		return
+	}
 	data, err := r.ix.codec.Marshal(out)
 	if err == nil {
 		err = r.ix.cache.Set(f, key, data, f.ps.st.cfg.cacheTTL)

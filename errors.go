@@ -142,6 +142,25 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
+// RaceError reports a race group in which every producer failed. Errs holds
+// one *StepError per producer, in the order they failed.
+type RaceError struct {
+	Graph string
+	Type  reflect.Type
+	Errs  []error
+}
+
+func (e *RaceError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("docket: graph %q: every producer of %s failed:\n  %s", e.Graph, e.Type, strings.Join(msgs, "\n  "))
+}
+
+// Unwrap returns the producers' errors.
+func (e *RaceError) Unwrap() []error { return e.Errs }
+
 // PanicError is the error of a step attempt that panicked. It carries the
 // panic value and the stack of the panicking goroutine.
 type PanicError struct {
@@ -162,10 +181,15 @@ func (e *PanicError) Unwrap() error {
 type TimeoutError struct {
 	Step    string
 	Timeout time.Duration
-	Err     error // what the step returned when its context ended
+	// Heartbeat is set when the step went Timeout without a heartbeat.
+	Heartbeat bool
+	Err       error // what the step returned when its context ended
 }
 
 func (e *TimeoutError) Error() string {
+	if e.Heartbeat {
+		return fmt.Sprintf("step %q sent no heartbeat for %s", e.Step, e.Timeout)
+	}
 	return fmt.Sprintf("step %q timed out after %s", e.Step, e.Timeout)
 }
 

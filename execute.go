@@ -62,6 +62,9 @@ type frame struct {
 	ps      *pstep
 	attempt int
 	pending atomic.Int32
+	isItem  bool // a frame for one item of a Map step
+	item    int
+	beat    beat
 }
 
 type frameKey struct{}
@@ -166,7 +169,10 @@ func execute(ctx context.Context, g *Graph, target reflect.Type, inputs []any, b
 	for _, i := range p.roots[1:] {
 		go r.spawned(i)
 	}
-	r.chain(p.roots[0])
+	// The first root runs on the caller's goroutine. (A step that calls
+	// runtime.Goexit there ends the caller's goroutine, as Goexit does.)
+	var cur int32
+	r.chain(p.roots[0], &cur)
 	r.wg.Wait()
 
 	err = r.result(ctx)
@@ -210,8 +216,10 @@ func (r *run) id() string {
 // chain runs step i and then, on the same goroutine, one of the steps its
 // output made ready; the others get goroutines of their own. A straight
 // chain of steps therefore runs on the caller's goroutine with no hand-off.
-func (r *run) chain(i int32) {
+// cur tracks the step being run, for spawned's Goexit report.
+func (r *run) chain(i int32, cur *int32) {
 	for i >= 0 {
+		*cur = i
 		next := r.exec(i)
 		r.wg.Done()
 		i = next
@@ -222,13 +230,14 @@ func (r *run) chain(i int32) {
 // runtime.Goexit into a step failure instead of a hang.
 func (r *run) spawned(i int32) {
 	normal := false
+	cur := i
 	defer func() {
 		if !normal {
-			r.fail(&StepError{Graph: r.ix.g.name, Step: r.p.steps[i].st.name, Attempts: r.frames[i].attempt, Err: ErrGoexit})
+			r.fail(&StepError{Graph: r.ix.g.name, Step: r.p.steps[cur].st.name, Attempts: r.frames[cur].attempt, Err: ErrGoexit})
 			r.wg.Done()
 		}
 	}()
-	r.chain(i)
+	r.chain(i, &cur)
 	normal = true
 }
 
@@ -300,8 +309,7 @@ func (r *run) stepFailed(f *frame, rs *raceState, attempts int, err error) {
 	errs := rs.errs
 	rs.mu.Unlock()
 	if all {
-		r.fail(fmt.Errorf("docket: graph %q: every producer of %s failed: %w",
-			r.ix.g.name, r.p.slots[f.ps.out].typ, errors.Join(errs...)))
+		r.fail(&RaceError{Graph: r.ix.g.name, Type: r.p.slots[f.ps.out].typ, Errs: errs})
 	}
 }
 

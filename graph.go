@@ -1,6 +1,7 @@
 package docket
 
 import (
+	"fmt"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -112,6 +113,10 @@ func (ix *index) validate() []error {
 		if s.err != nil {
 			probs = append(probs, s.err)
 			continue
+		}
+		if c := s.cfg.compensate; c != nil && c.in != s.out {
+			probs = append(probs, &SignatureError{Step: s.name,
+				Reason: fmt.Sprintf("its compensation takes %s but the step produces %s", c.in, s.out)})
 		}
 		if names[s.name] {
 			probs = append(probs, &DuplicateStepError{Step: s.name})

@@ -32,12 +32,14 @@ type LimitOption interface {
 }
 
 type stepConfig struct {
-	name        string
-	retry       *RetryPolicy
-	timeout     time.Duration
-	race        bool
-	cacheTTL    time.Duration
-	concurrency int
+	name             string
+	retry            *RetryPolicy
+	timeout          time.Duration
+	race             bool
+	cacheTTL         time.Duration
+	concurrency      int
+	heartbeatTimeout time.Duration
+	compensate       *compensation
 }
 
 type graphConfig struct {
@@ -80,7 +82,10 @@ func Name(name string) StepOption {
 // Race puts a step in the race group of the type it produces: every
 // producer of that type must be registered with Race. All of them start, the
 // first to succeed provides the value, and the others' contexts are
-// cancelled. If all fail, the step error joins every failure.
+// cancelled. If all fail, the execution fails with a *RaceError holding
+// every producer's *StepError. Like every step, a losing producer is waited
+// for before Execute returns, so racers must return promptly when their
+// context is cancelled.
 func Race() StepOption {
 	return stepFunc(func(c *stepConfig) { c.race = true })
 }
@@ -92,6 +97,13 @@ func Race() StepOption {
 // graph's codec (JSON by default).
 func Cached(ttl time.Duration) StepOption {
 	return stepFunc(func(c *stepConfig) { c.cacheTTL = ttl })
+}
+
+// HeartbeatTimeout fails an attempt of the step that goes longer than d
+// without calling Heartbeat. Use it for long steps, so a hung attempt is
+// noticed long before its Timeout.
+func HeartbeatTimeout(d time.Duration) StepOption {
+	return stepFunc(func(c *stepConfig) { c.heartbeatTimeout = d })
 }
 
 type policyOption struct {
@@ -127,7 +139,8 @@ func (n limitOption) applyStep(c *stepConfig)    { c.concurrency = int(n) }
 func (n limitOption) applyExecute(c *execConfig) { c.concurrency = int(n) }
 
 // Concurrency limits how many items of a Map step, or executions of an
-// ExecuteBatch, run at once. Zero or less means no limit.
+// ExecuteBatch, run at once. Zero or less means no limit. Other steps run one
+// call at a time, so on them it has no effect.
 func Concurrency(n int) LimitOption { return limitOption(n) }
 
 // Input declares a type that executions of the graph provide as input rather

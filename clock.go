@@ -1,0 +1,35 @@
+package docket
+
+import "time"
+
+// Clock is the engine's source of time: durable timers, retry backoffs,
+// leases and Now all read it. The default is the system clock; docktest
+// provides a virtual one, so tests can skip over days of sleeping.
+type Clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a Clock's one-shot timer.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
+
+// IdleClock is implemented by clocks that want to hear when the engine's
+// worker has nothing to do before next; a virtual clock may jump to it.
+type IdleClock interface {
+	Clock
+	Idle(next time.Time)
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
+
+type sysTimer struct{ t *time.Timer }
+
+func (t sysTimer) C() <-chan time.Time { return t.t.C }
+func (t sysTimer) Stop() bool          { return t.t.Stop() }
