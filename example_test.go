@@ -11,9 +11,9 @@ import (
 )
 
 type (
-	Name     string
-	Hello    string
-	Shout    string
+	Name  string
+	Hello string
+	Shout string
 )
 
 func Example() {

@@ -23,7 +23,9 @@ type (
 	Invoice struct{ Total int }
 )
 
-func charge(_ context.Context, o *Order) (*Charge, error) { return &Charge{Amount: len(o.ID) * 10}, nil }
+func charge(_ context.Context, o *Order) (*Charge, error) {
+	return &Charge{Amount: len(o.ID) * 10}, nil
+}
 func reserve(_ context.Context, o *Order) (*Reservation, error) {
 	return &Reservation{Item: "item-" + o.ID}, nil
 }
