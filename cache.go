@@ -106,7 +106,7 @@ func (r *run) cacheGet(f *frame) (key string, out any, hit bool) {
 	if !ok {
 		return "", nil, false
 	}
-	data, hit, err := r.ix.cache.Get(f, key)
+	data, hit, err := r.cacheImpl().Get(f, key)
 	if err != nil {
 		Logger(f).Warn("docket: cache lookup failed; running the step", "error", err)
 		hit = false
@@ -134,9 +134,16 @@ func (r *run) cachePut(f *frame, key string, out any) {
 	}
 	data, err := r.ix.codec.Marshal(out)
 	if err == nil {
-		err = r.ix.cache.Set(f, key, data, f.ps.st.cfg.cacheTTL)
+		err = r.cacheImpl().Set(f, key, data, f.ps.st.cfg.cacheTTL)
 	}
 	if err != nil {
 		Logger(f).Warn("docket: step result not cached", "error", err)
 	}
+}
+
+func (r *run) cacheImpl() Cache {
+	if r.cache != nil {
+		return r.cache
+	}
+	return r.ix.cache
 }

@@ -249,3 +249,97 @@ func quoteAll(ss []string) []string {
 	}
 	return out
 }
+
+// UnnamedStepError reports an anonymous function registered without a Name
+// in a graph that runs durably: stored history refers to steps by name, and
+// a closure's generated name changes when the code around it does.
+type UnnamedStepError struct {
+	Step string
+}
+
+func (e *UnnamedStepError) Error() string {
+	return fmt.Sprintf("step %q is an anonymous function; durable graphs need docket.Name(...) on it", e.Step)
+}
+
+// UnknownGraphError reports a graph name the engine does not serve.
+type UnknownGraphError struct {
+	Graph string
+}
+
+func (e *UnknownGraphError) Error() string {
+	return fmt.Sprintf("docket: no graph named %q is registered with this engine (Config.Graphs)", e.Graph)
+}
+
+// NotFoundError reports an execution ID that does not exist.
+type NotFoundError struct {
+	ID string
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("docket: no execution %q", e.ID) }
+
+// AlreadyStartedError is returned by Start with FailIfExists when the ID is taken.
+type AlreadyStartedError struct {
+	ID    string
+	Graph string
+}
+
+func (e *AlreadyStartedError) Error() string {
+	return fmt.Sprintf("docket: execution %q already exists (graph %q)", e.ID, e.Graph)
+}
+
+// FinishedError reports an operation on an execution that has already ended.
+type FinishedError struct {
+	ID     string
+	Status string
+}
+
+func (e *FinishedError) Error() string {
+	return fmt.Sprintf("docket: execution %q has already finished (%s)", e.ID, e.Status)
+}
+
+// ExecutionError is the outcome of a durable execution that failed or was
+// cancelled, as Result reports it.
+type ExecutionError struct {
+	ID      string
+	Graph   string
+	Status  string // "failed" or "cancelled"
+	Message string // the recorded error
+}
+
+func (e *ExecutionError) Error() string {
+	return fmt.Sprintf("docket: execution %q %s: %s", e.ID, e.Status, e.Message)
+}
+
+// Is lets errors.Is(err, ErrCancelled) match cancelled executions.
+func (e *ExecutionError) Is(target error) bool { return target == ErrCancelled && e.Status == "cancelled" }
+
+// ErrCancelled matches (with errors.Is) the error of a cancelled execution.
+var ErrCancelled = errors.New("docket: execution cancelled")
+
+// CorruptPayloadError reports a stored value that cannot be decoded.
+type CorruptPayloadError struct {
+	Type string
+	Err  error
+}
+
+func (e *CorruptPayloadError) Error() string {
+	return fmt.Sprintf("docket: stored %s cannot be decoded: %v", e.Type, e.Err)
+}
+
+func (e *CorruptPayloadError) Unwrap() error { return e.Err }
+
+// NonDeterminismError reports a step whose durable calls no longer match
+// its journal: on resuming, the code made a different call at a position
+// than the one recorded. The step fails without retries; fix the code (or
+// branch on Patched) so replays make the same calls.
+type NonDeterminismError struct {
+	Step     string
+	Position int    // 0-based index of the durable call within the step
+	Recorded string // the call in the journal, e.g. run("charge")
+	Called   string // the call the code made now
+}
+
+func (e *NonDeterminismError) Error() string {
+	return fmt.Sprintf("docket: non-determinism in step %q: durable call #%d is %s now but the journal recorded %s",
+		e.Step, e.Position, e.Called, e.Recorded)
+}

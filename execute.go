@@ -45,6 +45,7 @@ type run struct {
 	vals   []any
 	frames []frame
 	races  []*raceState // by slot; only for race slots
+	cache  Cache        // overrides the graph's cache (durable runs use the store's)
 	wg     sync.WaitGroup
 	failed atomic.Bool
 	errMu  sync.Mutex
@@ -65,6 +66,7 @@ type frame struct {
 	isItem  bool // a frame for one item of a Map step
 	item    int
 	beat    beat
+	d       *durableStep // set when the step runs durably
 }
 
 type frameKey struct{}

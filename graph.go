@@ -35,6 +35,8 @@ type index struct {
 	cache     Cache
 	codec     codec.Codec
 	plans     sync.Map // planKey -> *planEntry
+	types     map[string]reflect.Type
+	ambiguous map[string]bool
 }
 
 // NewGraph returns an empty graph. The name identifies the graph in errors,
@@ -97,6 +99,24 @@ func (g *Graph) index() *index {
 		}
 		if s.cfg.cacheTTL > 0 && ix.cache == nil {
 			ix.cache = NewMemoryCache()
+		}
+	}
+	ix.types, ix.ambiguous = map[string]reflect.Type{}, map[string]bool{}
+	name := func(t reflect.Type) {
+		if u, ok := ix.types[t.String()]; ok && u != t {
+			ix.ambiguous[t.String()] = true
+		}
+		ix.types[t.String()] = t
+	}
+	for t := range ix.inputs {
+		name(t)
+	}
+	for _, s := range ix.steps {
+		if s.err == nil {
+			name(s.out)
+			for _, t := range s.in {
+				name(t)
+			}
 		}
 	}
 	if probs := ix.validate(); len(probs) > 0 {
@@ -259,3 +279,31 @@ type typed[T any] struct{ v T }
 func (t typed[T]) value() (any, reflect.Type) { return t.v, reflect.TypeFor[T]() }
 
 type typedInput interface{ value() (any, reflect.Type) }
+
+// durableErr reports what stops a valid graph from running durably: steps
+// without a stable name, and types whose names collide (stored values are
+// tagged with type names, so each name must mean one type).
+func (ix *index) durableErr() error {
+	var probs []error
+	for _, s := range ix.steps {
+		if s.anon {
+			probs = append(probs, &UnnamedStepError{Step: s.name})
+		}
+	}
+	for n := range ix.ambiguous {
+		probs = append(probs, fmt.Errorf("two different types are named %s; durable graphs need distinct type names", n))
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	return &ValidationError{Graph: ix.g.name, Problems: probs}
+}
+
+// typeByName finds a graph type by its name, as stored with values.
+func (ix *index) typeByName(name string) (reflect.Type, error) {
+	t, ok := ix.types[name]
+	if !ok {
+		return nil, fmt.Errorf("docket: graph %q has no type named %s (was the graph changed?)", ix.g.name, name)
+	}
+	return t, nil
+}

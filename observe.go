@@ -71,14 +71,23 @@ func Logger(ctx context.Context) *slog.Logger {
 	if f == nil {
 		return slog.Default()
 	}
+	if f.d != nil && f.d.replaying() {
+		return discard // a replay repeats code that already logged
+	}
 	l := f.r.ix.g.cfg.logger
 	if l == nil {
 		l = slog.Default()
 	}
-	return l.With(
+	attrs := []any{
 		slog.String("graph", f.r.ix.g.name),
 		slog.String("execution", f.r.id()),
 		slog.String("step", f.ps.st.name),
 		slog.Int("attempt", f.attempt),
-	)
+	}
+	if f.isItem {
+		attrs = append(attrs, slog.Int("item", f.item))
+	}
+	return l.With(attrs...)
 }
+
+var discard = slog.New(slog.DiscardHandler)

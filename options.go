@@ -17,11 +17,13 @@ type GraphOption interface{ applyGraph(*graphConfig) }
 // ExecuteOption configures one call of Execute or ExecuteBatch.
 type ExecuteOption interface{ applyExecute(*execConfig) }
 
-// PolicyOption is an option that works on a step (for that step) and on a
-// graph (as the default of every step that does not set its own).
+// PolicyOption is an option that works on a step (for that step), on a
+// graph (as the default of every step that does not set its own) and on a
+// Run call inside a step.
 type PolicyOption interface {
 	StepOption
 	GraphOption
+	RunOption
 }
 
 // LimitOption is a concurrency limit: on a Map step it bounds the items in
@@ -40,6 +42,7 @@ type stepConfig struct {
 	concurrency      int
 	heartbeatTimeout time.Duration
 	compensate       *compensation
+	stepTimeout      time.Duration
 }
 
 type graphConfig struct {
@@ -57,6 +60,7 @@ type execConfig struct {
 	timeout     time.Duration
 	concurrency int
 	shared      []any
+	conflict    ConflictPolicy
 }
 
 type stepFunc func(*stepConfig)
@@ -106,19 +110,29 @@ func HeartbeatTimeout(d time.Duration) StepOption {
 	return stepFunc(func(c *stepConfig) { c.heartbeatTimeout = d })
 }
 
+// StepTimeout bounds a durable step across all its attempts and backoffs,
+// counted from when it first became ready: once it has passed, a failed
+// attempt is not retried.
+func StepTimeout(d time.Duration) StepOption {
+	return stepFunc(func(c *stepConfig) { c.stepTimeout = d })
+}
+
 type policyOption struct {
 	step  func(*stepConfig)
 	graph func(*graphConfig)
+	run   func(*runConfig)
 }
 
 func (o policyOption) applyStep(c *stepConfig)   { o.step(c) }
 func (o policyOption) applyGraph(c *graphConfig) { o.graph(c) }
+func (o policyOption) applyRun(c *runConfig)     { o.run(c) }
 
 // Retry sets the retry policy of a step, or, on NewGraph, the default policy.
 func Retry(p RetryPolicy) PolicyOption {
 	return policyOption{
 		step:  func(c *stepConfig) { c.retry = &p },
 		graph: func(c *graphConfig) { c.retry = &p },
+		run:   func(c *runConfig) { c.retry = &p },
 	}
 }
 
@@ -130,6 +144,7 @@ func Timeout(d time.Duration) PolicyOption {
 	return policyOption{
 		step:  func(c *stepConfig) { c.timeout = d },
 		graph: func(c *graphConfig) { c.timeout = d },
+		run:   func(c *runConfig) { c.timeout = d },
 	}
 }
 

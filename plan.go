@@ -20,6 +20,7 @@ type plan struct {
 	inputs  []int32 // slot of each request input, in request order
 	roots   []int32 // steps whose inputs are all provided
 	hasRace bool
+	byName  map[string]int32
 }
 
 type pstep struct {
@@ -187,8 +188,10 @@ func (ix *index) compile(target reflect.Type, given []reflect.Type) (*plan, erro
 	}
 
 	cfg := &ix.g.cfg
+	p.byName = make(map[string]int32, len(p.steps))
 	for i := range p.steps {
 		ps := &p.steps[i]
+		p.byName[ps.st.name] = int32(i)
 		ps.out = slotOf[ps.st.out]
 		ps.in = make([]int32, len(ps.st.in))
 		for k, it := range ps.st.in {

@@ -1,0 +1,301 @@
+package docket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/docket-run/docket/store"
+)
+
+// ConflictPolicy says what Start does when the execution ID is taken.
+type ConflictPolicy int
+
+const (
+	// UseExisting returns a handle to the existing execution (the default):
+	// the ID is an idempotency key, so retrying a Start is safe.
+	UseExisting ConflictPolicy = iota
+	// FailIfExists returns an *AlreadyStartedError.
+	FailIfExists
+)
+
+// OnConflict sets Start's policy for an ID that is already taken.
+func OnConflict(p ConflictPolicy) ExecuteOption {
+	return execFunc(func(c *execConfig) { c.conflict = p })
+}
+
+// Handle refers to a durable execution whose result is an Out.
+type Handle[Out any] struct {
+	eng *Engine
+	id  string
+}
+
+// ID returns the execution ID.
+func (h *Handle[Out]) ID() string { return h.id }
+
+// HandleFor returns a handle to an existing execution, e.g. one started by
+// another process.
+func HandleFor[Out any](eng *Engine, id string) *Handle[Out] { return &Handle[Out]{eng: eng, id: id} }
+
+// Start records a durable execution of g with the given ID that produces an
+// Out from inputs, and returns at once; the engine's workers (in this or any
+// process sharing the store) run it. The ID is an idempotency key: starting
+// an ID that exists returns the existing execution (see OnConflict).
+// Inputs and options are given as for Execute; ExecutionTimeout bounds the
+// whole execution. The inputs are checked before anything is recorded.
+func Start[Out any](ctx context.Context, eng *Engine, g *Graph, id string, inputs ...any) (*Handle[Out], error) {
+	if err := eng.start(ctx, g, id, reflect.TypeFor[Out](), inputs); err != nil {
+		return nil, err
+	}
+	return &Handle[Out]{eng: eng, id: id}, nil
+}
+
+func (e *Engine) start(ctx context.Context, g *Graph, id string, target reflect.Type, inputs []any) error {
+	if id == "" {
+		return errors.New("docket: an execution needs an ID")
+	}
+	if eg, err := e.graph(g.name); err != nil {
+		return err
+	} else if eg != g {
+		return fmt.Errorf("docket: graph %q given to Start is not the one registered with the engine", g.name)
+	}
+	ix := g.index()
+	var cfg execConfig
+	vals, types := splitInputs(inputs, &cfg)
+	p, err := ix.planFor(target, types)
+	if err != nil {
+		return err
+	}
+	x := &store.Execution{ID: id, Run: 1, Graph: g.name, Target: target.String(), Codec: e.codec.Name(), Status: store.Running}
+	for k, v := range vals {
+		data, err := e.codec.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("docket: input %d (%T) cannot be encoded: %w", k, v, err)
+		}
+		x.Inputs = append(x.Inputs, store.Value{Type: p.slots[p.inputs[k]].typ.String(), Data: data})
+	}
+	now := e.clock.Now()
+	x.CreatedAt, x.UpdatedAt = now, now
+	if cfg.timeout > 0 {
+		x.Deadline = now.Add(cfg.timeout)
+	}
+	eager := e.w != nil && e.w.tryAcquire()
+	var first *store.Task
+	finished := false
+	err = e.st.Update(ctx, id, func(tx store.Tx) error {
+		first, finished = nil, false
+		old, err := tx.Execution()
+		if err == nil {
+			if cfg.conflict == FailIfExists || old.Graph != x.Graph || old.Target != x.Target {
+				return &AlreadyStartedError{ID: id, Graph: old.Graph}
+			}
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := tx.CreateExecution(x); err != nil {
+			return err
+		}
+		if p.slots[p.target].input {
+			// Nothing to run: the result is an input.
+			k := 0
+			for i, si := range p.inputs {
+				if si == p.target {
+					k = i
+				}
+			}
+			x.Status, x.Result, x.FinishedAt = store.Completed, &x.Inputs[k], now
+			finished = true
+			return tx.PutExecution(x)
+		}
+		recs := map[string]*store.Step{}
+		for _, i := range p.roots {
+			if err := e.w.makeReadyVia(e, tx, p, recs, i, now, eager && first == nil, &first); err != nil {
+				return err
+			}
+		}
+		if !x.Deadline.IsZero() {
+			return tx.AddTask(&store.Task{Kind: taskDeadline, ReadyAt: x.Deadline})
+		}
+		return nil
+	})
+	if err != nil {
+		if eager {
+			e.w.releaseSlot()
+		}
+		return err
+	}
+	switch {
+	case first != nil:
+		e.w.launch(*first)
+	case eager:
+		e.w.releaseSlot()
+	}
+	if finished {
+		e.finished(id)
+	}
+	if e.w != nil {
+		e.w.poke()
+	}
+	return nil
+}
+
+// makeReadyVia is makeReady for callers that may have no worker (a
+// client-only engine): nothing is leased then.
+func (w *worker) makeReadyVia(e *Engine, tx store.Tx, p *plan, recs map[string]*store.Step, i int32, now time.Time, lease bool, leased **store.Task) error {
+	if w == nil {
+		w = &worker{eng: e}
+		lease = false
+	}
+	return w.makeReady(tx, p, recs, i, now, lease, leased)
+}
+
+// splitInputs separates options from inputs and notes each input's type.
+func splitInputs(inputs []any, cfg *execConfig) ([]any, []reflect.Type) {
+	var vals []any
+	var types []reflect.Type
+	add := func(in any) {
+		t := reflect.TypeOf(in)
+		if ti, ok := in.(typedInput); ok {
+			in, t = ti.value()
+		}
+		vals, types = append(vals, in), append(types, t)
+	}
+	for _, in := range inputs {
+		if o, ok := in.(ExecuteOption); ok {
+			o.applyExecute(cfg)
+		}
+	}
+	for _, in := range cfg.shared {
+		add(in)
+	}
+	for _, in := range inputs {
+		if _, ok := in.(ExecuteOption); !ok {
+			add(in)
+		}
+	}
+	return vals, types
+}
+
+// Result waits for the execution to finish and returns its result, or an
+// *ExecutionError if it failed or was cancelled.
+func (h *Handle[Out]) Result(ctx context.Context) (Out, error) {
+	var zero Out
+	e := h.eng
+	backoff := 5 * time.Millisecond
+	for {
+		ch := e.waitChan(h.id)
+		x, err := e.st.Execution(ctx, h.id)
+		if err != nil {
+			e.dropWait(h.id, ch)
+			if errors.Is(err, store.ErrNotFound) {
+				return zero, &NotFoundError{ID: h.id}
+			}
+			return zero, err
+		}
+		if x.Status.Finished() {
+			e.dropWait(h.id, ch)
+			if x.Status != store.Completed {
+				return zero, &ExecutionError{ID: x.ID, Graph: x.Graph, Status: string(x.Status), Message: x.Error}
+			}
+			if x.Result == nil {
+				return zero, nil
+			}
+			var out Out
+			if err := e.codec.Unmarshal(x.Result.Data, &out); err != nil {
+				return zero, &CorruptPayloadError{Type: x.Result.Type, Err: err}
+			}
+			return out, nil
+		}
+		// Wake on this process finishing it, or poll for other processes.
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			e.dropWait(h.id, ch)
+			return zero, ctx.Err()
+		case <-ch:
+		case <-t.C:
+			e.dropWait(h.id, ch)
+		}
+		t.Stop()
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// Cancel asks an execution to stop: its running steps see their context
+// cancelled, suspended ones are woken and dropped, no new step starts, and
+// then the compensations of its completed steps run. Its final status is
+// cancelled. Cancelling a finished execution returns a *FinishedError.
+func (e *Engine) Cancel(ctx context.Context, id string) error {
+	finished := false
+	err := e.st.Update(ctx, id, func(tx store.Tx) error {
+		finished = false
+		x, err := tx.Execution()
+		if errors.Is(err, store.ErrNotFound) {
+			return &NotFoundError{ID: id}
+		}
+		if err != nil {
+			return err
+		}
+		if x.Status.Finished() {
+			return &FinishedError{ID: id, Status: string(x.Status)}
+		}
+		if x.CancelRequested {
+			return nil
+		}
+		x.CancelRequested, x.UpdatedAt = true, e.clock.Now()
+		if err := tx.PutExecution(x); err != nil {
+			return err
+		}
+		g, err := e.graph(x.Graph)
+		if err != nil {
+			return err
+		}
+		p, err := e.planOf(g.index(), x)
+		if err != nil {
+			return err
+		}
+		steps, err := tx.Steps()
+		if err != nil {
+			return err
+		}
+		recs := byName(steps)
+		now := e.clock.Now()
+		// Steps that are not running now never will: drop their tasks.
+		tasks, err := tx.Tasks()
+		if err != nil {
+			return err
+		}
+		for _, t := range tasks {
+			running := t.Owner != "" && t.LeaseUntil.After(now)
+			if t.Kind == store.TaskCompensate || (t.Kind == store.TaskStep && running) {
+				continue
+			}
+			if err := tx.DeleteTask(t.ID); err != nil {
+				return err
+			}
+			if rec := recs[t.Step]; t.Kind == store.TaskStep && rec != nil {
+				rec.Status, rec.FinishedAt, rec.Error = store.StepCancelled, now, "execution cancelled"
+				if err := tx.PutStep(rec); err != nil {
+					return err
+				}
+			}
+		}
+		return settleCancel(e, tx, p, x, recs, now, &finished)
+	})
+	if err != nil {
+		return err
+	}
+	if e.w != nil {
+		e.w.cancelExec(id, errCancelling)
+		e.w.poke()
+	}
+	if finished {
+		e.finished(id)
+	}
+	return nil
+}

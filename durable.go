@@ -1,0 +1,844 @@
+package docket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/docket-run/docket/codec"
+	"github.com/docket-run/docket/store"
+)
+
+// taskDeadline fires when an execution's timeout runs out.
+const taskDeadline store.TaskKind = "deadline"
+
+// durableStep is the durable side of a step's frame: the task being run,
+// the step's journal of durable calls, and the position reached in it.
+type durableStep struct {
+	w       *worker
+	task    store.Task
+	exec    *store.Execution
+	step    string
+	journal []store.JournalEntry // as loaded, then extended by new calls
+	loaded  int                  // entries that came from the store
+	saved   int                  // entries that are in the store
+	seq     int                  // position of the next durable call
+	// suspended is set once a durable call has recorded a suspension and
+	// is about to end the step's goroutine.
+	suspended bool
+	nd        error // a non-determinism error, which fails the step whatever it returns
+	lastBeat  time.Time
+}
+
+func (d *durableStep) codec() codec.Codec { return d.w.eng.codec }
+
+// replaying reports whether the step is still re-running recorded calls.
+func (d *durableStep) replaying() bool { return d.seq < d.loaded }
+
+// next returns the recorded entry for the next durable call, checking that
+// the code makes the same call it made before, or nil if the call is new.
+func (d *durableStep) next(kind, name string) (*store.JournalEntry, error) {
+	if d.nd != nil {
+		return nil, d.nd
+	}
+	pos := d.seq
+	d.seq++
+	if pos >= len(d.journal) {
+		return nil, nil
+	}
+	e := &d.journal[pos]
+	if e.Kind != kind || e.Name != name {
+		d.nd = &NonDeterminismError{Step: d.step, Position: pos, Recorded: callString(e.Kind, e.Name), Called: callString(kind, name)}
+		return nil, d.nd
+	}
+	return e, nil
+}
+
+func callString(kind, name string) string {
+	if name == "" {
+		return kind + "()"
+	}
+	return fmt.Sprintf("%s(%q)", kind, name)
+}
+
+// add appends the entry of the call just made. It is stored with the next
+// save; Run saves at once, because its side effect has happened.
+func (d *durableStep) add(e store.JournalEntry) {
+	e.Exec, e.Step, e.Seq = d.exec.ID, d.step, len(d.journal)
+	d.journal = append(d.journal, e)
+}
+
+// writeJournal stores the entries not yet stored, inside tx.
+func (d *durableStep) writeJournal(tx store.Tx) error {
+	for i := d.saved; i < len(d.journal); i++ {
+		if err := tx.PutJournal(&d.journal[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// save stores unsaved journal entries and fresh heartbeat details, and
+// applies change to the step record and task, in one transaction fenced by
+// the task's lease.
+func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.Tx, rec *store.Step, task *store.Task) error) error {
+	err := d.w.eng.st.Update(ctx, d.exec.ID, func(tx store.Tx) error {
+		task, err := d.w.fence(tx, d.task.ID)
+		if err != nil {
+			return err
+		}
+		if err := d.writeJournal(tx); err != nil {
+			return err
+		}
+		data := f.beatData()
+		if change == nil && data == nil {
+			return nil
+		}
+		rec, err := stepRecord(tx, d.step)
+		if err != nil {
+			return err
+		}
+		if data != nil {
+			rec.Heartbeat = data
+		}
+		if change != nil {
+			if err := change(tx, rec, task); err != nil {
+				return err
+			}
+		}
+		return tx.PutStep(rec)
+	})
+	if err == nil {
+		d.saved = len(d.journal)
+		f.beat.mu.Lock()
+		f.beat.dirty = false
+		f.beat.mu.Unlock()
+	}
+	return err
+}
+
+// heartbeat stores heartbeat details, at most once a tenth of a lease.
+func (d *durableStep) heartbeat(f *frame) {
+	now := time.Now()
+	if now.Sub(d.lastBeat) < d.w.eng.cfg.Lease/10 {
+		return
+	}
+	d.lastBeat = now
+	if err := d.save(f, f, nil); err != nil {
+		Logger(f).Warn("docket: storing heartbeat details failed", "error", err)
+	}
+}
+
+// beatData encodes the latest heartbeat details, if they changed.
+func (f *frame) beatData() []byte {
+	hb := &f.beat
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	if !hb.dirty {
+		return nil
+	}
+	if hb.data == nil && hb.details != nil && f.d != nil {
+		b, err := f.d.codec().Marshal(hb.details)
+		if err != nil {
+			return nil
+		}
+		hb.data = b
+	}
+	return hb.data
+}
+
+// suspend records that the step waits until wake (for the reason in
+// wait), reschedules its task for then, and ends the step's goroutine. The
+// step runs again from the top at wake, replaying its journal.
+func (d *durableStep) suspend(f *frame, wake time.Time, wait string) error {
+	err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
+		rec.Status, rec.Wait, rec.WakeAt = store.StepSuspended, wait, wake
+		task.ReadyAt, task.Owner, task.LeaseUntil = wake, "", time.Time{}
+		return tx.PutTask(task)
+	})
+	if err != nil {
+		return fmt.Errorf("docket: suspending step %q: %w", d.step, err)
+	}
+	d.suspended = true
+	d.w.poke()
+	exitStep()
+	return nil
+}
+
+func stepRecord(tx store.Tx, name string) (*store.Step, error) {
+	steps, err := tx.Steps()
+	if err != nil {
+		return nil, err
+	}
+	for i := range steps {
+		if steps[i].Name == name {
+			return &steps[i], nil
+		}
+	}
+	return &store.Step{Name: name}, nil
+}
+
+// planOf compiles the plan of a stored execution.
+func (e *Engine) planOf(ix *index, x *store.Execution) (*plan, error) {
+	target, err := ix.typeByName(x.Target)
+	if err != nil {
+		return nil, err
+	}
+	types := make([]reflect.Type, len(x.Inputs))
+	for i, v := range x.Inputs {
+		if types[i], err = ix.typeByName(v.Type); err != nil {
+			return nil, err
+		}
+	}
+	return ix.planFor(target, types)
+}
+
+// load decodes the value in slot si from the execution's inputs or the
+// output of the step that produced it.
+func (e *Engine) load(p *plan, x *store.Execution, recs map[string]*store.Step, si int32) (any, error) {
+	t := p.slots[si].typ
+	for k, in := range p.inputs {
+		if in == si {
+			return e.decode(t, x.Inputs[k].Data)
+		}
+	}
+	for _, pi := range p.slots[si].producers {
+		if rec := recs[p.steps[pi].st.name]; rec != nil && rec.Status == store.StepDone && rec.Output != nil {
+			return e.decode(t, rec.Output.Data)
+		}
+	}
+	return nil, fmt.Errorf("docket: no value of %s is recorded", t)
+}
+
+func byName(steps []store.Step) map[string]*store.Step {
+	m := make(map[string]*store.Step, len(steps))
+	for i := range steps {
+		m[steps[i].Name] = &steps[i]
+	}
+	return m
+}
+
+// stepTask runs one attempt (or the resumption) of a step.
+func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
+	e := w.eng
+	x, err := e.st.Execution(ctx, t.Exec)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			w.dropTask(ctx, t)
+		}
+		return nil
+	}
+	if x.Status.Finished() {
+		w.dropTask(ctx, t)
+		return nil
+	}
+	g, err := e.graph(x.Graph)
+	if err != nil {
+		e.log.Warn("docket: task of a graph this engine does not serve; deferring it", "execution", x.ID, "graph", x.Graph)
+		w.deferTask(ctx, t, time.Minute)
+		return nil
+	}
+	ix := g.index()
+	p, err := e.planOf(ix, x)
+	if err != nil {
+		return w.failWith(ctx, t, err.Error())
+	}
+	i, ok := p.byName[t.Step]
+	if !ok {
+		return w.failWith(ctx, t, fmt.Sprintf("step %q is no longer in graph %q", t.Step, x.Graph))
+	}
+	steps, err := e.st.Steps(ctx, x.ID)
+	if err != nil {
+		return nil // the lease runs out and the task is tried again
+	}
+	recs := byName(steps)
+	rec := recs[t.Step]
+	if rec == nil {
+		rec = &store.Step{Name: t.Step}
+	}
+	ps := &p.steps[i]
+	r := &run{ix: ix, p: p, cfg: execConfig{id: x.ID}, vals: make([]any, len(p.slots)), cache: e.cache}
+	for _, si := range ps.in {
+		if r.vals[si] != nil {
+			continue
+		}
+		if r.vals[si], err = e.load(p, x, recs, si); err != nil {
+			return w.failWith(ctx, t, fmt.Sprintf("step %q cannot start: %v", t.Step, err))
+		}
+	}
+	journal, err := e.st.Journal(ctx, x.ID, t.Step)
+	if err != nil {
+		return nil
+	}
+	f := &frame{Context: ctx, r: r, ps: ps, attempt: rec.Attempt + 1}
+	f.beat.data = rec.Heartbeat
+	d := &durableStep{w: w, task: t, exec: x, step: t.Step, journal: journal, loaded: len(journal), saved: len(journal)}
+	f.d = d
+
+	key, out, hit := r.cacheGet(f)
+	var runErr error
+	if !hit {
+		out, runErr = w.attempt(r, f)
+		if d.suspended {
+			return nil
+		}
+		if d.nd != nil {
+			runErr = NonRetryable(d.nd)
+		}
+		if runErr == nil {
+			r.cachePut(f, key, out)
+		}
+	}
+	if runErr != nil && context.Cause(ctx) == errShutdown {
+		w.handBack(t, f, d)
+		return nil
+	}
+	return w.commitStep(ctx, r, f, d, out, runErr)
+}
+
+// attempt runs the attempt on a goroutine of its own, so that a durable
+// call can end it with runtime.Goexit when the step suspends.
+func (w *worker) attempt(r *run, f *frame) (out any, err error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		normal := false
+		defer func() {
+			if !normal && !f.d.suspended {
+				err = ErrGoexit
+			}
+		}()
+		out, err = r.attemptOnce(f)
+		normal = true
+	}()
+	<-done
+	return out, err
+}
+
+// handBack releases a task interrupted by shutdown, keeping its journal.
+func (w *worker) handBack(t store.Task, f *frame, d *durableStep) {
+	_ = d.save(context.Background(), f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
+		task.Owner, task.LeaseUntil = "", time.Time{}
+		return tx.PutTask(task)
+	})
+}
+
+// commitStep records an attempt's outcome: the output and the steps it
+// makes ready, a retry on a durable timer, or the step's (and maybe the
+// execution's) failure — all in one transaction. It returns a successor
+// leased to this worker to run next on the same goroutine.
+func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableStep, out any, runErr error) *store.Task {
+	e := w.eng
+	ps := f.ps
+	p := r.p
+	now := e.clock.Now()
+	var outVal *store.Value
+	if runErr == nil {
+		data, err := e.codec.Marshal(out)
+		if err != nil {
+			runErr = NonRetryable(fmt.Errorf("its output cannot be encoded: %w", err))
+		} else {
+			outVal = &store.Value{Type: ps.st.out.String(), Data: data}
+		}
+	}
+	var (
+		next     *store.Task
+		finished bool
+		delay    time.Duration
+		retry    bool
+	)
+	err := e.st.Update(context.WithoutCancel(ctx), d.exec.ID, func(tx store.Tx) error {
+		next, finished, retry = nil, false, false
+		task, err := w.fence(tx, d.task.ID)
+		if err != nil {
+			return err
+		}
+		if err := d.writeJournal(tx); err != nil {
+			return err
+		}
+		x, err := tx.Execution()
+		if err != nil {
+			return err
+		}
+		steps, err := tx.Steps()
+		if err != nil {
+			return err
+		}
+		recs := byName(steps)
+		rec := recs[ps.st.name]
+		if rec == nil {
+			rec = &store.Step{Name: ps.st.name}
+			recs[rec.Name] = rec
+		}
+		rec.Attempt = f.attempt
+		if data := f.beatData(); data != nil {
+			rec.Heartbeat = data
+		}
+		if rec.StartedAt.IsZero() {
+			rec.StartedAt = now
+		}
+		if x.Status.Finished() {
+			return tx.DeleteTask(task.ID)
+		}
+		if x.CancelRequested {
+			rec.Status, rec.FinishedAt, rec.Error = store.StepCancelled, now, "execution cancelled"
+			if err := putAndDelete(tx, rec, task.ID); err != nil {
+				return err
+			}
+			return w.settleCancel(tx, p, x, recs, now, &finished)
+		}
+		if runErr == nil {
+			if slotFilled(p, recs, ps.out, rec.Name) {
+				rec.Status, rec.FinishedAt, rec.Error = store.StepCancelled, now, "another producer won the race"
+				return putAndDelete(tx, rec, task.ID)
+			}
+			x.Seq++
+			rec.Status, rec.Output, rec.Seq, rec.FinishedAt = store.StepDone, outVal, x.Seq, now
+			rec.Error, rec.Wait, rec.WakeAt = "", "", time.Time{}
+			if err := putAndDelete(tx, rec, task.ID); err != nil {
+				return err
+			}
+			x.UpdatedAt = now
+			if ps.out == p.target {
+				x.Status, x.Result, x.FinishedAt = store.Completed, outVal, now
+				finished = true
+				if err := deleteTasks(tx, nil); err != nil {
+					return err
+				}
+				return tx.PutExecution(x)
+			}
+			if next, err = w.schedule(tx, p, recs, ps.out, now, true); err != nil {
+				return err
+			}
+			return tx.PutExecution(x)
+		}
+		// The attempt failed: retry on a durable timer, or fail the step.
+		rec.Error = runErr.Error()
+		if delay, retry = w.retryDelay(f, rec, runErr, now); retry {
+			rec.Status, rec.WakeAt = store.StepSuspended, now.Add(delay)
+			rec.Wait = fmt.Sprintf("retry backoff after attempt %d", f.attempt)
+			task.ReadyAt, task.Owner, task.LeaseUntil = rec.WakeAt, "", time.Time{}
+			if err := truncateFailedCalls(tx, d); err != nil {
+				return err
+			}
+			if err := tx.PutTask(task); err != nil {
+				return err
+			}
+			return tx.PutStep(rec)
+		}
+		rec.Status, rec.FinishedAt = store.StepFailed, now
+		if err := putAndDelete(tx, rec, task.ID); err != nil {
+			return err
+		}
+		if racersLeft(p, recs, ps.out) {
+			return nil
+		}
+		msg := (&StepError{Graph: r.ix.g.name, Step: ps.st.name, Attempts: f.attempt, Err: runErr}).Error()
+		return w.failExecution(tx, p, x, recs, msg, now, &finished)
+	})
+	if err != nil {
+		if !errors.Is(err, errLeaseLost) {
+			e.log.Error("docket: recording a step's outcome failed; the step will run again", "execution", d.exec.ID, "step", ps.st.name, "error", err)
+		}
+		return nil
+	}
+	d.saved = len(d.journal)
+	if retry {
+		r.retryScheduled(f, f.attempt, runErr, delay)
+	}
+	if finished {
+		e.finished(d.exec.ID)
+	}
+	w.poke()
+	return next
+}
+
+// retryDelay applies the step's retry policy, and its step timeout, to a
+// failed attempt.
+func (w *worker) retryDelay(f *frame, rec *store.Step, err error, now time.Time) (time.Duration, bool) {
+	delay, ok := f.retryPolicy().next(f.attempt, err)
+	if !ok {
+		return 0, false
+	}
+	if st := f.ps.st.cfg.stepTimeout; st > 0 && !rec.ReadyAt.IsZero() && now.Add(delay).Sub(rec.ReadyAt) >= st {
+		return 0, false
+	}
+	return delay, true
+}
+
+// truncateFailedCalls forgets the durable calls that failed in this
+// attempt, so the next attempt makes them again; successful ones stay.
+func truncateFailedCalls(tx store.Tx, d *durableStep) error {
+	for i, e := range d.journal {
+		if e.Error != "" {
+			return tx.TruncateJournal(d.step, i)
+		}
+	}
+	return nil
+}
+
+func putAndDelete(tx store.Tx, rec *store.Step, task int64) error {
+	if err := tx.PutStep(rec); err != nil {
+		return err
+	}
+	return tx.DeleteTask(task)
+}
+
+// slotFilled reports whether a step other than self already produced slot si.
+func slotFilled(p *plan, recs map[string]*store.Step, si int32, self string) bool {
+	for _, pi := range p.slots[si].producers {
+		name := p.steps[pi].st.name
+		if rec := recs[name]; name != self && rec != nil && rec.Status == store.StepDone {
+			return true
+		}
+	}
+	return false
+}
+
+// racersLeft reports whether another producer of slot si may still succeed.
+func racersLeft(p *plan, recs map[string]*store.Step, si int32) bool {
+	for _, pi := range p.slots[si].producers {
+		rec := recs[p.steps[pi].st.name]
+		if rec == nil || (rec.Status != store.StepFailed && rec.Status != store.StepCancelled) {
+			return true
+		}
+	}
+	return false
+}
+
+// schedule makes ready the consumers of slot si whose inputs are now all
+// recorded. With eager set, the first of them is leased to this worker and
+// returned so the caller can run it at once.
+func (w *worker) schedule(tx store.Tx, p *plan, recs map[string]*store.Step, si int32, now time.Time, eager bool) (*store.Task, error) {
+	var next *store.Task
+	for _, c := range p.slots[si].consumers {
+		cs := &p.steps[c]
+		if recs[cs.st.name] != nil || !inputsReady(p, recs, cs) {
+			continue
+		}
+		if err := w.makeReady(tx, p, recs, c, now, eager && next == nil, &next); err != nil {
+			return nil, err
+		}
+	}
+	return next, nil
+}
+
+// makeReady records step i as ready and queues its task.
+func (w *worker) makeReady(tx store.Tx, p *plan, recs map[string]*store.Step, i int32, now time.Time, lease bool, leased **store.Task) error {
+	name := p.steps[i].st.name
+	if recs[name] != nil {
+		return nil
+	}
+	rec := &store.Step{Name: name, Status: store.StepReady, ReadyAt: now}
+	recs[name] = rec
+	if err := tx.PutStep(rec); err != nil {
+		return err
+	}
+	t := &store.Task{Step: name, Kind: store.TaskStep, ReadyAt: now}
+	if lease {
+		t.Owner, t.LeaseUntil = w.id, now.Add(w.eng.cfg.Lease)
+	}
+	if err := tx.AddTask(t); err != nil {
+		return err
+	}
+	if lease {
+		*leased = t
+	}
+	return nil
+}
+
+func inputsReady(p *plan, recs map[string]*store.Step, ps *pstep) bool {
+	for _, si := range ps.in {
+		if p.slots[si].input {
+			continue
+		}
+		done := false
+		for _, pi := range p.slots[si].producers {
+			if rec := recs[p.steps[pi].st.name]; rec != nil && rec.Status == store.StepDone {
+				done = true
+			}
+		}
+		if !done {
+			return false
+		}
+	}
+	return true
+}
+
+// deleteTasks deletes the execution's tasks, all or those of one kind.
+func deleteTasks(tx store.Tx, keep func(store.Task) bool) error {
+	tasks, err := tx.Tasks()
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		if keep != nil && keep(t) {
+			continue
+		}
+		if err := tx.DeleteTask(t.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failExecution ends an execution that failed (or was cancelled, or timed
+// out): pending steps are cancelled and, if completed steps have
+// compensations, a compensation task undoes them before the final status
+// is set.
+func (w *worker) failExecution(tx store.Tx, p *plan, x *store.Execution, recs map[string]*store.Step, msg string, now time.Time, finished *bool) error {
+	return failExecution(w.eng, tx, p, x, recs, msg, now, finished)
+}
+
+func failExecution(e *Engine, tx store.Tx, p *plan, x *store.Execution, recs map[string]*store.Step, msg string, now time.Time, finished *bool) error {
+	if x.Error == "" {
+		x.Error = msg
+	}
+	if err := deleteTasks(tx, func(t store.Task) bool { return t.Kind == store.TaskCompensate }); err != nil {
+		return err
+	}
+	var comps int
+	for _, rec := range recs {
+		switch rec.Status {
+		case store.StepReady, store.StepSuspended, store.StepRunning:
+			rec.Status, rec.FinishedAt = store.StepCancelled, now
+			if x.CancelRequested {
+				rec.Error = "execution cancelled"
+			} else {
+				rec.Error = "execution failed"
+			}
+		case store.StepDone:
+			if i, ok := p.byName[rec.Name]; ok && p.steps[i].st.cfg.compensate != nil && rec.Comp == "" {
+				rec.Comp = store.CompPending
+				comps++
+			}
+		default:
+			continue
+		}
+		if err := tx.PutStep(rec); err != nil {
+			return err
+		}
+	}
+	x.UpdatedAt = now
+	if comps > 0 {
+		if err := tx.AddTask(&store.Task{Kind: store.TaskCompensate, ReadyAt: now}); err != nil {
+			return err
+		}
+		return tx.PutExecution(x)
+	}
+	return finish(tx, x, now, finished)
+}
+
+// finish sets a failed or cancelled execution's final status.
+func finish(tx store.Tx, x *store.Execution, now time.Time, finished *bool) error {
+	x.Status, x.FinishedAt, x.UpdatedAt = store.Failed, now, now
+	if x.CancelRequested {
+		x.Status = store.Cancelled
+	}
+	*finished = true
+	if err := deleteTasks(tx, nil); err != nil {
+		return err
+	}
+	return tx.PutExecution(x)
+}
+
+// settleCancel finishes a cancellation once no step of the execution is
+// running any more.
+func (w *worker) settleCancel(tx store.Tx, p *plan, x *store.Execution, recs map[string]*store.Step, now time.Time, finished *bool) error {
+	return settleCancel(w.eng, tx, p, x, recs, now, finished)
+}
+
+func settleCancel(e *Engine, tx store.Tx, p *plan, x *store.Execution, recs map[string]*store.Step, now time.Time, finished *bool) error {
+	tasks, err := tx.Tasks()
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		if t.Kind == store.TaskCompensate {
+			return nil // already compensating
+		}
+		if t.Kind == store.TaskStep && t.Owner != "" && t.LeaseUntil.After(now) {
+			return nil // still running somewhere; its commit settles
+		}
+	}
+	return failExecution(e, tx, p, x, recs, "cancelled", now, finished)
+}
+
+// failWith fails the execution of task t outright (its code no longer fits
+// what was recorded, or a value cannot be decoded).
+func (w *worker) failWith(ctx context.Context, t store.Task, msg string) *store.Task {
+	e := w.eng
+	finished := false
+	err := e.st.Update(ctx, t.Exec, func(tx store.Tx) error {
+		finished = false
+		if _, err := w.fence(tx, t.ID); err != nil {
+			return err
+		}
+		x, err := tx.Execution()
+		if err != nil {
+			return err
+		}
+		x.Error = msg
+		return finish(tx, x, e.clock.Now(), &finished)
+	})
+	if err == nil && finished {
+		e.finished(t.Exec)
+	}
+	return nil
+}
+
+// compensateTask runs the next pending compensation of a failed execution,
+// newest completed step first.
+func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
+	e := w.eng
+	x, err := e.st.Execution(ctx, t.Exec)
+	if err != nil || x.Status.Finished() {
+		w.dropTask(ctx, t)
+		return nil
+	}
+	g, err := e.graph(x.Graph)
+	if err != nil {
+		w.deferTask(ctx, t, time.Minute)
+		return nil
+	}
+	ix := g.index()
+	p, err := e.planOf(ix, x)
+	if err != nil {
+		return w.failWith(ctx, t, err.Error())
+	}
+	steps, err := e.st.Steps(ctx, x.ID)
+	if err != nil {
+		return nil
+	}
+	var pending []*store.Step
+	for i := range steps {
+		if steps[i].Comp == store.CompPending {
+			pending = append(pending, &steps[i])
+		}
+	}
+	slices.SortFunc(pending, func(a, b *store.Step) int { return int(b.Seq - a.Seq) })
+	now := e.clock.Now()
+	if len(pending) == 0 {
+		finished := false
+		err := e.st.Update(ctx, x.ID, func(tx store.Tx) error {
+			finished = false
+			if _, err := w.fence(tx, t.ID); err != nil {
+				return err
+			}
+			x, err := tx.Execution()
+			if err != nil {
+				return err
+			}
+			return finish(tx, x, now, &finished)
+		})
+		if err == nil && finished {
+			e.finished(x.ID)
+		}
+		return nil
+	}
+	rec := pending[0]
+	i, ok := p.byName[rec.Name]
+	if !ok || rec.Output == nil {
+		return w.failWith(ctx, t, fmt.Sprintf("cannot compensate step %q: it is no longer in the graph", rec.Name))
+	}
+	ps := &p.steps[i]
+	r := &run{ix: ix, p: p, cfg: execConfig{id: x.ID}}
+	f := &frame{Context: ctx, r: r, ps: ps, attempt: rec.CompAttempt + 1}
+	cerr := error(nil)
+	out, derr := e.decode(ps.st.out, rec.Output.Data)
+	if derr != nil {
+		cerr = NonRetryable(derr)
+	} else {
+		var cctx context.Context = f
+		if ps.timeout > 0 {
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(cctx, ps.timeout)
+			defer cancel()
+		}
+		cerr = compensateOnce(cctx, ps.st.cfg.compensate, out)
+	}
+	now = e.clock.Now()
+	var next *store.Task
+	err = e.st.Update(context.WithoutCancel(ctx), x.ID, func(tx store.Tx) error {
+		next = nil
+		task, err := w.fence(tx, t.ID)
+		if err != nil {
+			return err
+		}
+		cur, err := stepRecord(tx, rec.Name)
+		if err != nil {
+			return err
+		}
+		cur.CompAttempt = f.attempt
+		task.ReadyAt = now
+		switch delay, retry := f.retryPolicy().next(f.attempt, cerr); {
+		case cerr == nil:
+			cur.Comp, cur.CompError = store.CompDone, ""
+			next = task
+		case retry:
+			cur.CompError = cerr.Error()
+			task.ReadyAt, task.Owner, task.LeaseUntil = now.Add(delay), "", time.Time{}
+		default:
+			cur.Comp, cur.CompError = store.CompFailed, cerr.Error()
+			next = task
+		}
+		if next != nil {
+			task.LeaseUntil = now.Add(e.cfg.Lease)
+		}
+		if err := tx.PutTask(task); err != nil {
+			return err
+		}
+		return tx.PutStep(cur)
+	})
+	if err != nil {
+		return nil
+	}
+	if next == nil {
+		w.poke()
+	}
+	return next
+}
+
+// deadlineTask fails an execution whose timeout ran out.
+func (w *worker) deadlineTask(ctx context.Context, t store.Task) {
+	e := w.eng
+	x, err := e.st.Execution(ctx, t.Exec)
+	if err != nil || x.Status.Finished() {
+		w.dropTask(ctx, t)
+		return
+	}
+	var p *plan
+	if g, err := e.graph(x.Graph); err == nil {
+		p, _ = e.planOf(g.index(), x)
+	}
+	if p == nil {
+		w.failWith(ctx, t, "execution timed out")
+		return
+	}
+	finished := false
+	err = e.st.Update(ctx, x.ID, func(tx store.Tx) error {
+		finished = false
+		if _, err := w.fence(tx, t.ID); err != nil {
+			return err
+		}
+		x, err := tx.Execution()
+		if err != nil || x.Status.Finished() {
+			return err
+		}
+		steps, err := tx.Steps()
+		if err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("execution timed out after %s", x.Deadline.Sub(x.CreatedAt))
+		return failExecution(e, tx, p, x, byName(steps), msg, e.clock.Now(), &finished)
+	})
+	if err == nil {
+		w.cancelExec(x.ID, errCancelling)
+		if finished {
+			e.finished(x.ID)
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package docket
+
+import (
+	"context"
+	"time"
+)
+
+// Heartbeat tells Docket that the calling step is alive and records details
+// of its progress. It restarts the step's HeartbeatTimeout, and the last
+// details are handed to the step's next attempt (HeartbeatDetails) if this
+// one fails — in durable mode even if the worker running it dies — so a long
+// step can resume where it got to. Outside a step it does nothing.
+func Heartbeat(ctx context.Context, details any) {
+	f := frameOf(ctx)
+	if f == nil {
+		return
+	}
+	hb := &f.beat
+	hb.mu.Lock()
+	hb.details, hb.data, hb.dirty = details, nil, true
+	if hb.timer != nil {
+		hb.timer.Reset(f.ps.st.cfg.heartbeatTimeout)
+	}
+	hb.mu.Unlock()
+	if f.d != nil {
+		f.d.heartbeat(f)
+	}
+}
+
+// HeartbeatDetails returns the details of the last Heartbeat of the calling
+// step, made by this attempt or an earlier one, and whether there were any
+// of type T.
+func HeartbeatDetails[T any](ctx context.Context) (T, bool) {
+	var zero T
+	f := frameOf(ctx)
+	if f == nil {
+		return zero, false
+	}
+	hb := &f.beat
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	if v, ok := hb.details.(T); ok {
+		return v, true
+	}
+	if hb.data != nil && f.d != nil {
+		var v T
+		if err := f.d.codec().Unmarshal(hb.data, &v); err == nil {
+			hb.details = v
+			return v, true
+		}
+	}
+	return zero, false
+}
+
+func frameOf(ctx context.Context) *frame {
+	f, _ := ctx.Value(frameKey{}).(*frame)
+	return f
+}
+
+var _ = time.Second

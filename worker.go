@@ -1,0 +1,295 @@
+package docket
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/docket-run/docket/store"
+)
+
+// Causes with which a worker cancels a running step's context.
+var (
+	errShutdown   = errors.New("docket: worker shutting down")
+	errLeaseLost  = errors.New("docket: the task's lease was lost to another worker")
+	errCancelling = errors.New("docket: execution cancelled")
+)
+
+// worker claims tasks from the store and runs them, at most cap at a time.
+// It holds no state about executions between tasks: a step that suspends
+// leaves nothing behind but its rows.
+type worker struct {
+	eng   *Engine
+	id    string
+	cap   int
+	slots chan struct{} // one token per running task
+	wake  chan struct{}
+
+	mu     sync.Mutex
+	active map[int64]*activeTask
+
+	ctx      context.Context // ends when the worker stops claiming
+	stopLoop context.CancelFunc
+	tasks    sync.WaitGroup
+	loops    sync.WaitGroup
+}
+
+type activeTask struct {
+	exec   string
+	kind   store.TaskKind
+	cancel context.CancelCauseFunc
+}
+
+func newWorker(e *Engine, id string, n int) *worker {
+	w := &worker{eng: e, id: id, cap: n, slots: make(chan struct{}, n), wake: make(chan struct{}, 1),
+		active: map[int64]*activeTask{}}
+	w.ctx, w.stopLoop = context.WithCancel(context.Background())
+	return w
+}
+
+func (w *worker) start() {
+	w.loops.Add(2)
+	go func() { defer w.loops.Done(); w.claimLoop() }()
+	go func() { defer w.loops.Done(); w.leaseLoop() }()
+}
+
+// stop ends claiming, lets running tasks finish for up to grace, then
+// cancels them; their tasks are handed back, not failed.
+func (w *worker) stop(grace time.Duration) {
+	w.stopLoop()
+	done := make(chan struct{})
+	go func() { w.tasks.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		w.mu.Lock()
+		for _, a := range w.active {
+			a.cancel(errShutdown)
+		}
+		w.mu.Unlock()
+		<-done
+	}
+	w.loops.Wait()
+}
+
+// poke wakes the claim loop.
+func (w *worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// tryAcquire takes a slot if one is free, for a task this process leases
+// itself (eager start).
+func (w *worker) tryAcquire() bool {
+	if w.ctx.Err() != nil {
+		return false
+	}
+	select {
+	case w.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *worker) releaseSlot() {
+	<-w.slots
+	w.poke()
+}
+
+// launch runs a task (and the tasks it hands on) on a new goroutine; the
+// caller holds a slot for it.
+func (w *worker) launch(t store.Task) {
+	w.tasks.Add(1)
+	go func() {
+		defer w.tasks.Done()
+		defer w.releaseSlot()
+		for next := &t; next != nil; {
+			next = w.run(*next)
+		}
+	}()
+}
+
+func (w *worker) claimLoop() {
+	e := w.eng
+	for w.ctx.Err() == nil {
+		free := w.cap - len(w.slots)
+		claimed := 0
+		if free > 0 {
+			tasks, err := e.st.Claim(w.ctx, w.id, e.clock.Now(), e.cfg.Lease, free)
+			if err != nil && w.ctx.Err() == nil {
+				e.log.Error("docket: claiming tasks failed", "worker", w.id, "error", err)
+			}
+			for _, t := range tasks {
+				if w.isActive(t.ID) {
+					continue // our own lease ran out while we hold it; the lease loop extends it
+				}
+				w.slots <- struct{}{}
+				w.launch(t)
+			}
+			claimed = len(tasks)
+		}
+		if free > 0 && claimed == free {
+			continue // there may be more
+		}
+		wait := e.cfg.PollInterval
+		now := e.clock.Now()
+		if next, ok, err := e.st.NextReadyAt(w.ctx, now); err == nil && ok {
+			wait = min(wait, next.Sub(now))
+			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && len(w.slots) == 0 {
+				ic.Idle(next)
+			}
+		}
+		t := e.clock.NewTimer(max(wait, 0))
+		select {
+		case <-w.ctx.Done():
+		case <-w.wake:
+		case <-t.C():
+		}
+		t.Stop()
+	}
+}
+
+// leaseLoop extends the leases of running tasks, cancels those whose lease
+// was lost, and passes on cancellation requested by other processes.
+func (w *worker) leaseLoop() {
+	e := w.eng
+	every := e.cfg.Lease / 3
+	stopping := w.ctx.Done()
+	for {
+		t := e.clock.NewTimer(every)
+		select {
+		case <-stopping:
+			// Stop claiming, but keep extending while running tasks drain.
+			stopping = nil
+		case <-t.C():
+		}
+		t.Stop()
+		active := w.snapshot()
+		if len(active) == 0 {
+			if w.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		ids := make([]int64, 0, len(active))
+		execs := map[string]bool{}
+		for id, a := range active {
+			ids = append(ids, id)
+			if a.kind == store.TaskStep {
+				execs[a.exec] = true
+			}
+		}
+		ctx := context.Background()
+		lost, err := e.st.ExtendLeases(ctx, w.id, ids, e.clock.Now().Add(e.cfg.Lease))
+		if err != nil {
+			e.log.Error("docket: extending leases failed", "worker", w.id, "error", err)
+			continue
+		}
+		for _, id := range lost {
+			if a := active[id]; a != nil {
+				a.cancel(errLeaseLost)
+			}
+		}
+		for id := range execs {
+			if x, err := e.st.Execution(ctx, id); err == nil && x.CancelRequested {
+				w.cancelExec(id, errCancelling)
+			}
+		}
+	}
+}
+
+func (w *worker) snapshot() map[int64]*activeTask {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[int64]*activeTask, len(w.active))
+	for k, v := range w.active {
+		out[k] = v
+	}
+	return out
+}
+
+func (w *worker) isActive(id int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.active[id] != nil
+}
+
+// cancelExec cancels this worker's running steps of one execution.
+func (w *worker) cancelExec(exec string, cause error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.active {
+		if a.exec == exec && a.kind == store.TaskStep {
+			a.cancel(cause)
+		}
+	}
+}
+
+// run runs one task and returns the task to continue with on this
+// goroutine, if committing it made one ready for us.
+func (w *worker) run(t store.Task) *store.Task {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	w.mu.Lock()
+	w.active[t.ID] = &activeTask{exec: t.Exec, kind: t.Kind, cancel: cancel}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.active, t.ID)
+		w.mu.Unlock()
+		cancel(nil)
+	}()
+	switch t.Kind {
+	case store.TaskStep:
+		return w.stepTask(ctx, t)
+	case store.TaskCompensate:
+		return w.compensateTask(ctx, t)
+	case taskDeadline:
+		w.deadlineTask(ctx, t)
+	default:
+		w.eng.log.Error("docket: unknown task kind; dropping it", "kind", t.Kind, "execution", t.Exec)
+		w.dropTask(ctx, t)
+	}
+	return nil
+}
+
+// fence fails the transaction unless this worker still holds task id.
+func (w *worker) fence(tx store.Tx, id int64) (*store.Task, error) {
+	tasks, err := tx.Tasks()
+	if err != nil {
+		return nil, err
+	}
+	for i := range tasks {
+		if tasks[i].ID == id {
+			if tasks[i].Owner != w.id {
+				return nil, errLeaseLost
+			}
+			return &tasks[i], nil
+		}
+	}
+	return nil, errLeaseLost
+}
+
+func (w *worker) dropTask(ctx context.Context, t store.Task) {
+	_ = w.eng.st.Update(ctx, t.Exec, func(tx store.Tx) error {
+		if _, err := w.fence(tx, t.ID); err != nil {
+			return err
+		}
+		return tx.DeleteTask(t.ID)
+	})
+}
+
+// deferTask hands a task back to be looked at again after d.
+func (w *worker) deferTask(ctx context.Context, t store.Task, d time.Duration) {
+	_ = w.eng.st.Update(ctx, t.Exec, func(tx store.Tx) error {
+		task, err := w.fence(tx, t.ID)
+		if err != nil {
+			return err
+		}
+		task.Owner, task.LeaseUntil, task.ReadyAt = "", time.Time{}, w.eng.clock.Now().Add(d)
+		return tx.PutTask(task)
+	})
+}
