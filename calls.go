@@ -83,7 +83,9 @@ func Run[T any](ctx context.Context, name string, fn func(ctx context.Context) (
 		}
 		return v, nil
 	}
-	v, runErr := runLive(ctx, fn, &cfg)
+	// fn is the side effect itself: durable calls inside it happen live.
+	live := &frame{Context: f.Context, r: f.r, ps: f.ps, attempt: f.attempt, clock: d.w.eng.clock}
+	v, runErr := runLive(context.Context(liveCtx{ctx, live}), fn, &cfg)
 	entry := store.JournalEntry{Kind: "run", Name: name, Done: true}
 	if runErr != nil {
 		entry.Error = runErr.Error()
@@ -200,7 +202,9 @@ func (d *durableStep) sleepUntil(f *frame, wake time.Time, relative bool) error 
 func Now(ctx context.Context) time.Time {
 	f, d, _ := durableFrame(ctx)
 	if d == nil {
-		_ = f
+		if f != nil && f.clock != nil {
+			return f.clock.Now()
+		}
 		return time.Now()
 	}
 	v, _ := journaled(d, "now", func() time.Time { return d.w.eng.clock.Now() })
@@ -259,4 +263,18 @@ func journaled[T any](d *durableStep, kind string, gen func() T) (T, error) {
 	}
 	d.add(store.JournalEntry{Kind: kind, Data: data, Done: true})
 	return v, nil
+}
+
+// liveCtx is the context of a Run's function: the step's context, but with
+// a frame that makes durable calls happen live instead of being journaled.
+type liveCtx struct {
+	context.Context
+	f *frame
+}
+
+func (c liveCtx) Value(key any) any {
+	if key == (frameKey{}) {
+		return c.f
+	}
+	return c.Context.Value(key)
 }

@@ -17,10 +17,11 @@ type Timer interface {
 }
 
 // IdleClock is implemented by clocks that want to hear when the engine's
-// worker has nothing to do before next; a virtual clock may jump to it.
+// worker has nothing to do until next. A virtual clock may jump to next and
+// report true, and the worker looks for work again at once.
 type IdleClock interface {
 	Clock
-	Idle(next time.Time)
+	Idle(next time.Time) bool
 }
 
 type systemClock struct{}

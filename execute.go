@@ -67,6 +67,7 @@ type frame struct {
 	item    int
 	beat    beat
 	d       *durableStep // set when the step runs durably
+	clock   Clock        // for Now outside the journal (inside Run)
 }
 
 type frameKey struct{}

@@ -298,3 +298,12 @@ func (p *Plan) String() string {
 	}
 	return b.String()
 }
+
+// stepIndex finds a step of the plan by name; a nil plan has none.
+func (p *plan) stepIndex(name string) (int32, bool) {
+	if p == nil {
+		return 0, false
+	}
+	i, ok := p.byName[name]
+	return i, ok
+}

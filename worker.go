@@ -139,8 +139,8 @@ func (w *worker) claimLoop() {
 		now := e.clock.Now()
 		if next, ok, err := e.st.NextReadyAt(w.ctx, now); err == nil && ok {
 			wait = min(wait, next.Sub(now))
-			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && len(w.slots) == 0 {
-				ic.Idle(next)
+			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && len(w.slots) == 0 && ic.Idle(next) {
+				continue
 			}
 		}
 		t := e.clock.NewTimer(max(wait, 0))

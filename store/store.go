@@ -203,6 +203,8 @@ type Store interface {
 	Steps(ctx context.Context, id string) ([]Step, error)
 	// Journal returns a step's journal in call order.
 	Journal(ctx context.Context, id, step string) ([]JournalEntry, error)
+	// Tasks returns an execution's tasks, by ID.
+	Tasks(ctx context.Context, id string) ([]Task, error)
 	// List returns executions newest first and the cursor of the next page ("" at the end).
 	List(ctx context.Context, q ListQuery) ([]Execution, string, error)
 
