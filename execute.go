@@ -50,6 +50,7 @@ type run struct {
 	failed atomic.Bool
 	errMu  sync.Mutex
 	err    error
+	done   []int32 // steps with compensations, in completion order
 	idOnce sync.Once
 }
 
@@ -179,6 +180,9 @@ func execute(ctx context.Context, g *Graph, target reflect.Type, inputs []any, b
 	r.wg.Wait()
 
 	err = r.result(ctx)
+	if err != nil && len(r.done) > 0 {
+		err = r.compensate(ctx, err)
+	}
 	if obs != nil {
 		obs.ExecutionFinished(ctx, ExecutionEvent{Graph: g.name, Execution: r.id(), Duration: time.Since(start), Err: err})
 	}
@@ -279,7 +283,37 @@ func (r *run) exec(i int32) int32 {
 		}
 		rs.mu.Unlock()
 	}
+	if p := r.p; p.hasComp && ps.st.cfg.compensate != nil {
+		r.errMu.Lock()
+		r.done = append(r.done, i)
+		r.errMu.Unlock()
+	}
 	return r.fill(ps.out, out)
+}
+
+// compensate undoes the completed steps of a failed execution, newest
+// first, each under its step's retry policy, and adds any compensation
+// that failed for good to err.
+func (r *run) compensate(ctx context.Context, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	errs := []error{err}
+	for k := len(r.done) - 1; k >= 0; k-- {
+		i := r.done[k]
+		ps := &r.p.steps[i]
+		f := &frame{Context: ctx, r: r, ps: ps}
+		for attempt := 1; ; attempt++ {
+			f.attempt = attempt
+			cerr := compensateOnce(f, ps.st.cfg.compensate, r.vals[ps.out])
+			if cerr == nil {
+				break
+			}
+			if !r.retryWait(f, ps.retry, attempt, cerr) {
+				errs = append(errs, &CompensationError{Step: ps.st.name, Err: cerr})
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // fill stores a step's output and releases the steps waiting for it.

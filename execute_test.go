@@ -379,3 +379,39 @@ func TestRetryJitter(t *testing.T) {
 		t.Fatalf("%d delays, %d distinct: jitter is not spreading them", len(delays), len(distinct))
 	}
 }
+
+func TestEphemeralSaga(t *testing.T) {
+	var mu sync.Mutex
+	var log []string
+	note := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	refundFails := errors.New("refund service down")
+	g := docket.NewGraph("trip", docket.Input[*Order]())
+	docket.Register1(g, charge, docket.Name("charge"), docket.Compensate(func(_ context.Context, c *Charge) error {
+		note(fmt.Sprintf("refund %d", c.Amount))
+		return refundFails
+	}))
+	docket.Register2(g, func(_ context.Context, o *Order, c *Charge) (*Reservation, error) {
+		return &Reservation{Item: "hotel"}, nil
+	}, docket.Name("hotel"), docket.Compensate(func(_ context.Context, r *Reservation) error { note("cancel " + r.Item); return nil }))
+	docket.Register2(g, func(context.Context, *Charge, *Reservation) (*Shipment, error) {
+		return nil, errors.New("flight full")
+	}, docket.Name("flight"))
+	_, err := docket.Execute[*Shipment](context.Background(), g, &Order{ID: "ab"})
+	var se *docket.StepError
+	var ce *docket.CompensationError
+	if !errors.As(err, &se) || se.Step != "flight" || !errors.As(err, &ce) || ce.Step != "charge" || !errors.Is(err, refundFails) {
+		t.Fatalf("got %v", err)
+	}
+	if fmt.Sprint(log) != "[cancel hotel refund 20]" {
+		t.Fatalf("compensations ran as %v, want newest first", log)
+	}
+}
+
+func TestCompensationTypeMismatch(t *testing.T) {
+	g := docket.NewGraph("g", docket.Input[*Order]())
+	docket.Register1(g, charge, docket.Name("charge"), docket.Compensate(func(context.Context, *Reservation) error { return nil }))
+	var se *docket.SignatureError
+	if err := g.Validate(); !errors.As(err, &se) || !strings.Contains(se.Reason, "compensation takes") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -20,6 +20,7 @@ type plan struct {
 	inputs  []int32 // slot of each request input, in request order
 	roots   []int32 // steps whose inputs are all provided
 	hasRace bool
+	hasComp bool // some step has a compensation
 	byName  map[string]int32
 }
 
@@ -192,6 +193,7 @@ func (ix *index) compile(target reflect.Type, given []reflect.Type) (*plan, erro
 	for i := range p.steps {
 		ps := &p.steps[i]
 		p.byName[ps.st.name] = int32(i)
+		p.hasComp = p.hasComp || ps.st.cfg.compensate != nil
 		ps.out = slotOf[ps.st.out]
 		ps.in = make([]int32, len(ps.st.in))
 		for k, it := range ps.st.in {
