@@ -174,3 +174,5 @@ func TestDurableCancel(t *testing.T) {
 		t.Fatalf("cancelling a finished execution: %v", err)
 	}
 }
+
+func newMemory() store.Store { return memory.New() }
