@@ -1,10 +1,18 @@
 package docket_test
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
-// Every test in the package must leave no goroutine behind.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks that no test leaves a goroutine behind. When the crash
+// test starts this binary as a worker process, it runs the worker instead.
+func TestMain(m *testing.M) {
+	if db := os.Getenv(crashWorkerEnv); db != "" {
+		crashWorker(db)
+		return
+	}
+	goleak.VerifyTestMain(m)
+}

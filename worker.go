@@ -31,6 +31,7 @@ type worker struct {
 
 	ctx      context.Context // ends when the worker stops claiming
 	stopLoop context.CancelFunc
+	drained  chan struct{} // closed once stopped and no task runs
 	tasks    sync.WaitGroup
 	loops    sync.WaitGroup
 }
@@ -43,7 +44,7 @@ type activeTask struct {
 
 func newWorker(e *Engine, id string, n int) *worker {
 	w := &worker{eng: e, id: id, cap: n, slots: make(chan struct{}, n), wake: make(chan struct{}, 1),
-		active: map[int64]*activeTask{}}
+		active: map[int64]*activeTask{}, drained: make(chan struct{})}
 	w.ctx, w.stopLoop = context.WithCancel(context.Background())
 	return w
 }
@@ -70,6 +71,7 @@ func (w *worker) stop(grace time.Duration) {
 		w.mu.Unlock()
 		<-done
 	}
+	close(w.drained)
 	w.loops.Wait()
 }
 
@@ -158,21 +160,18 @@ func (w *worker) claimLoop() {
 func (w *worker) leaseLoop() {
 	e := w.eng
 	every := e.cfg.Lease / 3
-	stopping := w.ctx.Done()
 	for {
+		// This runs until the running tasks have drained after stop, not
+		// merely until claiming stops: leases must outlive their tasks.
 		t := e.clock.NewTimer(every)
 		select {
-		case <-stopping:
-			// Stop claiming, but keep extending while running tasks drain.
-			stopping = nil
+		case <-w.drained:
+			t.Stop()
+			return
 		case <-t.C():
 		}
-		t.Stop()
 		active := w.snapshot()
 		if len(active) == 0 {
-			if w.ctx.Err() != nil {
-				return
-			}
 			continue
 		}
 		ids := make([]int64, 0, len(active))

@@ -1,6 +1,11 @@
 // Package memory is an in-process Store for tests. It keeps everything in
 // maps under one mutex and passes the same conformance suite as the
 // database-backed stores; nothing survives the process.
+//
+// Like a database it keeps copies: records passed in or handed out share no
+// memory with the store, and times are kept in UTC to the microsecond
+// (store/storetest.Precision), so code tested against it sees what it would
+// see from store/sqlite.
 package memory
 
 import (
@@ -44,17 +49,27 @@ func New() *Store {
 
 var _ store.Store = (*Store)(nil)
 
-// Update implements store.Store. Updates are serialized by the store's mutex;
-// fn works on copies that replace the originals only if it succeeds.
-func (s *Store) Update(ctx context.Context, id string, fn func(store.Tx) error) error {
+// lock takes the store's mutex unless ctx is done or the store is closed.
+// On success the caller must unlock s.mu.
+func (s *Store) lock(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return store.ErrClosed
 	}
+	return nil
+}
+
+// Update implements store.Store. Updates are serialized by the store's mutex;
+// fn works on copies that replace the originals only if it succeeds.
+func (s *Store) Update(ctx context.Context, id string, fn func(store.Tx) error) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
 	tx := &tx{s: s, id: id, tasks: map[int64]*store.Task{}}
 	if st := s.execs[id]; st != nil {
 		tx.st = st.clone()
@@ -87,16 +102,78 @@ func (s *Store) Update(ctx context.Context, id string, fn func(store.Tx) error) 
 }
 
 func (st *execState) clone() *execState {
-	c := &execState{e: st.e, order: st.order, steps: make(map[string]store.Step, len(st.steps)),
+	c := &execState{e: cloneExec(st.e), order: st.order, steps: make(map[string]store.Step, len(st.steps)),
 		journal: make(map[string][]store.JournalEntry, len(st.journal))}
-	c.e.Inputs = slices.Clone(st.e.Inputs)
 	for k, v := range st.steps {
-		c.steps[k] = v
+		c.steps[k] = cloneStep(v)
 	}
 	for k, v := range st.journal {
-		c.journal[k] = slices.Clone(v)
+		c.journal[k] = cloneJournal(v)
 	}
 	return c
+}
+
+// norm is how a database keeps a time: UTC, to the microsecond.
+func norm(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Truncate(time.Microsecond).UTC()
+}
+
+func cloneBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return slices.Clone(b)
+}
+
+func cloneValue(v *store.Value) *store.Value {
+	if v == nil {
+		return nil
+	}
+	return &store.Value{Type: v.Type, Data: cloneBytes(v.Data)}
+}
+
+// cloneExec returns a deep copy of e with normalized times.
+func cloneExec(e store.Execution) store.Execution {
+	if e.Inputs != nil {
+		in := make([]store.Value, len(e.Inputs))
+		for i, v := range e.Inputs {
+			in[i] = store.Value{Type: v.Type, Data: cloneBytes(v.Data)}
+		}
+		e.Inputs = in
+	}
+	e.Result = cloneValue(e.Result)
+	e.Deadline, e.CreatedAt, e.UpdatedAt, e.FinishedAt = norm(e.Deadline), norm(e.CreatedAt), norm(e.UpdatedAt), norm(e.FinishedAt)
+	return e
+}
+
+// cloneStep returns a deep copy of s with normalized times.
+func cloneStep(s store.Step) store.Step {
+	s.Output = cloneValue(s.Output)
+	s.Heartbeat = cloneBytes(s.Heartbeat)
+	s.WakeAt, s.ReadyAt, s.StartedAt, s.FinishedAt = norm(s.WakeAt), norm(s.ReadyAt), norm(s.StartedAt), norm(s.FinishedAt)
+	return s
+}
+
+func cloneEntry(e store.JournalEntry) store.JournalEntry {
+	e.Data = cloneBytes(e.Data)
+	e.WakeAt = norm(e.WakeAt)
+	return e
+}
+
+func cloneJournal(j []store.JournalEntry) []store.JournalEntry {
+	out := make([]store.JournalEntry, len(j))
+	for i, e := range j {
+		out[i] = cloneEntry(e)
+	}
+	return out
+}
+
+func normTask(t store.Task) store.Task {
+	t.ReadyAt, t.LeaseUntil = norm(t.ReadyAt), norm(t.LeaseUntil)
+	return t
 }
 
 type tx struct {
@@ -111,8 +188,7 @@ func (t *tx) Execution() (*store.Execution, error) {
 	if t.st == nil {
 		return nil, store.ErrNotFound
 	}
-	e := t.st.e
-	e.Inputs = slices.Clone(e.Inputs)
+	e := cloneExec(t.st.e)
 	return &e, nil
 }
 
@@ -120,9 +196,8 @@ func (t *tx) CreateExecution(e *store.Execution) error {
 	if t.st != nil {
 		return store.ErrExists
 	}
-	c := *e
+	c := cloneExec(*e)
 	c.ID = t.id
-	c.Inputs = slices.Clone(e.Inputs)
 	t.st = &execState{e: c, steps: map[string]store.Step{}, journal: map[string][]store.JournalEntry{}}
 	t.created = true
 	return nil
@@ -132,9 +207,8 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	if t.st == nil {
 		return store.ErrNotFound
 	}
-	c := *e
+	c := cloneExec(*e)
 	c.ID = t.id
-	c.Inputs = slices.Clone(e.Inputs)
 	t.st.e = c
 	return nil
 }
@@ -145,7 +219,7 @@ func (t *tx) Steps() ([]store.Step, error) {
 	}
 	out := make([]store.Step, 0, len(t.st.steps))
 	for _, s := range t.st.steps {
-		out = append(out, s)
+		out = append(out, cloneStep(s))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -155,7 +229,7 @@ func (t *tx) PutStep(s *store.Step) error {
 	if t.st == nil {
 		return store.ErrNotFound
 	}
-	c := *s
+	c := cloneStep(*s)
 	c.Exec = t.id
 	t.st.steps[s.Name] = c
 	return nil
@@ -165,14 +239,14 @@ func (t *tx) Journal(step string) ([]store.JournalEntry, error) {
 	if t.st == nil {
 		return nil, nil
 	}
-	return slices.Clone(t.st.journal[step]), nil
+	return cloneJournal(t.st.journal[step]), nil
 }
 
 func (t *tx) PutJournal(e *store.JournalEntry) error {
 	if t.st == nil {
 		return store.ErrNotFound
 	}
-	c := *e
+	c := cloneEntry(*e)
 	c.Exec = t.id
 	j := t.st.journal[e.Step]
 	i := sort.Search(len(j), func(i int) bool { return j[i].Seq >= e.Seq })
@@ -218,7 +292,7 @@ func (t *tx) AddTask(task *store.Task) error {
 	t.s.nextID++
 	task.ID = t.s.nextID
 	task.Exec = t.id
-	c := *task
+	c := normTask(*task)
 	t.tasks[c.ID] = &c
 	return nil
 }
@@ -227,7 +301,7 @@ func (t *tx) PutTask(task *store.Task) error {
 	if _, ok := t.tasks[task.ID]; !ok {
 		return store.ErrNotFound
 	}
-	c := *task
+	c := normTask(*task)
 	c.Exec = t.id
 	t.tasks[c.ID] = &c
 	return nil
@@ -240,13 +314,12 @@ func (t *tx) DeleteTask(id int64) error {
 
 // Claim implements store.Store, oldest ReadyAt first.
 func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, store.ErrClosed
+	if limit <= 0 {
+		return nil, nil
 	}
 	var ready []*store.Task
 	for _, t := range s.tasks {
@@ -265,7 +338,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	}
 	out := make([]store.Task, len(ready))
 	for i, t := range ready {
-		t.Owner, t.LeaseUntil = owner, now.Add(lease)
+		t.Owner, t.LeaseUntil = owner, norm(now.Add(lease))
 		out[i] = *t
 	}
 	return out, nil
@@ -273,7 +346,9 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 
 // ExtendLeases implements store.Store.
 func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, until time.Time) ([]int64, error) {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
 	defer s.mu.Unlock()
 	var lost []int64
 	for _, id := range ids {
@@ -282,14 +357,16 @@ func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, unt
 			lost = append(lost, id)
 			continue
 		}
-		t.LeaseUntil = until
+		t.LeaseUntil = norm(until)
 	}
 	return lost, nil
 }
 
 // Release implements store.Store.
 func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
 	defer s.mu.Unlock()
 	for _, id := range ids {
 		if t := s.tasks[id]; t != nil && t.Owner == owner {
@@ -301,37 +378,43 @@ func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 
 // NextReadyAt implements store.Store.
 func (s *Store) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool, error) {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return time.Time{}, false, err
+	}
 	defer s.mu.Unlock()
 	var next time.Time
+	found := false
 	for _, t := range s.tasks {
 		at := t.ReadyAt
 		if t.Owner != "" && t.LeaseUntil.After(at) {
 			at = t.LeaseUntil
 		}
-		if at.After(now) && (next.IsZero() || at.Before(next)) {
-			next = at
+		if at.After(now) && (!found || at.Before(next)) {
+			next, found = at, true
 		}
 	}
-	return next, !next.IsZero(), nil
+	return next, found, nil
 }
 
 // Execution implements store.Store.
 func (s *Store) Execution(ctx context.Context, id string) (*store.Execution, error) {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
 	defer s.mu.Unlock()
 	st := s.execs[id]
 	if st == nil {
 		return nil, store.ErrNotFound
 	}
-	e := st.e
-	e.Inputs = slices.Clone(e.Inputs)
+	e := cloneExec(st.e)
 	return &e, nil
 }
 
 // Steps implements store.Store.
 func (s *Store) Steps(ctx context.Context, id string) ([]store.Step, error) {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
 	defer s.mu.Unlock()
 	t := &tx{st: s.execs[id]}
 	return t.Steps()
@@ -339,7 +422,9 @@ func (s *Store) Steps(ctx context.Context, id string) ([]store.Step, error) {
 
 // Journal implements store.Store.
 func (s *Store) Journal(ctx context.Context, id, step string) ([]store.JournalEntry, error) {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
 	defer s.mu.Unlock()
 	t := &tx{st: s.execs[id]}
 	return t.Journal(step)
@@ -347,7 +432,9 @@ func (s *Store) Journal(ctx context.Context, id, step string) ([]store.JournalEn
 
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, q store.ListQuery) ([]store.Execution, string, error) {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return nil, "", err
+	}
 	defer s.mu.Unlock()
 	limit := q.Limit
 	if limit <= 0 {
@@ -356,7 +443,7 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]store.Execution,
 	var before int64 = 1<<63 - 1
 	if q.Cursor != "" {
 		n, err := strconv.ParseInt(q.Cursor, 10, 64)
-		if err != nil {
+		if err != nil || n <= 0 {
 			return nil, "", store.ErrBadCursor
 		}
 		before = n
@@ -379,35 +466,55 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]store.Execution,
 	}
 	out := make([]store.Execution, len(all))
 	for i, st := range all {
-		out[i] = st.e
-		out[i].Inputs = slices.Clone(st.e.Inputs)
+		out[i] = cloneExec(st.e)
 	}
 	return out, next, nil
 }
 
-// CacheGet implements store.Store.
+// CacheGet implements store.Store. An entry is there until now reaches its expiry.
 func (s *Store) CacheGet(ctx context.Context, key string, now time.Time) ([]byte, bool, error) {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return nil, false, err
+	}
 	defer s.mu.Unlock()
 	e, ok := s.cache[key]
 	if !ok || !now.Before(e.expires) {
 		return nil, false, nil
 	}
-	return e.value, true, nil
+	return slices.Clone(e.value), true, nil
 }
 
 // CacheSet implements store.Store.
 func (s *Store) CacheSet(ctx context.Context, key string, value []byte, expires time.Time) error {
-	s.mu.Lock()
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
 	defer s.mu.Unlock()
-	s.cache[key] = cacheEntry{value: slices.Clone(value), expires: expires}
+	s.cache[key] = cacheEntry{value: slices.Clone(value), expires: norm(expires)}
 	return nil
 }
 
-// Close implements store.Store.
+// Close implements store.Store. Later calls return store.ErrClosed; closing
+// twice is harmless.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	return nil
+}
+
+// Tasks implements store.Store.
+func (s *Store) Tasks(ctx context.Context, id string) ([]store.Task, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	var out []store.Task
+	for _, t := range s.tasks {
+		if t.Exec == id {
+			out = append(out, *t)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Task) int { return int(a.ID - b.ID) })
+	return out, nil
 }

@@ -1,9 +1,6 @@
 package docket
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // Heartbeat tells Docket that the calling step is alive and records details
 // of its progress. It restarts the step's HeartbeatTimeout, and the last
@@ -52,9 +49,26 @@ func HeartbeatDetails[T any](ctx context.Context) (T, bool) {
 	return zero, false
 }
 
+// ExecutionIDOf returns the ID of the execution the calling step belongs
+// to, or "" outside a step.
+func ExecutionIDOf(ctx context.Context) string {
+	if f := frameOf(ctx); f != nil {
+		return f.r.id()
+	}
+	return ""
+}
+
+// Attempt returns which attempt of the calling step this is, from 1. In
+// durable mode attempts count across processes; a step resumed after a
+// durable sleep is still in the same attempt. Outside a step it returns 0.
+func Attempt(ctx context.Context) int {
+	if f := frameOf(ctx); f != nil {
+		return f.attempt
+	}
+	return 0
+}
+
 func frameOf(ctx context.Context) *frame {
 	f, _ := ctx.Value(frameKey{}).(*frame)
 	return f
 }
-
-var _ = time.Second

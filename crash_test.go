@@ -1,0 +1,348 @@
+package docket_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docket-run/docket"
+	"github.com/docket-run/docket/store"
+)
+
+// The crash test runs a mixed workload on a SQLite file with the workers in
+// a child process (this test binary, re-executed) that it SIGKILLs at random
+// moments and restarts, many times. It then checks what Docket promises:
+//
+//   - every execution ends, with the right result (or, for the saga, the
+//     right failure and every compensation done);
+//   - a step's recorded output never changes once recorded;
+//   - a step never runs again after its checkpoint was recorded, and a Run
+//     side effect never runs again after its journal entry was recorded.
+//     Before the checkpoint a step may run more than once: steps and Run
+//     calls are at-least-once, and exactly-once only as far as their
+//     recorded results go.
+//
+// Every step and Run call appends "cycle exec step what value" to a ledger
+// file; the cycle is the worker incarnation, so the ledger shows which
+// incarnation ran what.
+
+const crashWorkerEnv = "DOCKET_CRASH_WORKER"
+
+type (
+	CrashSeed  int
+	CrashA     int
+	CrashB     int
+	CrashSum   int
+	CrashItems []int
+	CrashTrip  struct{ Booked []string }
+	CrashDone  string
+)
+
+var ledgerMu sync.Mutex
+
+func ledger(ctx context.Context, what string, v any) {
+	path := os.Getenv("DOCKET_CRASH_LEDGER")
+	if path == "" {
+		return
+	}
+	ledgerMu.Lock()
+	defer ledgerMu.Unlock()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		panic(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s %s %v\n", os.Getenv("DOCKET_CRASH_CYCLE"), what, v)
+}
+
+// crashGraphs is the mixed workload: a chain with a durable sleep and Run
+// calls, a fan-out, a step that fails twice before it succeeds, and a saga
+// that fails and compensates.
+func crashGraphs() []*docket.Graph {
+	chain := docket.NewGraph("crash-chain", docket.Input[CrashSeed]())
+	docket.Register1(chain, func(ctx context.Context, s CrashSeed) (CrashA, error) {
+		v, err := docket.Run(ctx, "effect-a", func(ctx context.Context) (int, error) {
+			ledger(ctx, "run "+execID(ctx)+" a", int(s)*2)
+			return int(s) * 2, nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		if err := docket.Sleep(ctx, time.Duration(50+rand.IntN(150))*time.Millisecond); err != nil {
+			return 0, err
+		}
+		ledger(ctx, "step "+execID(ctx)+" a", v+1)
+		return CrashA(v + 1), nil
+	}, docket.Name("a"))
+	docket.Register1(chain, func(ctx context.Context, a CrashA) (CrashB, error) {
+		busy(ctx)
+		if docket.Attempt(ctx) < 3 {
+			return 0, errors.New("flaky")
+		}
+		ledger(ctx, "step "+execID(ctx)+" b", int(a)*10)
+		return CrashB(int(a) * 10), nil
+	}, docket.Name("b"), docket.Retry(docket.RetryPolicy{MaxAttempts: 5, InitialInterval: 20 * time.Millisecond}))
+	docket.Register1(chain, func(ctx context.Context, s CrashSeed) (CrashItems, error) {
+		items := make(CrashItems, 20)
+		for i := range items {
+			items[i] = int(s) + i
+		}
+		ledger(ctx, "step "+execID(ctx)+" items", len(items))
+		return items, nil
+	}, docket.Name("items"))
+	docket.Register1(chain, func(ctx context.Context, items CrashItems) ([]int, error) { return items, nil }, docket.Name("spread"))
+	docket.Map(chain, func(ctx context.Context, n int) (int64, error) { busy(ctx); return int64(n * n), nil },
+		docket.Name("square"), docket.Concurrency(4))
+	docket.Register3(chain, func(ctx context.Context, b CrashB, a CrashA, sq []int64) (CrashSum, error) {
+		sum := int(a) + int(b)
+		for _, v := range sq {
+			sum += int(v)
+		}
+		ledger(ctx, "step "+execID(ctx)+" sum", sum)
+		return CrashSum(sum), nil
+	}, docket.Name("sum"))
+
+	saga := docket.NewGraph("crash-saga", docket.Input[CrashSeed]())
+	book := func(what string) func(ctx context.Context, t CrashTrip) (CrashTrip, error) {
+		return func(ctx context.Context, t CrashTrip) (CrashTrip, error) {
+			_, err := docket.Run(ctx, "book-"+what, func(ctx context.Context) (bool, error) {
+				ledger(ctx, "run "+execID(ctx)+" book-"+what, true)
+				return true, nil
+			})
+			busy(ctx)
+			return CrashTrip{Booked: append(append([]string(nil), t.Booked...), what)}, err
+		}
+	}
+	type (
+		Car   struct{ CrashTrip }
+		Hotel struct{ CrashTrip }
+	)
+	docket.Register1(saga, func(ctx context.Context, s CrashSeed) (Car, error) {
+		t, err := book("car")(ctx, CrashTrip{})
+		return Car{t}, err
+	}, docket.Name("car"), docket.Compensate(func(ctx context.Context, c Car) error {
+		ledger(ctx, "comp "+execID(ctx)+" car", true)
+		return nil
+	}))
+	docket.Register1(saga, func(ctx context.Context, c Car) (Hotel, error) {
+		t, err := book("hotel")(ctx, c.CrashTrip)
+		return Hotel{t}, err
+	}, docket.Name("hotel"), docket.Compensate(func(ctx context.Context, h Hotel) error {
+		ledger(ctx, "comp "+execID(ctx)+" hotel", true)
+		return nil
+	}))
+	docket.Register1(saga, func(ctx context.Context, h Hotel) (CrashDone, error) {
+		busy(ctx)
+		return "", docket.NonRetryable(errors.New("no flights"))
+	}, docket.Name("flight"))
+	return []*docket.Graph{chain, saga}
+}
+
+// busy takes a little time, so kills land inside steps too.
+func busy(ctx context.Context) {
+	select {
+	case <-time.After(time.Duration(rand.IntN(20)) * time.Millisecond):
+	case <-ctx.Done():
+	}
+}
+
+func execID(ctx context.Context) string { return docket.ExecutionIDOf(ctx) }
+
+func crashConfig(db string, workers int) docket.Config {
+	return docket.Config{Store: "sqlite:" + db, Graphs: crashGraphs(), Workers: workers,
+		Lease: 700 * time.Millisecond, PollInterval: 50 * time.Millisecond}
+}
+
+// crashWorker is the child process: a worker that runs until it is killed.
+func crashWorker(db string) {
+	eng, err := docket.Open(context.Background(), crashConfig(db, 4))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(2)
+	}
+	defer eng.Close()
+	select {}
+}
+
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the crash test takes about half a minute")
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "crash.db")
+	ledgerPath := filepath.Join(dir, "ledger.txt")
+	ctx := context.Background()
+	cfg := crashConfig(db, -1) // a client only: the workers are the child processes
+	client, err := docket.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	graphs := cfg.Graphs
+	const chains, sagas = 24, 8
+	for i := range chains {
+		if _, err := docket.Start[CrashSum](ctx, client, graphs[0], fmt.Sprintf("chain-%d", i), CrashSeed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range sagas {
+		if _, err := docket.Start[CrashDone](ctx, client, graphs[1], fmt.Sprintf("saga-%d", i), CrashSeed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// doneAt[exec/step] is the first cycle at whose end the step was seen
+	// recorded, with its output then.
+	type seen struct {
+		cycle  int
+		output string
+	}
+	doneAt := map[string]seen{}
+	runAt := map[string]int{} // journaled Run calls, by exec/step/name
+	snapshot := func(cycle int) {
+		for _, g := range []struct {
+			prefix string
+			n      int
+		}{{"chain", chains}, {"saga", sagas}} {
+			for i := range g.n {
+				id := fmt.Sprintf("%s-%d", g.prefix, i)
+				steps, err := client.Store().Steps(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range steps {
+					key := id + "/" + s.Name
+					if s.Status == store.StepDone {
+						out := string(s.Output.Data)
+						if prev, ok := doneAt[key]; ok && prev.output != out {
+							t.Errorf("%s: recorded output changed from %s to %s", key, prev.output, out)
+						} else if !ok {
+							doneAt[key] = seen{cycle, out}
+						}
+					}
+					j, err := client.Store().Journal(ctx, id, s.Name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, e := range j {
+						if e.Kind == "run" && e.Error == "" {
+							if _, ok := runAt[key+"/"+e.Name]; !ok {
+								runAt[key+"/"+e.Name] = cycle
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+
+	start := func(cycle int) *exec.Cmd {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashWorkerEnv+"="+db, "DOCKET_CRASH_LEDGER="+ledgerPath,
+			fmt.Sprintf("DOCKET_CRASH_CYCLE=%d", cycle))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	const cycles = 12
+	kills := 0
+	for cycle := 1; cycle <= cycles; cycle++ {
+		cmd := start(cycle)
+		time.Sleep(time.Duration(150+rand.IntN(500)) * time.Millisecond)
+		if err := cmd.Process.Kill(); err != nil { // SIGKILL
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		kills++
+		snapshot(cycle)
+	}
+	final := start(cycles + 1)
+	defer func() { _ = final.Process.Kill(); _ = final.Wait() }()
+
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for i := range chains {
+		got, err := docket.HandleFor[CrashSum](client, fmt.Sprintf("chain-%d", i)).Result(waitCtx)
+		if err != nil {
+			t.Fatalf("chain-%d: %v", i, err)
+		}
+		want := (2*i+1)*11 // a + b
+		for k := range 20 {
+			want += (i + k) * (i + k)
+		}
+		if int(got) != want {
+			t.Errorf("chain-%d = %d, want %d", i, got, want)
+		}
+	}
+	for i := range sagas {
+		id := fmt.Sprintf("saga-%d", i)
+		_, err := docket.HandleFor[CrashDone](client, id).Result(waitCtx)
+		var xe *docket.ExecutionError
+		if !errors.As(err, &xe) || xe.Status != "failed" || !strings.Contains(xe.Message, "no flights") {
+			t.Fatalf("%s: %v", id, err)
+		}
+		d, err := client.Describe(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range d.Steps {
+			if s.Name != "flight" && s.Compensation != "compensated" {
+				t.Errorf("%s/%s: compensation %q", id, s.Name, s.Compensation)
+			}
+		}
+	}
+	snapshot(cycles + 1)
+
+	// Nothing ran again after it was recorded.
+	f, err := os.Open(ledgerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lines, reruns := 0, 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var cycle int
+		var kind, id, name string
+		if _, err := fmt.Sscan(sc.Text(), &cycle, &kind, &id, &name); err != nil {
+			t.Fatalf("ledger line %q: %v", sc.Text(), err)
+		}
+		lines++
+		switch kind {
+		case "step":
+			if s, ok := doneAt[id+"/"+name]; ok && cycle > s.cycle {
+				t.Errorf("step %s/%s ran in cycle %d after its checkpoint was seen in cycle %d", id, name, cycle, s.cycle)
+			}
+		case "run":
+			step := map[string]string{"a": "a", "book-car": "car", "book-hotel": "hotel"}[name]
+			if c, ok := runAt[id+"/"+step+"/"+name]; ok && cycle > c {
+				t.Errorf("Run %s/%s ran in cycle %d after its journal entry was seen in cycle %d", id, name, cycle, c)
+			}
+		}
+	}
+	for key, s := range doneAt {
+		_ = key
+		if s.cycle <= cycles {
+			reruns++
+		}
+	}
+	t.Logf("%d kills, %d ledger lines, %d step outputs recorded before the last worker", kills, lines, reruns)
+	if kills < cycles {
+		t.Fatal("the workers were not killed")
+	}
+}
