@@ -281,7 +281,7 @@ func TestCrashRecovery(t *testing.T) {
 		if err != nil {
 			t.Fatalf("chain-%d: %v", i, err)
 		}
-		want := (2*i+1)*11 // a + b
+		want := (2*i + 1) * 11 // a + b
 		for k := range 20 {
 			want += (i + k) * (i + k)
 		}

@@ -311,7 +311,9 @@ func (e *ExecutionError) Error() string {
 }
 
 // Is lets errors.Is(err, ErrCancelled) match cancelled executions.
-func (e *ExecutionError) Is(target error) bool { return target == ErrCancelled && e.Status == "cancelled" }
+func (e *ExecutionError) Is(target error) bool {
+	return target == ErrCancelled && e.Status == "cancelled"
+}
 
 // ErrCancelled matches (with errors.Is) the error of a cancelled execution.
 var ErrCancelled = errors.New("docket: execution cancelled")
