@@ -11,6 +11,8 @@ import (
 	"github.com/docket-run/docket"
 	"github.com/docket-run/docket/docktest"
 	"github.com/docket-run/docket/store"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 type Progress struct{ Done int }
@@ -212,4 +214,35 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func TestDurableProtoOutputs(t *testing.T) {
+	g := docket.NewGraph("proto", docket.Input[*Order]())
+	docket.Register1(g, func(_ context.Context, o *Order) (*wrapperspb.StringValue, error) {
+		return wrapperspb.String("order " + o.ID), nil
+	}, docket.Name("label"))
+	docket.Register1(g, func(_ context.Context, s *wrapperspb.StringValue) (*wrapperspb.Int64Value, error) {
+		return wrapperspb.Int64(int64(len(s.Value))), nil
+	}, docket.Name("measure"))
+	eng := openEngine(t, nil, g)
+	ctx := context.Background()
+	h, _ := docket.Start[*wrapperspb.Int64Value](ctx, eng, g, "p-1", &Order{ID: "abc"})
+	n, err := h.Result(ctx)
+	if err != nil || n.Value != 9 {
+		t.Fatalf("%v %v", n, err)
+	}
+	steps, _ := eng.Store().Steps(ctx, "p-1")
+	for _, s := range steps {
+		if s.Name == "label" && string(s.Output.Data) != string(mustProto(t, wrapperspb.String("order abc"))) {
+			t.Fatalf("label output is not protobuf: %q", s.Output.Data)
+		}
+	}
+}
+
+func mustProto(t *testing.T, m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

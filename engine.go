@@ -45,7 +45,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Clock is the source of time (default: the system clock).
 	Clock Clock
-	// Codec encodes inputs, outputs and journal values (default codec.JSON).
+	// Codec encodes inputs, outputs and journal values (default codec.Default:
+	// protobuf for proto messages, JSON for everything else).
 	Codec codec.Codec
 	// Logger receives the engine's own logs (default slog.Default()).
 	Logger *slog.Logger
@@ -82,7 +83,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.clock = systemClock{}
 	}
 	if e.codec = cfg.Codec; e.codec == nil {
-		e.codec = codec.JSON
+		e.codec = codec.Default
 	}
 	if e.log = cfg.Logger; e.log == nil {
 		e.log = slog.Default()

@@ -47,7 +47,7 @@ func NewGraph(name string, opts ...GraphOption) *Graph {
 		o.applyGraph(&g.cfg)
 	}
 	if g.cfg.codec == nil {
-		g.cfg.codec = codec.JSON
+		g.cfg.codec = codec.Default
 	}
 	return g
 }

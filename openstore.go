@@ -27,5 +27,5 @@ func OpenStore(ctx context.Context, url string) (store.Store, error) {
 	case strings.HasSuffix(url, ".db") && !strings.Contains(url, "://"):
 		return sqlite.Open(ctx, url)
 	}
-	return nil, fmt.Errorf("docket: unknown store %q; use sqlite:path/to/file.db or memory:", url)
+	return nil, fmt.Errorf("docket: unknown store %q (want sqlite:path/to/file.db or memory: as the URL)", url)
 }

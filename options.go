@@ -182,7 +182,7 @@ func WithCache(c Cache) GraphOption {
 	return graphFunc(func(g *graphConfig) { g.cache = c })
 }
 
-// WithCodec sets the codec that encodes values for the cache (JSON by default).
+// WithCodec sets the codec that encodes values for the cache (codec.Default).
 func WithCodec(c codec.Codec) GraphOption {
 	return graphFunc(func(g *graphConfig) { g.codec = c })
 }
