@@ -1,0 +1,101 @@
+package docket_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docket-run/docket"
+)
+
+func TestWorkerConcurrencyLimit(t *testing.T) {
+	var live gate
+	g := docket.NewGraph("limited", docket.Input[int]())
+	docket.Register1(g, func(ctx context.Context, n int) (string, error) {
+		defer live.enter()()
+		time.Sleep(5 * time.Millisecond)
+		return fmt.Sprint(n), nil
+	}, docket.Name("work"))
+	eng, err := docket.Open(context.Background(), docket.Config{Store: "memory:", Graphs: []*docket.Graph{g}, Workers: 3,
+		PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ctx := context.Background()
+	var hs []*docket.Handle[string]
+	for i := range 30 {
+		h, err := docket.Start[string](ctx, eng, g, fmt.Sprintf("w-%d", i), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	for i, h := range hs {
+		if v, err := h.Result(ctx); err != nil || v != fmt.Sprint(i) {
+			t.Fatalf("%d: %v %v", i, v, err)
+		}
+	}
+	if p := live.peak.Load(); p > 3 || p < 2 {
+		t.Fatalf("peak concurrency %d, want at most 3 (and some overlap)", p)
+	}
+}
+
+func TestGracefulShutdownFinishesOrHandsBack(t *testing.T) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "shutdown.db")
+	var runs atomic.Int32
+	release := make(chan struct{})
+	mk := func() *docket.Graph {
+		g := docket.NewGraph("shut", docket.Input[int]())
+		docket.Register1(g, func(ctx context.Context, n int) (string, error) {
+			runs.Add(1)
+			if n == 1 { // finishes during the grace period
+				<-release
+				return "quick", nil
+			}
+			<-ctx.Done() // outlives the grace period: cancelled, handed back
+			return "", ctx.Err()
+		}, docket.Name("work"))
+		return g
+	}
+	ctx := context.Background()
+	g1 := mk()
+	eng1, err := docket.Open(ctx, docket.Config{Store: db, Graphs: []*docket.Graph{g1}, ShutdownTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := docket.Start[string](ctx, eng1, g1, "quick", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := docket.Start[string](ctx, eng1, g1, "slow", 2); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return runs.Load() == 2 })
+	time.AfterFunc(50*time.Millisecond, func() { close(release) })
+	if err := eng1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new engine on the same file: "quick" finished before shutdown;
+	// "slow" was handed back, not failed, and runs again here.
+	g2 := docket.NewGraph("shut", docket.Input[int]())
+	docket.Register1(g2, func(ctx context.Context, n int) (string, error) { return "rerun", nil }, docket.Name("work"))
+	eng2, err := docket.Open(ctx, docket.Config{Store: db, Graphs: []*docket.Graph{g2}, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng2.Close()
+	if v, err := docket.HandleFor[string](eng2, "quick").Result(ctx); err != nil || v != "quick" {
+		t.Fatalf("quick: %v %v", v, err)
+	}
+	if v, err := docket.HandleFor[string](eng2, "slow").Result(ctx); err != nil || v != "rerun" {
+		t.Fatalf("slow: %v %v", v, err)
+	}
+	d, _ := eng2.Describe(ctx, "slow")
+	if d.Steps[0].Attempts != 1 {
+		t.Fatalf("a handed-back attempt must not count as failed: %+v", d.Steps[0])
+	}
+}
