@@ -69,9 +69,69 @@
 // step and attempt. An Observer set with WithObserver is told about
 // executions, attempts, retries and cache lookups.
 //
+// # Durable executions
+//
+// The same graphs run durably on an Engine, which records every execution in
+// a store — an embedded SQLite file by default — so it survives crashes and
+// restarts:
+//
+//	eng, err := docket.Open(ctx, docket.Config{Store: "sqlite:docket.db", Graphs: []*docket.Graph{g}})
+//	h, err := docket.Start[*Shipment](ctx, eng, g, "order-1", &Order{ID: "o-1"})
+//	s, err := h.Result(ctx)
+//
+// The execution ID is chosen by the caller and is an idempotency key:
+// starting it again returns the same execution. Durable steps must be named
+// (Name) when they are anonymous functions, because stored history refers to
+// steps by name; a process restarted with the same graphs continues the
+// executions its predecessor left.
+//
+// Ready steps become tasks in the store. The engine's worker claims tasks
+// under a lease that it extends while they run, runs them, and records each
+// step's output together with the tasks of the steps that output makes
+// ready, in one transaction; it runs one of those next on the same goroutine,
+// without polling. If a worker dies, its leases expire and another worker
+// (in this or any process sharing the store) takes the tasks over. A
+// completed step's output is never recomputed. A step that was running when
+// its worker died runs again: steps are at-least-once, and exactly-once only
+// in their recorded effect.
+//
+// Retries wait on durable timers, so a step in backoff holds nothing but its
+// rows. Timeout bounds an attempt, StepTimeout a step across attempts,
+// ExecutionTimeout a whole execution, and HeartbeatTimeout the silence
+// between Heartbeat calls; the last heartbeat details reach the next attempt
+// through HeartbeatDetails.
+//
+// Describe shows an execution's status, result or error and each step's
+// attempts, timings, output and what it waits on; List pages through
+// executions; Cancel stops one, and the compensations (Compensate) of its
+// completed steps then run, newest first, durably.
+//
+// # Durable calls inside steps
+//
+// A step may make durable calls: Run (a journaled side effect), Sleep and
+// SleepUntil, Now, Random and UUID. They are journaled in order. When a step
+// resumes — after a sleep, a retry or a crash — it re-executes from the top
+// and each durable call it already made returns the recorded result at once.
+// Only the code between durable calls has to be deterministic: keep side
+// effects inside Run. A step whose calls no longer match its journal fails
+// with a *NonDeterminismError naming the call and its position.
+//
+// A sleeping step is suspended: its goroutine ends (runtime.Goexit, which a
+// recover in user code cannot catch) and nothing of it stays in memory; a
+// timer task resumes it on whichever worker is alive. Package docktest runs
+// an engine on a virtual clock, so tests of month-long sleeps take
+// milliseconds.
+//
 // # Caching
 //
 // A step registered with Cached(ttl) stores its result in the graph's Cache,
 // keyed by graph, step and a hash of its encoded inputs, and later
-// executions with equal inputs reuse it without running the step.
+// executions with equal inputs reuse it without running the step. Durable
+// executions cache in the store.
+//
+// # Values
+//
+// Durable executions store inputs, outputs and journal values through a
+// codec.Codec: codec.Default writes protocol buffer messages in their wire
+// format and everything else as JSON.
 package docket
