@@ -73,7 +73,7 @@ func (r *run) runMap(f *frame) (any, error) {
 			for i := range next {
 				// Each item gets a frame of its own, so Logger and the
 				// observer see its index and attempt.
-				item := &frame{Context: ctx, r: r, ps: f.ps, isItem: true, item: i}
+				item := &frame{Context: ctx, r: r, ps: f.ps, isItem: true, item: i, d: f.d}
 				if err := r.runItem(item, m, in, out); err != nil {
 					once.Do(func() { first = &ItemError{Index: i, Err: err}; cancel() })
 				}

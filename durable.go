@@ -278,6 +278,9 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	d := &durableStep{w: w, task: t, exec: x, step: t.Step, journal: journal, loaded: len(journal), saved: len(journal)}
 	f.d = d
 
+	if x.CancelRequested {
+		return w.commitStep(ctx, r, f, d, nil, errCancelling)
+	}
 	key, out, hit := r.cacheGet(f)
 	var runErr error
 	if !hit {

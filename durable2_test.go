@@ -246,3 +246,28 @@ func mustProto(t *testing.T, m proto.Message) []byte {
 	}
 	return b
 }
+
+func TestDurableMapRejectsDurableCallsInItems(t *testing.T) {
+	g := docket.NewGraph("mapsleep", docket.Input[[]int]())
+	docket.Map(g, func(ctx context.Context, n int) (int64, error) {
+		if err := docket.Sleep(ctx, time.Hour); err != nil {
+			return 0, err
+		}
+		return int64(n), nil
+	}, docket.Name("each"))
+	eng := openEngine(t, nil, g)
+	ctx := context.Background()
+	h, _ := docket.Start[[]int64](ctx, eng, g, "m-1", []int{1, 2})
+	_, err := h.Result(ctx)
+	if err == nil || !strings.Contains(err.Error(), "durable calls cannot be made inside Map items") {
+		t.Fatalf("got %v", err)
+	}
+	// The same Map runs fine without durable calls.
+	g2 := docket.NewGraph("mapok", docket.Input[[]int]())
+	docket.Map(g2, func(ctx context.Context, n int) (int64, error) { return int64(n * n), nil }, docket.Name("sq"))
+	eng2 := openEngine(t, nil, g2)
+	h2, _ := docket.Start[[]int64](ctx, eng2, g2, "m-2", []int{1, 2, 3})
+	if v, err := h2.Result(ctx); err != nil || len(v) != 3 || v[2] != 9 {
+		t.Fatalf("%v %v", v, err)
+	}
+}
