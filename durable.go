@@ -224,31 +224,13 @@ func byName(steps []store.Step) map[string]*store.Step {
 // stepTask runs one attempt (or the resumption) of a step.
 func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	e := w.eng
-	x, err := e.st.Execution(ctx, t.Exec)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			w.dropTask(ctx, t)
-		}
+	x, ix, p, ok := w.load(ctx, t)
+	if !ok {
 		return nil
-	}
-	if x.Status.Finished() {
-		w.dropTask(ctx, t)
-		return nil
-	}
-	g, err := e.graph(x.Graph)
-	if err != nil {
-		e.log.Warn("docket: task of a graph this engine does not serve; deferring it", "execution", x.ID, "graph", x.Graph)
-		w.deferTask(ctx, t, time.Minute)
-		return nil
-	}
-	ix := g.index()
-	p, err := e.planOf(ix, x)
-	if err != nil {
-		return w.failWith(ctx, t, err.Error())
 	}
 	i, ok := p.byName[t.Step]
 	if !ok {
-		return w.failWith(ctx, t, fmt.Sprintf("step %q is no longer in graph %q", t.Step, x.Graph))
+		return w.finishWith(ctx, t, fmt.Sprintf("step %q is no longer in graph %q", t.Step, x.Graph))
 	}
 	steps, err := e.st.Steps(ctx, x.ID)
 	if err != nil {
@@ -266,7 +248,7 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 			continue
 		}
 		if r.vals[si], err = e.load(p, x, recs, si); err != nil {
-			return w.failWith(ctx, t, fmt.Sprintf("step %q cannot start: %v", t.Step, err))
+			return w.finishWith(ctx, t, fmt.Sprintf("step %q cannot start: %v", t.Step, err))
 		}
 	}
 	journal, err := e.st.Journal(ctx, x.ID, t.Step)
@@ -670,12 +652,14 @@ func settleCancel(e *Engine, tx store.Tx, p *plan, x *store.Execution, recs map[
 	return failExecution(e, tx, p, x, recs, "cancelled", now, finished)
 }
 
-// failWith fails the execution of task t outright (its code no longer fits
-// what was recorded, or a value cannot be decoded).
-func (w *worker) failWith(ctx context.Context, t store.Task, msg string) *store.Task {
+// finishWith ends the execution of task t now, as failed (or cancelled, if
+// that was asked), without compensations: the compensations are done, or
+// its code no longer fits what was recorded, or a value cannot be decoded.
+// A non-empty msg becomes the execution's error.
+func (w *worker) finishWith(ctx context.Context, t store.Task, msg string) *store.Task {
 	e := w.eng
 	finished := false
-	err := e.st.Update(ctx, t.Exec, func(tx store.Tx) error {
+	err := e.st.Update(context.WithoutCancel(ctx), t.Exec, func(tx store.Tx) error {
 		finished = false
 		if _, err := w.fence(tx, t.ID); err != nil {
 			return err
@@ -684,7 +668,9 @@ func (w *worker) failWith(ctx context.Context, t store.Task, msg string) *store.
 		if err != nil {
 			return err
 		}
-		x.Error = msg
+		if msg != "" {
+			x.Error = msg
+		}
 		return finish(tx, x, e.clock.Now(), &finished)
 	})
 	if err == nil && finished {
@@ -693,24 +679,43 @@ func (w *worker) failWith(ctx context.Context, t store.Task, msg string) *store.
 	return nil
 }
 
+// load reads what a task needs to run: its execution (unless finished, in
+// which case the task is dropped), graph index and plan. ok is false when the
+// task was dealt with here.
+func (w *worker) load(ctx context.Context, t store.Task) (x *store.Execution, ix *index, p *plan, ok bool) {
+	e := w.eng
+	x, err := e.st.Execution(ctx, t.Exec)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			w.dropTask(ctx, t)
+		}
+		return nil, nil, nil, false // otherwise the lease runs out and it is tried again
+	}
+	if x.Status.Finished() {
+		w.dropTask(ctx, t)
+		return nil, nil, nil, false
+	}
+	g, err := e.graph(x.Graph)
+	if err != nil {
+		e.log.Warn("docket: task of a graph this engine does not serve; deferring it", "execution", x.ID, "graph", x.Graph)
+		w.deferTask(ctx, t, time.Minute)
+		return nil, nil, nil, false
+	}
+	ix = g.index()
+	if p, err = e.planOf(ix, x); err != nil {
+		w.finishWith(ctx, t, err.Error())
+		return nil, nil, nil, false
+	}
+	return x, ix, p, true
+}
+
 // compensateTask runs the next pending compensation of a failed execution,
 // newest completed step first.
 func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 	e := w.eng
-	x, err := e.st.Execution(ctx, t.Exec)
-	if err != nil || x.Status.Finished() {
-		w.dropTask(ctx, t)
+	x, ix, p, ok := w.load(ctx, t)
+	if !ok {
 		return nil
-	}
-	g, err := e.graph(x.Graph)
-	if err != nil {
-		w.deferTask(ctx, t, time.Minute)
-		return nil
-	}
-	ix := g.index()
-	p, err := e.planOf(ix, x)
-	if err != nil {
-		return w.failWith(ctx, t, err.Error())
 	}
 	steps, err := e.st.Steps(ctx, x.ID)
 	if err != nil {
@@ -723,29 +728,13 @@ func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 		}
 	}
 	slices.SortFunc(pending, func(a, b *store.Step) int { return int(b.Seq - a.Seq) })
-	now := e.clock.Now()
 	if len(pending) == 0 {
-		finished := false
-		err := e.st.Update(ctx, x.ID, func(tx store.Tx) error {
-			finished = false
-			if _, err := w.fence(tx, t.ID); err != nil {
-				return err
-			}
-			x, err := tx.Execution()
-			if err != nil {
-				return err
-			}
-			return finish(tx, x, now, &finished)
-		})
-		if err == nil && finished {
-			e.finished(x.ID)
-		}
-		return nil
+		return w.finishWith(ctx, t, "")
 	}
 	rec := pending[0]
 	i, ok := p.byName[rec.Name]
 	if !ok || rec.Output == nil {
-		return w.failWith(ctx, t, fmt.Sprintf("cannot compensate step %q: it is no longer in the graph", rec.Name))
+		return w.finishWith(ctx, t, fmt.Sprintf("cannot compensate step %q: it is no longer in the graph", rec.Name))
 	}
 	ps := &p.steps[i]
 	r := &run{ix: ix, p: p, cfg: execConfig{id: x.ID}}
@@ -763,7 +752,7 @@ func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 		}
 		cerr = compensateOnce(cctx, ps.st.cfg.compensate, out)
 	}
-	now = e.clock.Now()
+	now := e.clock.Now()
 	var next *store.Task
 	err = e.st.Update(context.WithoutCancel(ctx), x.ID, func(tx store.Tx) error {
 		next = nil
@@ -808,21 +797,12 @@ func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 // deadlineTask fails an execution whose timeout ran out.
 func (w *worker) deadlineTask(ctx context.Context, t store.Task) {
 	e := w.eng
-	x, err := e.st.Execution(ctx, t.Exec)
-	if err != nil || x.Status.Finished() {
-		w.dropTask(ctx, t)
-		return
-	}
-	var p *plan
-	if g, err := e.graph(x.Graph); err == nil {
-		p, _ = e.planOf(g.index(), x)
-	}
-	if p == nil {
-		w.failWith(ctx, t, "execution timed out")
+	x, _, p, ok := w.load(ctx, t)
+	if !ok {
 		return
 	}
 	finished := false
-	err = e.st.Update(ctx, x.ID, func(tx store.Tx) error {
+	err := e.st.Update(ctx, x.ID, func(tx store.Tx) error {
 		finished = false
 		if _, err := w.fence(tx, t.ID); err != nil {
 			return err
