@@ -7,7 +7,11 @@ import "time"
 // provides a virtual one, so tests can skip over days of sleeping.
 type Clock interface {
 	Now() time.Time
-	NewTimer(d time.Duration) Timer
+	// TimerAt returns a timer that fires once the clock reaches t (at once
+	// if it already has). Timers are set for a moment, not a duration, so
+	// that a clock moved between reading it and setting the timer cannot
+	// make the timer late.
+	TimerAt(t time.Time) Timer
 }
 
 // Timer is a Clock's one-shot timer.
@@ -28,7 +32,7 @@ type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
 
-func (systemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
+func (systemClock) TimerAt(t time.Time) Timer { return sysTimer{time.NewTimer(time.Until(t))} }
 
 type sysTimer struct{ t *time.Timer }
 

@@ -346,3 +346,43 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal("the workers were not killed")
 	}
 }
+
+// TestCrashedAttemptsCount checks that attempts that die with their worker
+// count toward MaxAttempts, so a step that kills its process every time
+// ends instead of running forever.
+func TestCrashedAttemptsCount(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "poison.db")
+	g := docket.NewGraph("poison", docket.Input[CrashSeed]())
+	docket.Register1(g, func(ctx context.Context, s CrashSeed) (CrashA, error) {
+		return 0, nil
+	}, docket.Name("poison"), docket.Retry(docket.RetryPolicy{MaxAttempts: 3}))
+	ctx := context.Background()
+	// Record the execution with a client, then lease its task three times
+	// to workers that "die" (their leases simply run out).
+	client, err := docket.Open(ctx, docket.Config{Store: "sqlite:" + db, Graphs: []*docket.Graph{g}, Workers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := docket.Start[CrashA](ctx, client, g, "p", CrashSeed(1)); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range 3 {
+		now = now.Add(2 * time.Millisecond) // after the last lease ran out
+		got, err := client.Store().Claim(ctx, fmt.Sprintf("dead-%d", i), now, time.Millisecond, 1)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim %d: %v %v", i, got, err)
+		}
+	}
+	time.Sleep(time.Until(now.Add(5 * time.Millisecond)))
+	eng, err := docket.Open(ctx, docket.Config{Store: "sqlite:" + db, Graphs: []*docket.Graph{g}, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	_, err = docket.HandleFor[CrashA](eng, "p").Result(ctx)
+	if err == nil || !strings.Contains(err.Error(), "attempt 4 exceeds the 3 allowed") {
+		t.Fatalf("got %v", err)
+	}
+}

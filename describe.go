@@ -70,10 +70,10 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 		return nil, err
 	}
 	now := e.clock.Now()
-	running := map[string]bool{}
+	running := map[string]int{} // step -> the attempt in progress
 	for _, t := range tasks {
 		if t.Kind == store.TaskStep && t.Owner != "" && t.LeaseUntil.After(now) {
-			running[t.Step] = true
+			running[t.Step] = max(t.Attempt, 1) + max(t.Claims-1, 0)
 		}
 	}
 	d := &Description{ID: x.ID, Graph: x.Graph, Run: x.Run, Status: string(x.Status), CancelRequested: x.CancelRequested,
@@ -103,16 +103,15 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 			info = StepInfo{Name: name, Status: string(rec.Status), Attempts: rec.Attempt, Error: rec.Error, Wait: rec.Wait,
 				WakeAt: rec.WakeAt, ReadyAt: rec.ReadyAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt,
 				Compensation: string(rec.Comp), CompensationAttempts: rec.CompAttempt, CompensationError: rec.CompError}
-			if running[name] {
-				info.Status = "running"
-				info.Attempts = rec.Attempt + 1
+			if a, ok := running[name]; ok {
+				info.Status, info.Attempts = "running", a
 			}
 			if rec.Output != nil && p != nil {
 				if i, ok := p.byName[name]; ok {
 					info.Output, _ = e.decode(p.steps[i].st.out, rec.Output.Data)
 				}
 			}
-			if rec.Status == store.StepSuspended && !running[name] {
+			if _, ok := running[name]; rec.Status == store.StepSuspended && !ok {
 				d.Waiting = append(d.Waiting, name+": "+rec.Wait)
 			}
 			if rec.Comp == store.CompPending && d.Status == string(store.Running) {

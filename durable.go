@@ -156,7 +156,9 @@ func (f *frame) beatData() []byte {
 func (d *durableStep) suspend(f *frame, wake time.Time, wait string) error {
 	err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
 		rec.Status, rec.Wait, rec.WakeAt = store.StepSuspended, wait, wake
+		rec.Attempt = f.attempt
 		task.ReadyAt, task.Owner, task.LeaseUntil = wake, "", time.Time{}
+		task.Attempt, task.Claims = f.attempt, 0 // resuming continues this attempt
 		return tx.PutTask(task)
 	})
 	if err != nil {
@@ -255,13 +257,21 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	if err != nil {
 		return nil
 	}
-	f := &frame{Context: ctx, r: r, ps: ps, attempt: rec.Attempt + 1}
+	// Claims beyond the first are attempts that died without recording
+	// anything; they count.
+	f := &frame{Context: ctx, r: r, ps: ps, attempt: max(t.Attempt, 1) + max(t.Claims-1, 0)}
 	f.beat.data = rec.Heartbeat
 	d := &durableStep{w: w, task: t, exec: x, step: t.Step, journal: journal, loaded: len(journal), saved: len(journal)}
 	f.d = d
 
 	if x.CancelRequested {
 		return w.commitStep(ctx, r, f, d, nil, errCancelling)
+	}
+	if limit := attemptLimit(f.retryPolicy()); limit > 0 && f.attempt > limit {
+		// Earlier attempts died with their process; a step that keeps
+		// killing its worker must not be run forever.
+		return w.commitStep(ctx, r, f, d, nil, NonRetryable(fmt.Errorf(
+			"attempt %d exceeds the %d allowed: earlier attempts ended without a result (their worker died)", f.attempt, limit)))
 	}
 	key, out, hit := r.cacheGet(f)
 	var runErr error
@@ -307,6 +317,7 @@ func (w *worker) attempt(r *run, f *frame) (out any, err error) {
 func (w *worker) handBack(t store.Task, f *frame, d *durableStep) {
 	_ = d.save(context.Background(), f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
 		task.Owner, task.LeaseUntil = "", time.Time{}
+		task.Attempt, task.Claims = f.attempt, 0 // interrupted, not failed: run it again as this attempt
 		return tx.PutTask(task)
 	})
 }
@@ -406,6 +417,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			rec.Status, rec.WakeAt = store.StepSuspended, now.Add(delay)
 			rec.Wait = fmt.Sprintf("retry backoff after attempt %d", f.attempt)
 			task.ReadyAt, task.Owner, task.LeaseUntil = rec.WakeAt, "", time.Time{}
+			task.Attempt, task.Claims = f.attempt+1, 0
 			if err := truncateFailedCalls(tx, d); err != nil {
 				return err
 			}
@@ -522,9 +534,9 @@ func (w *worker) makeReady(tx store.Tx, p *plan, recs map[string]*store.Step, i 
 	if err := tx.PutStep(rec); err != nil {
 		return err
 	}
-	t := &store.Task{Step: name, Kind: store.TaskStep, ReadyAt: now}
+	t := &store.Task{Step: name, Kind: store.TaskStep, ReadyAt: now, Attempt: 1}
 	if lease {
-		t.Owner, t.LeaseUntil = w.id, now.Add(w.eng.cfg.Lease)
+		t.Owner, t.LeaseUntil, t.Claims = w.id, now.Add(w.eng.cfg.Lease), 1
 	}
 	if err := tx.AddTask(t); err != nil {
 		return err
@@ -772,13 +784,13 @@ func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 			next = task
 		case retry:
 			cur.CompError = cerr.Error()
-			task.ReadyAt, task.Owner, task.LeaseUntil = now.Add(delay), "", time.Time{}
+			task.ReadyAt, task.Owner, task.LeaseUntil, task.Claims = now.Add(delay), "", time.Time{}, 0
 		default:
 			cur.Comp, cur.CompError = store.CompFailed, cerr.Error()
 			next = task
 		}
 		if next != nil {
-			task.LeaseUntil = now.Add(e.cfg.Lease)
+			task.LeaseUntil, task.Claims = now.Add(e.cfg.Lease), 1
 		}
 		if err := tx.PutTask(task); err != nil {
 			return err
@@ -824,4 +836,18 @@ func (w *worker) deadlineTask(ctx context.Context, t store.Task) {
 			e.finished(x.ID)
 		}
 	}
+}
+
+// crashAllowance is how many attempts a step without a retry policy gets
+// when its attempts keep dying with their worker: a crash is not the step's
+// failure, so it runs again, but not forever.
+const crashAllowance = 10
+
+// attemptLimit is the highest attempt number a step may start: its policy's
+// MaxAttempts, or crashAllowance without one; 0 means no limit.
+func attemptLimit(p *RetryPolicy) int {
+	if p == nil || p.MaxAttempts == 0 {
+		return crashAllowance
+	}
+	return max(p.attempts(), 0)
 }

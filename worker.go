@@ -137,15 +137,17 @@ func (w *worker) claimLoop() {
 		if free > 0 && claimed == free {
 			continue // there may be more
 		}
-		wait := e.cfg.PollInterval
 		now := e.clock.Now()
+		wake := now.Add(e.cfg.PollInterval)
 		if next, ok, err := e.st.NextReadyAt(w.ctx, now); err == nil && ok {
-			wait = min(wait, next.Sub(now))
+			if next.Before(wake) {
+				wake = next
+			}
 			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && len(w.slots) == 0 && ic.Idle(next) {
 				continue
 			}
 		}
-		t := e.clock.NewTimer(max(wait, 0))
+		t := e.clock.TimerAt(wake)
 		select {
 		case <-w.ctx.Done():
 		case <-w.wake:
@@ -163,7 +165,7 @@ func (w *worker) leaseLoop() {
 	for {
 		// This runs until the running tasks have drained after stop, not
 		// merely until claiming stops: leases must outlive their tasks.
-		t := e.clock.NewTimer(every)
+		t := e.clock.TimerAt(e.clock.Now().Add(every))
 		select {
 		case <-w.drained:
 			t.Stop()
@@ -288,7 +290,7 @@ func (w *worker) deferTask(ctx context.Context, t store.Task, d time.Duration) {
 		if err != nil {
 			return err
 		}
-		task.Owner, task.LeaseUntil, task.ReadyAt = "", time.Time{}, w.eng.clock.Now().Add(d)
+		task.Owner, task.LeaseUntil, task.ReadyAt, task.Claims = "", time.Time{}, w.eng.clock.Now().Add(d), 0
 		return tx.PutTask(task)
 	})
 }

@@ -38,12 +38,12 @@ func (c *Clock) Now() time.Time {
 	return c.now
 }
 
-// NewTimer implements docket.Clock.
-func (c *Clock) NewTimer(d time.Duration) docket.Timer {
+// TimerAt implements docket.Clock.
+func (c *Clock) TimerAt(at time.Time) docket.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &timer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
-	if d <= 0 {
+	t := &timer{c: c, at: at, ch: make(chan time.Time, 1)}
+	if !at.After(c.now) {
 		t.ch <- c.now
 		return t
 	}

@@ -2,6 +2,7 @@ package docktest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -112,5 +113,32 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestManualAdvanceNeverMissesAWakeUp advances the clock the moment a step
+// is seen suspended, many times, to catch a worker that arms its timer
+// from a stale reading of the clock.
+func TestManualAdvanceNeverMissesAWakeUp(t *testing.T) {
+	g := docket.NewGraph("naps", docket.Input[Account]())
+	docket.Register1(g, func(ctx context.Context, a Account) (*Report, error) {
+		return &Report{}, docket.Sleep(ctx, time.Hour)
+	}, docket.Name("nap"))
+	env := docktest.New(t, docktest.Options{ManualTime: true}, g)
+	ctx := context.Background()
+	for i := range 150 {
+		id := fmt.Sprintf("nap-%d", i)
+		h, err := docket.Start[*Report](ctx, env.Engine, g, id, Account("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { d, err := env.Describe(ctx, id); return err == nil && len(d.Waiting) == 1 })
+		env.Clock.Advance(time.Hour)
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = h.Result(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("iteration %d: %v", i, err)
+		}
 	}
 }

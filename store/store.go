@@ -149,6 +149,12 @@ type Task struct {
 	ReadyAt    time.Time
 	Owner      string    // the worker holding the lease, or ""
 	LeaseUntil time.Time // when the lease expires
+	// Attempt is the engine's attempt number for the work the task runs.
+	Attempt int
+	// Claims counts the times Claim leased this task since it was last
+	// added or put; the engine reads claims beyond the first as attempts
+	// that died without recording anything.
+	Claims int
 }
 
 // JournalEntry records one durable call made inside a step, by position.
@@ -186,7 +192,8 @@ type Store interface {
 	Update(ctx context.Context, id string, fn func(Tx) error) error
 
 	// Claim leases up to limit tasks whose ReadyAt is not after now and
-	// whose lease is free or expired, to owner until now+lease.
+	// whose lease is free or expired, to owner until now+lease, and counts
+	// the claim in each task's Claims.
 	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Task, error)
 	// ExtendLeases moves the leases that owner still holds to until and
 	// returns the IDs of those it no longer holds.

@@ -339,6 +339,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	out := make([]store.Task, len(ready))
 	for i, t := range ready {
 		t.Owner, t.LeaseUntil = owner, norm(now.Add(lease))
+		t.Claims++
 		out[i] = *t
 	}
 	return out, nil

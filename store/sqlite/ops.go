@@ -54,7 +54,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	var tasks []store.Task
 	err := s.write(ctx, "claim", func(tx *sql.Tx) error {
 		var err error
-		tasks, err = collect(ctx, tx, scanTask, `UPDATE tasks SET owner = ?1, lease_until = ?2
+		tasks, err = collect(ctx, tx, scanTask, `UPDATE tasks SET owner = ?1, lease_until = ?2, claims = claims + 1
 			WHERE id IN (SELECT id FROM tasks WHERE ready_at <= ?3 AND (owner = '' OR lease_until <= ?3)
 				ORDER BY ready_at, id LIMIT ?4)
 			RETURNING `+taskCols,

@@ -50,6 +50,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -111,7 +112,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
 	// Connecting the writer first sets WAL mode before any reader connects.
-	if err := s.w.PingContext(ctx); err != nil {
+	if err := s.connectWriter(ctx); err != nil {
 		_ = s.w.Close()
 		return nil, s.wrap("open", err)
 	}
@@ -133,6 +134,25 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, s.wrap("open", err)
 	}
 	return s, nil
+}
+
+// connectWriter opens the writer connection. Switching a new file to WAL
+// needs an exclusive lock and fails with SQLITE_BUSY at once, without the
+// busy handler, when another process is opening the same file at that
+// moment; so it is tried again, for up to the busy timeout.
+func (s *Store) connectWriter(ctx context.Context) error {
+	deadline := time.Now().Add(BusyTimeout * time.Millisecond)
+	for {
+		err := s.w.PingContext(ctx)
+		if err == nil || !errors.Is(kind(err), store.ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // dsnBase is a database name and the query parameters given with it.

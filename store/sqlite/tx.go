@@ -122,7 +122,7 @@ func scanEntry(row scanner) (store.JournalEntry, error) {
 	return e, err
 }
 
-const taskCols = `id, exec, step, kind, ready_at, owner, lease_until`
+const taskCols = `id, exec, step, kind, ready_at, owner, lease_until, attempt, claims`
 
 func scanTask(row scanner) (store.Task, error) {
 	var (
@@ -130,7 +130,7 @@ func scanTask(row scanner) (store.Task, error) {
 		kind         string
 		ready, until int64
 	)
-	err := row.Scan(&t.ID, &t.Exec, &t.Step, &kind, &ready, &t.Owner, &until)
+	err := row.Scan(&t.ID, &t.Exec, &t.Step, &kind, &ready, &t.Owner, &until, &t.Attempt, &t.Claims)
 	t.Kind, t.ReadyAt, t.LeaseUntil = store.TaskKind(kind), fromMicros(ready), fromMicros(until)
 	return t, err
 }
@@ -295,9 +295,9 @@ func (t *tx) Tasks() ([]store.Task, error) {
 
 func (t *tx) AddTask(task *store.Task) error {
 	var id int64
-	err := t.tx.QueryRowContext(t.ctx, `INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until)
-		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-		t.id, task.Step, string(task.Kind), micros(task.ReadyAt), task.Owner, micros(task.LeaseUntil)).Scan(&id)
+	err := t.tx.QueryRowContext(t.ctx, `INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		t.id, task.Step, string(task.Kind), micros(task.ReadyAt), task.Owner, micros(task.LeaseUntil), task.Attempt, task.Claims).Scan(&id)
 	if isForeignKey(err) {
 		return t.notFound("add task: execution")
 	}
@@ -309,9 +309,9 @@ func (t *tx) AddTask(task *store.Task) error {
 }
 
 func (t *tx) PutTask(task *store.Task) error {
-	n, err := t.exec("put task", `UPDATE tasks SET step = ?, kind = ?, ready_at = ?, owner = ?, lease_until = ?
+	n, err := t.exec("put task", `UPDATE tasks SET step = ?, kind = ?, ready_at = ?, owner = ?, lease_until = ?, attempt = ?, claims = ?
 		WHERE id = ? AND exec = ?`,
-		task.Step, string(task.Kind), micros(task.ReadyAt), task.Owner, micros(task.LeaseUntil), task.ID, t.id)
+		task.Step, string(task.Kind), micros(task.ReadyAt), task.Owner, micros(task.LeaseUntil), task.Attempt, task.Claims, task.ID, t.id)
 	if err == nil && n == 0 {
 		return fmt.Errorf("sqlite %s: task %d of execution %q: %w", t.s.path, task.ID, t.id, store.ErrNotFound)
 	}

@@ -19,14 +19,24 @@ func claim(t *testing.T, s store.Store, owner string, now time.Time, lease time.
 	return got
 }
 
-// leased returns tasks with the lease set.
+// leased returns tasks as a Claim returns them: leased, and counted.
 func leased(owner string, until time.Time, tasks ...store.Task) []store.Task {
 	out := make([]store.Task, len(tasks))
 	for i, t := range tasks {
 		t.Owner, t.LeaseUntil = owner, until
+		t.Claims++
 		out[i] = t
 	}
 	return out
+}
+
+// reclaimed returns task as claimed n times before, optionally made ready at a new time.
+func reclaimed(task store.Task, n int, readyAt ...time.Time) store.Task {
+	task.Claims = n
+	if len(readyAt) > 0 {
+		task.ReadyAt = readyAt[0]
+	}
+	return task
 }
 
 func testClaimOrder(t *testing.T, s store.Store) {
@@ -73,12 +83,19 @@ func testClaimLeases(t *testing.T, s store.Store) {
 		}
 	}
 	// The lease expires at LeaseUntil.
-	check(t, "claim at expiry", claim(t, s, "w2", at(10), 10*time.Second, 1), leased("w2", at(20), task))
-	check(t, "task after takeover", txTasks(t, s, "e"), leased("w2", at(20), task))
+	check(t, "claim at expiry", claim(t, s, "w2", at(10), 10*time.Second, 1), leased("w2", at(20), reclaimed(task, 1)))
+	check(t, "task after takeover", txTasks(t, s, "e"), leased("w2", at(20), reclaimed(task, 1)))
 	if got := claim(t, s, "w1", at(15), 10*time.Second, 1); len(got) != 0 {
 		t.Errorf("w1 claimed %v back from w2 before its lease expired", got)
 	}
-	check(t, "claim long after expiry", claim(t, s, "w1", at(100), time.Hour, 5), leased("w1", at(3700), task))
+	check(t, "claim long after expiry", claim(t, s, "w1", at(100), time.Hour, 5), leased("w1", at(3700), reclaimed(task, 2)))
+	// Putting a task resets its count.
+	update(t, s, "e", func(tx store.Tx) error {
+		cur := reclaimed(task, 0)
+		cur.ReadyAt = at(200)
+		return tx.PutTask(&cur)
+	})
+	check(t, "claim after put", claim(t, s, "w1", at(200), time.Second, 1), leased("w1", at(201), reclaimed(task, 0, at(200))))
 }
 
 func testClaimEager(t *testing.T, s store.Store) {
@@ -170,7 +187,7 @@ func testExtendLeases(t *testing.T, s store.Store) {
 	if err != nil || len(lost) != 0 {
 		t.Fatalf("ExtendLeases while held: lost %v, %v", lost, err)
 	}
-	check(t, "takeover of c", claim(t, s, "w2", at(20), 10*time.Second, 5), leased("w2", at(30), c))
+	check(t, "takeover of c", claim(t, s, "w2", at(20), 10*time.Second, 5), leased("w2", at(30), reclaimed(c, 1)))
 	const missing = 1 << 50
 	lost, err = s.ExtendLeases(t.Context(), "w1", []int64{a.ID, b.ID, c.ID, d.ID, missing}, at(50))
 	if err != nil {
@@ -179,7 +196,7 @@ func testExtendLeases(t *testing.T, s store.Store) {
 	slices.Sort(lost)
 	check(t, "lost", lost, []int64{b.ID, c.ID, d.ID, missing})
 	check(t, "tasks", txTasks(t, s, "e"),
-		append(append(leased("w1", at(50), a), leased("w2", at(30), c)...), leased("w2", at(105), d)...))
+		append(append(leased("w1", at(50), a), leased("w2", at(30), reclaimed(c, 1))...), leased("w2", at(105), d)...))
 	if got := claim(t, s, "w3", at(35), time.Second, 5); len(got) != 1 || got[0].ID != c.ID {
 		t.Errorf("Claim at 35 = %v, want only c (%d): a was extended to 50, d is leased to 105", ids(got), c.ID)
 	}
@@ -210,8 +227,8 @@ func testRelease(t *testing.T, s store.Store) {
 	if err := s.Release(t.Context(), "w1", []int64{a.ID}); err != nil {
 		t.Fatal(err)
 	}
-	check(t, "tasks after release", txTasks(t, s, "e"), append([]store.Task{a}, leased("w2", at(3605), b)...))
-	check(t, "claim after release", claim(t, s, "w3", at(6), time.Minute, 5), leased("w3", at(66), a))
+	check(t, "tasks after release", txTasks(t, s, "e"), append([]store.Task{reclaimed(a, 1)}, leased("w2", at(3605), b)...))
+	check(t, "claim after release", claim(t, s, "w3", at(6), time.Minute, 5), leased("w3", at(66), reclaimed(a, 1)))
 	if lost, err := s.ExtendLeases(t.Context(), "w1", []int64{a.ID}, at(100)); err != nil || !slices.Equal(lost, []int64{a.ID}) {
 		t.Errorf("ExtendLeases after release = %v, %v; want a lost", lost, err)
 	}

@@ -184,8 +184,8 @@ func testTasks(t *testing.T, s store.Store) {
 	zone := time.FixedZone("W", -3*3600)
 	t0 := time.Date(2034, 4, 5, 6, 7, 8, 555555555, zone)
 	in := []store.Task{
-		{Step: "a", Kind: store.TaskStep, ReadyAt: t0},
-		{Step: "b", Kind: store.TaskStep, ReadyAt: t0.Add(-time.Hour)},
+		{Step: "a", Kind: store.TaskStep, ReadyAt: t0, Attempt: 1},
+		{Step: "b", Kind: store.TaskStep, ReadyAt: t0.Add(-time.Hour), Attempt: 3, Claims: 2},
 		{Kind: store.TaskCompensate, ReadyAt: t0, Owner: "w1", LeaseUntil: t0.Add(time.Minute)},
 	}
 	e1 := addTasks(t, s, "e1", in[:2]...)
@@ -211,6 +211,7 @@ func testTasks(t *testing.T, s store.Store) {
 	changed := wantE1[1]
 	changed.Step, changed.Kind, changed.ReadyAt = "b2", store.TaskCompensate, t0.Add(time.Hour)
 	changed.Owner, changed.LeaseUntil = "w9", t0.Add(2*time.Hour)
+	changed.Attempt, changed.Claims = 4, 0
 	update(t, s, "e1", func(tx store.Tx) error { return tx.PutTask(&changed) })
 	wantE1[1] = changed
 	check(t, "Tasks(e1) after PutTask", txTasks(t, s, "e1"), wantE1)

@@ -76,6 +76,8 @@ CREATE TABLE tasks (
 	ready_at    INTEGER NOT NULL,
 	owner       TEXT    NOT NULL, -- '' when not leased
 	lease_until INTEGER NOT NULL,
+	attempt     INTEGER NOT NULL DEFAULT 0,
+	claims      INTEGER NOT NULL DEFAULT 0, -- Claim calls since the task was added or put
 	wake_at     INTEGER NOT NULL GENERATED ALWAYS AS (
 		CASE WHEN owner <> '' AND lease_until > ready_at THEN lease_until ELSE ready_at END
 	) VIRTUAL
