@@ -14,6 +14,21 @@ import (
 // the last error. (The durable worker makes one attempt at a time with
 // attemptOnce and turns backoffs into durable timers.)
 func (r *run) runStep(f *frame) (any, int, error) {
+	if f.ps.st.cfg.cacheTTL <= 0 && f.retryPolicy() == nil {
+		f.attempt = 1
+		out, err := r.attemptOnce(f)
+		if err != nil {
+			return nil, 1, err
+		}
+		return out, 1, nil
+	}
+	return r.runStepFull(f)
+}
+
+// runStepFull is runStep for a cached step or one with a retry policy.
+//
+//go:noinline
+func (r *run) runStepFull(f *frame) (any, int, error) {
 	key, out, hit := r.cacheGet(f)
 	if hit {
 		return out, 0, nil
@@ -43,24 +58,31 @@ func (f *frame) retryPolicy() *RetryPolicy {
 // attemptOnce makes attempt number f.attempt of the frame's step, with the
 // observer told before and after.
 func (r *run) attemptOnce(f *frame) (any, error) {
-	obs := r.ix.g.cfg.observer
-	var start time.Time
-	if obs != nil {
-		start = time.Now()
-		obs.StepStarted(f, r.stepEvent(f))
+	if r.ix.g.cfg.observer != nil {
+		return r.attemptObserved(f)
 	}
-	var out any
-	var err error
+	return r.attemptBare(f)
+}
+
+// attemptBare is attemptOnce without the observer. The functions between a
+// step's goroutine and the step keep small frames: the goroutine starts
+// with a 2 KiB stack, and what they use is not left to the step.
+func (r *run) attemptBare(f *frame) (any, error) {
 	if f.ps.st.mapper != nil {
-		out, err = r.runMap(f)
-	} else {
-		out, err = r.attempt(f, f.ps.st.invoke, r.vals, f.ps.in)
+		return r.runMap(f)
 	}
-	if obs != nil {
-		e := r.stepEvent(f)
-		e.Duration, e.Err = time.Since(start), err
-		obs.StepFinished(f, e)
-	}
+	return r.attempt(f, f.ps.st.invoke, r.vals, f.ps.in)
+}
+
+//go:noinline
+func (r *run) attemptObserved(f *frame) (any, error) {
+	obs := r.ix.g.cfg.observer
+	start := time.Now()
+	obs.StepStarted(f, r.stepEvent(f))
+	out, err := r.attemptBare(f)
+	e := r.stepEvent(f)
+	e.Duration, e.Err = time.Since(start), err
+	obs.StepFinished(f, e)
 	return out, err
 }
 
@@ -100,6 +122,35 @@ var errHeartbeatTimeout = errors.New("heartbeat timeout")
 // attempt makes one call of a step function under the step's timeout and
 // heartbeat timeout, turning a panic into a *PanicError.
 func (r *run) attempt(f *frame, inv invoker, vals []any, in []int32) (out any, err error) {
+	if f.ps.timeout > 0 || f.ps.st.cfg.heartbeatTimeout > 0 {
+		return r.attemptLimited(f, inv, vals, in)
+	}
+	// recover only when inv did not return: calling it costs a frame more
+	// of stack on every step.
+	returned := false
+	defer func() {
+		if !returned {
+			err = panicError(recover(), err)
+		}
+	}()
+	out, err = inv(f, vals, in)
+	returned = true
+	return out, err
+}
+
+// panicError turns a recovered panic value into a *PanicError (nil: the
+// step called runtime.Goexit, and err stands).
+func panicError(p any, err error) error {
+	if p == nil {
+		return err
+	}
+	return &PanicError{Value: p, Stack: debug.Stack()}
+}
+
+// attemptLimited is attempt for a step with a timeout or a heartbeat timeout.
+//
+//go:noinline
+func (r *run) attemptLimited(f *frame, inv invoker, vals []any, in []int32) (out any, err error) {
 	var ctx context.Context = f
 	if d := f.ps.timeout; d > 0 {
 		var cancel context.CancelFunc
@@ -130,12 +181,15 @@ func (r *run) attempt(f *frame, inv invoker, vals []any, in []int32) (out any, e
 			}
 		}()
 	}
+	returned := false
 	defer func() {
-		if p := recover(); p != nil {
-			err = &PanicError{Value: p, Stack: debug.Stack()}
+		if !returned {
+			err = panicError(recover(), err)
 		}
 	}()
-	return inv(ctx, vals, in)
+	out, err = inv(ctx, vals, in)
+	returned = true
+	return out, err
 }
 
 // beat is a step's heartbeat state: the last details, kept across attempts,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 )
 
 // mapper is the typed machinery of a Map step, built by Map's generics.
@@ -58,38 +59,45 @@ func (r *run) runMap(f *frame) (any, error) {
 		wg    sync.WaitGroup
 		once  sync.Once
 		first error
-		next  = make(chan int)
+		next  atomic.Int64 // the next item to take
+		// Each item gets a frame of its own, so Logger and the
+		// observer see its index and attempt.
+		items = make([]frame, n)
+		done  = ctx.Done()
 	)
-	for range limit {
-		wg.Add(1)
-		go func() {
-			normal := false
-			defer func() {
-				if !normal {
-					once.Do(func() { first = ErrGoexit; cancel() })
-				}
-				wg.Done()
-			}()
-			for i := range next {
-				// Each item gets a frame of its own, so Logger and the
-				// observer see its index and attempt.
-				item := &frame{Context: ctx, r: r, ps: f.ps, isItem: true, item: i, d: f.d}
-				if err := r.runItem(item, m, in, out); err != nil {
-					once.Do(func() { first = &ItemError{Index: i, Err: err}; cancel() })
-				}
+	// Workers take items by index, with no channel hand-off; the closure is
+	// made once, so starting a worker allocates nothing more.
+	work := func() {
+		normal := false
+		defer func() {
+			if !normal {
+				once.Do(func() { first = ErrGoexit; cancel() })
 			}
-			normal = true
+			wg.Done()
 		}()
-	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				break
+			}
+			select {
+			case <-done:
+				normal = true
+				return
+			default:
+			}
+			item := &items[i]
+			item.Context, item.r, item.ps, item.isItem, item.item, item.d = ctx, r, f.ps, true, i, f.d
+			if err := r.runItem(item, m, in, out); err != nil {
+				once.Do(func() { first = &ItemError{Index: i, Err: err}; cancel() })
+			}
 		}
+		normal = true
 	}
-	close(next)
+	wg.Add(limit)
+	for range limit {
+		go work()
+	}
 	wg.Wait()
 	if first == nil && ctx.Err() != nil {
 		first = ctx.Err()

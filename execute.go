@@ -254,41 +254,55 @@ func (r *run) exec(i int32) int32 {
 		return -1
 	}
 	f := &r.frames[i]
-	ps := f.ps
-	f.Context = r.ctx
-	var rs *raceState
-	if r.races != nil && r.races[ps.out] != nil {
-		rs = r.races[ps.out]
-		if rs.won.Load() {
-			return -1
-		}
-		ctx, cancel := context.WithCancel(r.ctx)
-		f.Context = ctx
-		rs.mu.Lock()
-		rs.cancels = append(rs.cancels, cancel)
-		rs.mu.Unlock()
+	if r.races != nil && r.races[f.ps.out] != nil {
+		return r.execRace(i, f)
 	}
+	f.Context = r.ctx
+	out, attempts, err := r.runStep(f)
+	if err != nil {
+		r.stepFailed(f, nil, attempts, err)
+		return -1
+	}
+	return r.done1(i, f, out)
+}
+
+// done1 records a completed step and releases the steps waiting for it.
+func (r *run) done1(i int32, f *frame, out any) int32 {
+	if r.p.hasComp && f.ps.st.cfg.compensate != nil {
+		r.errMu.Lock()
+		r.done = append(r.done, i)
+		r.errMu.Unlock()
+	}
+	return r.fill(f.ps.out, out)
+}
+
+// execRace is exec for a step of a race group.
+//
+//go:noinline
+func (r *run) execRace(i int32, f *frame) int32 {
+	rs := r.races[f.ps.out]
+	if rs.won.Load() {
+		return -1
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	f.Context = ctx
+	rs.mu.Lock()
+	rs.cancels = append(rs.cancels, cancel)
+	rs.mu.Unlock()
 	out, attempts, err := r.runStep(f)
 	if err != nil {
 		r.stepFailed(f, rs, attempts, err)
 		return -1
 	}
-	if rs != nil {
-		if !rs.won.CompareAndSwap(false, true) {
-			return -1
-		}
-		rs.mu.Lock()
-		for _, c := range rs.cancels {
-			c()
-		}
-		rs.mu.Unlock()
+	if !rs.won.CompareAndSwap(false, true) {
+		return -1
 	}
-	if p := r.p; p.hasComp && ps.st.cfg.compensate != nil {
-		r.errMu.Lock()
-		r.done = append(r.done, i)
-		r.errMu.Unlock()
+	rs.mu.Lock()
+	for _, c := range rs.cancels {
+		c()
 	}
-	return r.fill(ps.out, out)
+	rs.mu.Unlock()
+	return r.done1(i, f, out)
 }
 
 // compensate undoes the completed steps of a failed execution, newest

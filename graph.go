@@ -34,7 +34,8 @@ type index struct {
 	err       error
 	cache     Cache
 	codec     codec.Codec
-	plans     sync.Map // planKey -> *planEntry
+	plans     sync.Map                  // planKey -> *planEntry
+	lastPlan  atomic.Pointer[planEntry] // the plan used last; checked before plans
 	types     map[string]reflect.Type
 	ambiguous map[string]bool
 }

@@ -48,6 +48,7 @@ type planKey struct {
 }
 
 type planEntry struct {
+	key planKey
 	p   *plan
 	err error
 }
@@ -61,12 +62,20 @@ func (ix *index) planFor(target reflect.Type, in []reflect.Type) (*plan, error) 
 	}
 	k := planKey{target: target, n: len(in)}
 	copy(k.in[:], in)
+	// Most callers run one request shape over and over: comparing with the
+	// last plan used is cheaper than hashing k for the map.
+	if e := ix.lastPlan.Load(); e != nil && e.key == k {
+		return e.p, e.err
+	}
 	if e, ok := ix.plans.Load(k); ok {
 		e := e.(*planEntry)
+		ix.lastPlan.Store(e)
 		return e.p, e.err
 	}
 	p, err := ix.compile(target, in)
-	ix.plans.Store(k, &planEntry{p, err})
+	e := &planEntry{k, p, err}
+	ix.plans.Store(k, e)
+	ix.lastPlan.Store(e)
 	return p, err
 }
 
