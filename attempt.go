@@ -166,7 +166,7 @@ func (r *run) attemptLimited(f *frame, inv invoker, vals []any, in []int32) (out
 	if d := f.ps.st.cfg.heartbeatTimeout; d > 0 {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
-		hb := &f.beat
+		hb := f.beat()
 		hb.mu.Lock()
 		hb.timer = time.AfterFunc(d, func() { cancel(errHeartbeatTimeout) })
 		hb.mu.Unlock()
@@ -190,6 +190,16 @@ func (r *run) attemptLimited(f *frame, inv invoker, vals []any, in []int32) (out
 	out, err = inv(ctx, vals, in)
 	returned = true
 	return out, err
+}
+
+// beat returns the frame's heartbeat state, making it on first use. Most
+// steps never heartbeat, so frames do not carry it inline.
+func (f *frame) beat() *beat {
+	if hb := f.hb.Load(); hb != nil {
+		return hb
+	}
+	f.hb.CompareAndSwap(nil, &beat{})
+	return f.hb.Load()
 }
 
 // beat is a step's heartbeat state: the last details, kept across attempts,

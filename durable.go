@@ -113,9 +113,11 @@ func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.T
 	})
 	if err == nil {
 		d.saved = len(d.journal)
-		f.beat.mu.Lock()
-		f.beat.dirty = false
-		f.beat.mu.Unlock()
+		if hb := f.hb.Load(); hb != nil {
+			hb.mu.Lock()
+			hb.dirty = false
+			hb.mu.Unlock()
+		}
 	}
 	return err
 }
@@ -134,7 +136,10 @@ func (d *durableStep) heartbeat(f *frame) {
 
 // beatData encodes the latest heartbeat details, if they changed.
 func (f *frame) beatData() []byte {
-	hb := &f.beat
+	hb := f.hb.Load()
+	if hb == nil {
+		return nil
+	}
 	hb.mu.Lock()
 	defer hb.mu.Unlock()
 	if !hb.dirty {
@@ -260,7 +265,9 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	// Claims beyond the first are attempts that died without recording
 	// anything; they count.
 	f := &frame{Context: ctx, r: r, ps: ps, attempt: max(t.Attempt, 1) + max(t.Claims-1, 0)}
-	f.beat.data = rec.Heartbeat
+	if rec.Heartbeat != nil {
+		f.hb.Store(&beat{data: rec.Heartbeat})
+	}
 	d := &durableStep{w: w, task: t, exec: x, step: t.Step, journal: journal, loaded: len(journal), saved: len(journal)}
 	f.d = d
 

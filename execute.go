@@ -66,7 +66,7 @@ type frame struct {
 	pending atomic.Int32
 	isItem  bool // a frame for one item of a Map step
 	item    int
-	beat    beat
+	hb      atomic.Pointer[beat] // heartbeat state, made on first use
 	d       *durableStep // set when the step runs durably
 	clock   Clock        // for Now outside the journal (inside Run)
 }

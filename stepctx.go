@@ -12,7 +12,7 @@ func Heartbeat(ctx context.Context, details any) {
 	if f == nil {
 		return
 	}
-	hb := &f.beat
+	hb := f.beat()
 	hb.mu.Lock()
 	hb.details, hb.data, hb.dirty = details, nil, true
 	if hb.timer != nil {
@@ -33,7 +33,10 @@ func HeartbeatDetails[T any](ctx context.Context) (T, bool) {
 	if f == nil {
 		return zero, false
 	}
-	hb := &f.beat
+	hb := f.hb.Load()
+	if hb == nil {
+		return zero, false
+	}
 	hb.mu.Lock()
 	defer hb.mu.Unlock()
 	if v, ok := hb.details.(T); ok {
