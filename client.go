@@ -63,7 +63,7 @@ func (e *Engine) start(ctx context.Context, g *Graph, id string, target reflect.
 	}
 	ix := g.index()
 	var cfg execConfig
-	vals, types := splitInputs(inputs, &cfg)
+	vals, types := splitInputs(inputs, &cfg, nil, nil)
 	p, err := ix.planFor(target, types)
 	if err != nil {
 		return err
@@ -113,7 +113,7 @@ func (e *Engine) start(ctx context.Context, g *Graph, id string, target reflect.
 		}
 		recs := map[string]*store.Step{}
 		for _, i := range p.roots {
-			if err := e.w.makeReadyVia(e, tx, p, recs, i, now, eager && first == nil, &first); err != nil {
+			if err := makeReady(e, tx, p, recs, i, now, e.w.leaseTo(eager && first == nil), &first); err != nil {
 				return err
 			}
 		}
@@ -143,31 +143,20 @@ func (e *Engine) start(ctx context.Context, g *Graph, id string, target reflect.
 	return nil
 }
 
-// makeReadyVia is makeReady for callers that may have no worker (a
-// client-only engine): nothing is leased then.
-func (w *worker) makeReadyVia(e *Engine, tx store.Tx, p *plan, recs map[string]*store.Step, i int32, now time.Time, lease bool, leased **store.Task) error {
-	if w == nil {
-		w = &worker{eng: e}
-		lease = false
+// splitInputs applies the options among inputs to cfg and appends the
+// inputs (cfg's shared ones first) and their types to vals and types.
+func splitInputs(inputs []any, cfg *execConfig, vals []any, types []reflect.Type) ([]any, []reflect.Type) {
+	for _, in := range inputs {
+		if o, ok := in.(ExecuteOption); ok {
+			o.applyExecute(cfg)
+		}
 	}
-	return w.makeReady(tx, p, recs, i, now, lease, leased)
-}
-
-// splitInputs separates options from inputs and notes each input's type.
-func splitInputs(inputs []any, cfg *execConfig) ([]any, []reflect.Type) {
-	var vals []any
-	var types []reflect.Type
 	add := func(in any) {
 		t := reflect.TypeOf(in)
 		if ti, ok := in.(typedInput); ok {
 			in, t = ti.value()
 		}
 		vals, types = append(vals, in), append(types, t)
-	}
-	for _, in := range inputs {
-		if o, ok := in.(ExecuteOption); ok {
-			o.applyExecute(cfg)
-		}
 	}
 	for _, in := range cfg.shared {
 		add(in)

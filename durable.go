@@ -391,7 +391,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			if err := putAndDelete(tx, rec, task.ID); err != nil {
 				return err
 			}
-			return w.settleCancel(tx, p, x, recs, now, &finished)
+			return settleCancel(e, tx, p, x, recs, now, &finished)
 		}
 		if runErr == nil {
 			if slotFilled(p, recs, ps.out, rec.Name) {
@@ -441,7 +441,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			return nil
 		}
 		msg := (&StepError{Graph: r.ix.g.name, Step: ps.st.name, Attempts: f.attempt, Err: runErr}).Error()
-		return w.failExecution(tx, p, x, recs, msg, now, &finished)
+		return failExecution(e, tx, p, x, recs, msg, now, &finished)
 	})
 	if err != nil {
 		if !errors.Is(err, errLeaseLost) {
@@ -523,15 +523,25 @@ func (w *worker) schedule(tx store.Tx, p *plan, recs map[string]*store.Step, si 
 		if recs[cs.st.name] != nil || !inputsReady(p, recs, cs) {
 			continue
 		}
-		if err := w.makeReady(tx, p, recs, c, now, eager && next == nil, &next); err != nil {
+		if err := makeReady(w.eng, tx, p, recs, c, now, w.leaseTo(eager && next == nil), &next); err != nil {
 			return nil, err
 		}
 	}
 	return next, nil
 }
 
-// makeReady records step i as ready and queues its task.
-func (w *worker) makeReady(tx store.Tx, p *plan, recs map[string]*store.Step, i int32, now time.Time, lease bool, leased **store.Task) error {
+// leaseTo returns the worker's ID if it is to lease a task it makes ready
+// (to run it next on the same goroutine), or "".
+func (w *worker) leaseTo(lease bool) string {
+	if w == nil || !lease {
+		return ""
+	}
+	return w.id
+}
+
+// makeReady records step i as ready and queues its task, leased to owner
+// when that is set; the leased task is returned through leased.
+func makeReady(e *Engine, tx store.Tx, p *plan, recs map[string]*store.Step, i int32, now time.Time, owner string, leased **store.Task) error {
 	name := p.steps[i].st.name
 	if recs[name] != nil {
 		return nil
@@ -542,13 +552,13 @@ func (w *worker) makeReady(tx store.Tx, p *plan, recs map[string]*store.Step, i 
 		return err
 	}
 	t := &store.Task{Step: name, Kind: store.TaskStep, ReadyAt: now, Attempt: 1}
-	if lease {
-		t.Owner, t.LeaseUntil, t.Claims = w.id, now.Add(w.eng.cfg.Lease), 1
+	if owner != "" {
+		t.Owner, t.LeaseUntil, t.Claims = owner, now.Add(e.cfg.Lease), 1
 	}
 	if err := tx.AddTask(t); err != nil {
 		return err
 	}
-	if lease {
+	if owner != "" {
 		*leased = t
 	}
 	return nil
@@ -593,10 +603,6 @@ func deleteTasks(tx store.Tx, keep func(store.Task) bool) error {
 // out): pending steps are cancelled and, if completed steps have
 // compensations, a compensation task undoes them before the final status
 // is set.
-func (w *worker) failExecution(tx store.Tx, p *plan, x *store.Execution, recs map[string]*store.Step, msg string, now time.Time, finished *bool) error {
-	return failExecution(w.eng, tx, p, x, recs, msg, now, finished)
-}
-
 func failExecution(e *Engine, tx store.Tx, p *plan, x *store.Execution, recs map[string]*store.Step, msg string, now time.Time, finished *bool) error {
 	if x.Error == "" {
 		x.Error = msg
@@ -651,10 +657,6 @@ func finish(tx store.Tx, x *store.Execution, now time.Time, finished *bool) erro
 
 // settleCancel finishes a cancellation once no step of the execution is
 // running any more.
-func (w *worker) settleCancel(tx store.Tx, p *plan, x *store.Execution, recs map[string]*store.Step, now time.Time, finished *bool) error {
-	return settleCancel(w.eng, tx, p, x, recs, now, finished)
-}
-
 func settleCancel(e *Engine, tx store.Tx, p *plan, x *store.Execution, recs map[string]*store.Step, now time.Time, finished *bool) error {
 	tasks, err := tx.Tasks()
 	if err != nil {

@@ -67,8 +67,8 @@ type frame struct {
 	isItem  bool // a frame for one item of a Map step
 	item    int
 	hb      atomic.Pointer[beat] // heartbeat state, made on first use
-	d       *durableStep // set when the step runs durably
-	clock   Clock        // for Now outside the journal (inside Run)
+	d       *durableStep         // set when the step runs durably
+	clock   Clock                // for Now outside the journal (inside Run)
 }
 
 type frameKey struct{}
@@ -100,34 +100,13 @@ func execute(ctx context.Context, g *Graph, target reflect.Type, inputs []any, b
 	if base != nil {
 		r.cfg = *base
 	}
-	// Split options from inputs and note each input's type, without
-	// allocating for the common case of a few inputs.
+	// Buffers for the common case of a few inputs, so that splitting them
+	// allocates nothing.
 	var (
-		tbuf  [4]reflect.Type
-		vbuf  [4]any
-		types = tbuf[:0]
-		vals  = vbuf[:0]
+		tbuf [4]reflect.Type
+		vbuf [4]any
 	)
-	add := func(in any) {
-		t := reflect.TypeOf(in)
-		if ti, ok := in.(typedInput); ok {
-			in, t = ti.value()
-		}
-		types, vals = append(types, t), append(vals, in)
-	}
-	for _, in := range inputs {
-		if o, ok := in.(ExecuteOption); ok {
-			o.applyExecute(&r.cfg)
-		}
-	}
-	for _, in := range r.cfg.shared {
-		add(in)
-	}
-	for _, in := range inputs {
-		if _, ok := in.(ExecuteOption); !ok {
-			add(in)
-		}
-	}
+	vals, types := splitInputs(inputs, &r.cfg, vbuf[:0], tbuf[:0])
 	p, err := ix.planFor(target, types)
 	if err != nil {
 		return nil, err
