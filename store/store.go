@@ -120,6 +120,7 @@ type Step struct {
 	Error     string
 	Wait      string    // what a suspended step waits on, for people
 	WakeAt    time.Time // when a suspended step's timer fires
+	Signal    string    // the signal a suspended step waits for, if any
 	Heartbeat []byte    // the last heartbeat details
 	// Seq is the execution's step-completion counter when this step completed.
 	Seq         int64
@@ -129,6 +130,17 @@ type Step struct {
 	Comp        CompStatus
 	CompAttempt int
 	CompError   string
+}
+
+// Signal is a message sent to an execution. An execution's signals form
+// its inbox, in arrival order.
+type Signal struct {
+	Exec       string
+	Seq        int64 // arrival order within the execution, from 1
+	Name       string
+	Payload    Value
+	SentAt     time.Time
+	ConsumedBy string // the step that received it, or "" while it waits
 }
 
 // TaskKind says what a task runs.
@@ -212,6 +224,8 @@ type Store interface {
 	Journal(ctx context.Context, id, step string) ([]JournalEntry, error)
 	// Tasks returns an execution's tasks, by ID.
 	Tasks(ctx context.Context, id string) ([]Task, error)
+	// Signals returns an execution's inbox in arrival order.
+	Signals(ctx context.Context, id string) ([]Signal, error)
 	// List returns executions newest first and the cursor of the next page ("" at the end).
 	List(ctx context.Context, q ListQuery) ([]Execution, string, error)
 
@@ -242,6 +256,13 @@ type Tx interface {
 	PutJournal(e *JournalEntry) error
 	// TruncateJournal deletes a step's entries from position seq on.
 	TruncateJournal(step string, seq int) error
+
+	// Signals returns the inbox in arrival order.
+	Signals() ([]Signal, error)
+	// AddSignal appends a signal to the inbox and sets its Seq.
+	AddSignal(s *Signal) error
+	// PutSignal updates a signal (to record who consumed it).
+	PutSignal(s *Signal) error
 
 	// Tasks returns the execution's tasks.
 	Tasks() ([]Task, error)

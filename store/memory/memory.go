@@ -35,6 +35,7 @@ type execState struct {
 	order   int64
 	steps   map[string]store.Step
 	journal map[string][]store.JournalEntry
+	signals []store.Signal
 }
 
 type cacheEntry struct {
@@ -110,7 +111,57 @@ func (st *execState) clone() *execState {
 	for k, v := range st.journal {
 		c.journal[k] = cloneJournal(v)
 	}
+	c.signals = cloneSignals(st.signals)
 	return c
+}
+
+func cloneSignals(ss []store.Signal) []store.Signal {
+	if ss == nil {
+		return nil
+	}
+	out := make([]store.Signal, len(ss))
+	for i, s := range ss {
+		s.Payload.Data = cloneBytes(s.Payload.Data)
+		s.SentAt = norm(s.SentAt)
+		out[i] = s
+	}
+	return out
+}
+
+func (t *tx) Signals() ([]store.Signal, error) {
+	if t.st == nil {
+		return nil, nil
+	}
+	return cloneSignals(t.st.signals), nil
+}
+
+func (t *tx) AddSignal(s *store.Signal) error {
+	if t.st == nil {
+		return store.ErrNotFound
+	}
+	s.Exec, s.Seq = t.id, int64(len(t.st.signals)+1)
+	t.st.signals = append(t.st.signals, cloneSignals([]store.Signal{*s})...)
+	return nil
+}
+
+func (t *tx) PutSignal(s *store.Signal) error {
+	if t.st == nil || s.Seq < 1 || s.Seq > int64(len(t.st.signals)) {
+		return store.ErrNotFound
+	}
+	c := cloneSignals([]store.Signal{*s})[0]
+	c.Exec = t.id
+	t.st.signals[s.Seq-1] = c
+	return nil
+}
+
+// Signals implements store.Store.
+func (s *Store) Signals(ctx context.Context, id string) ([]store.Signal, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	t := &tx{st: s.execs[id]}
+	return t.Signals()
 }
 
 // norm is how a database keeps a time: UTC, to the microsecond.

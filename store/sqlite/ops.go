@@ -271,3 +271,12 @@ func (s *Store) CacheSet(ctx context.Context, key string, value []byte, expires 
 		return err
 	})
 }
+
+// Signals implements store.Store.
+func (s *Store) Signals(ctx context.Context, id string) ([]store.Signal, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	sigs, err := collect(ctx, s.r, scanSignal, `SELECT `+signalCols+` FROM signals WHERE exec = ? ORDER BY seq`, id)
+	return sigs, s.wrap("signals", err)
+}

@@ -92,7 +92,7 @@ func scanExec(row scanner, extra ...any) (*store.Execution, error) {
 }
 
 const stepCols = `exec, name, status, attempt, output_type, output_data, error, wait, wake_at, heartbeat,
-	seq, ready_at, started_at, finished_at, comp, comp_attempt, comp_error`
+	seq, ready_at, started_at, finished_at, comp, comp_attempt, comp_error, signal`
 
 func scanStep(row scanner) (store.Step, error) {
 	var (
@@ -103,7 +103,7 @@ func scanStep(row scanner) (store.Step, error) {
 		wake, ready, started, finished int64
 	)
 	err := row.Scan(&s.Exec, &s.Name, &status, &s.Attempt, &ot, &od, &s.Error, &s.Wait, &wake, &s.Heartbeat,
-		&s.Seq, &ready, &started, &finished, &comp, &s.CompAttempt, &s.CompError)
+		&s.Seq, &ready, &started, &finished, &comp, &s.CompAttempt, &s.CompError, &s.Signal)
 	s.Status, s.Comp, s.Output = store.StepStatus(status), store.CompStatus(comp), valueOf(ot, od)
 	s.WakeAt, s.ReadyAt, s.StartedAt, s.FinishedAt = fromMicros(wake), fromMicros(ready), fromMicros(started), fromMicros(finished)
 	return s, err
@@ -267,9 +267,9 @@ func (t *tx) Steps() ([]store.Step, error) {
 func (t *tx) PutStep(s *store.Step) error {
 	ot, od := valueArgs(s.Output)
 	return t.write("put step", `INSERT OR REPLACE INTO steps (`+stepCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.id, s.Name, string(s.Status), s.Attempt, ot, od, s.Error, s.Wait, micros(s.WakeAt), s.Heartbeat,
-		s.Seq, micros(s.ReadyAt), micros(s.StartedAt), micros(s.FinishedAt), string(s.Comp), s.CompAttempt, s.CompError)
+		s.Seq, micros(s.ReadyAt), micros(s.StartedAt), micros(s.FinishedAt), string(s.Comp), s.CompAttempt, s.CompError, s.Signal)
 }
 
 func (t *tx) Journal(step string) ([]store.JournalEntry, error) {
@@ -320,5 +320,52 @@ func (t *tx) PutTask(task *store.Task) error {
 
 func (t *tx) DeleteTask(id int64) error {
 	_, err := t.exec("delete task", `DELETE FROM tasks WHERE id = ? AND exec = ?`, id, t.id)
+	return err
+}
+
+const signalCols = `exec, seq, name, payload_type, payload_data, sent_at, consumed_by`
+
+func scanSignal(row scanner) (store.Signal, error) {
+	var (
+		s    store.Signal
+		sent int64
+	)
+	err := row.Scan(&s.Exec, &s.Seq, &s.Name, &s.Payload.Type, &s.Payload.Data, &sent, &s.ConsumedBy)
+	s.SentAt = fromMicros(sent)
+	return s, err
+}
+
+func (t *tx) Signals() ([]store.Signal, error) {
+	sigs, err := collect(t.ctx, t.tx, scanSignal, `SELECT `+signalCols+` FROM signals WHERE exec = ? ORDER BY seq`, t.id)
+	return sigs, t.s.wrap("signals", err)
+}
+
+func (t *tx) AddSignal(s *store.Signal) error {
+	var seq int64
+	if err := t.tx.QueryRowContext(t.ctx, `SELECT coalesce(max(seq), 0) + 1 FROM signals WHERE exec = ?`, t.id).Scan(&seq); err != nil {
+		return t.s.wrap("add signal", err)
+	}
+	data := s.Payload.Data
+	if data == nil {
+		data = []byte{}
+	}
+	if err := t.write("add signal", `INSERT INTO signals (`+signalCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		t.id, seq, s.Name, s.Payload.Type, data, micros(s.SentAt), s.ConsumedBy); err != nil {
+		return err
+	}
+	s.Exec, s.Seq = t.id, seq
+	return nil
+}
+
+func (t *tx) PutSignal(s *store.Signal) error {
+	data := s.Payload.Data
+	if data == nil {
+		data = []byte{}
+	}
+	n, err := t.exec("put signal", `UPDATE signals SET name = ?, payload_type = ?, payload_data = ?, sent_at = ?, consumed_by = ?
+		WHERE exec = ? AND seq = ?`, s.Name, s.Payload.Type, data, micros(s.SentAt), s.ConsumedBy, t.id, s.Seq)
+	if err == nil && n == 0 {
+		return fmt.Errorf("sqlite %s: signal %d of execution %q: %w", t.s.path, s.Seq, t.id, store.ErrNotFound)
+	}
 	return err
 }

@@ -15,7 +15,7 @@ func testSteps(t *testing.T, s store.Store) {
 	zone := time.FixedZone("Y", -7*3600)
 	t0 := time.Date(2032, 2, 3, 4, 5, 6, 999999999, zone)
 	b := store.Step{
-		Name: "b", Status: store.StepSuspended, Attempt: 2, Error: "timeout", Wait: "timer 5m",
+		Name: "b", Status: store.StepSuspended, Attempt: 2, Error: "timeout", Wait: "timer 5m", Signal: "approve",
 		WakeAt: t0.Add(5 * time.Minute), Heartbeat: []byte{0, 1, 0xff}, ReadyAt: t0, StartedAt: t0.Add(time.Second),
 	}
 	a := store.Step{

@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Update/Copies", testCopies},
 		{"Steps", testSteps},
 		{"Journal", testJournal},
+		{"Signals", testSignals},
 		{"Tasks", testTasks},
 		{"Tasks/OtherExecution", testTasksOtherExec},
 		{"Claim/Order", testClaimOrder},
