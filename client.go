@@ -53,6 +53,12 @@ func Start[Out any](ctx context.Context, eng *Engine, g *Graph, id string, input
 }
 
 func (e *Engine) start(ctx context.Context, g *Graph, id string, target reflect.Type, inputs []any) error {
+	return e.startWith(ctx, g, id, target, inputs, nil)
+}
+
+// startWith starts an execution and, when sig is set, delivers a signal to
+// it (new or existing) in the same transaction.
+func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target reflect.Type, inputs []any, sig *pendingSignal) error {
 	if id == "" {
 		return errors.New("docket: an execution needs an ID")
 	}
@@ -91,6 +97,12 @@ func (e *Engine) start(ctx context.Context, g *Graph, id string, target reflect.
 			if cfg.conflict == FailIfExists || old.Graph != x.Graph || old.Target != x.Target {
 				return &AlreadyStartedError{ID: id, Graph: old.Graph}
 			}
+			if sig != nil {
+				if old.Status.Finished() {
+					return &FinishedError{ID: id, Status: string(old.Status)}
+				}
+				return e.deliver(tx, old, sig.name, sig.payload)
+			}
 			return nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {
@@ -118,7 +130,12 @@ func (e *Engine) start(ctx context.Context, g *Graph, id string, target reflect.
 			}
 		}
 		if !x.Deadline.IsZero() {
-			return tx.AddTask(&store.Task{Kind: taskDeadline, ReadyAt: x.Deadline})
+			if err := tx.AddTask(&store.Task{Kind: taskDeadline, ReadyAt: x.Deadline}); err != nil {
+				return err
+			}
+		}
+		if sig != nil {
+			return e.deliver(tx, x, sig.name, sig.payload)
 		}
 		return nil
 	})

@@ -159,8 +159,28 @@ func (f *frame) beatData() []byte {
 // wait), reschedules its task for then, and ends the step's goroutine. The
 // step runs again from the top at wake, replaying its journal.
 func (d *durableStep) suspend(f *frame, wake time.Time, wait string) error {
+	return d.suspendFor(f, wake, wait, "")
+}
+
+// suspendFor is suspend that a signal called signal may also end early.
+func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string) error {
 	err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
-		rec.Status, rec.Wait, rec.WakeAt = store.StepSuspended, wait, wake
+		if signal != "" {
+			// A signal that arrived since the step looked wakes it at once.
+			sigs, err := tx.Signals()
+			if err != nil {
+				return err
+			}
+			for _, s := range sigs {
+				if s.ConsumedBy == "" && s.Name == signal {
+					wake = d.w.eng.clock.Now()
+				}
+			}
+		}
+		rec.Status, rec.Wait, rec.WakeAt, rec.Signal = store.StepSuspended, wait, wake, signal
+		if wake.Equal(forever) {
+			rec.WakeAt = time.Time{}
+		}
 		rec.Attempt = f.attempt
 		task.ReadyAt, task.Owner, task.LeaseUntil = wake, "", time.Time{}
 		task.Attempt, task.Claims = f.attempt, 0 // resuming continues this attempt

@@ -222,3 +222,10 @@ func (c storeCache) Get(ctx context.Context, key string) ([]byte, bool, error) {
 func (c storeCache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	return c.e.st.CacheSet(ctx, key, value, c.e.clock.Now().Add(ttl))
 }
+
+// pokeWorker wakes this engine's worker, if it has one.
+func (e *Engine) pokeWorker() {
+	if e.w != nil {
+		e.w.poke()
+	}
+}

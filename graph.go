@@ -17,9 +17,10 @@ type Graph struct {
 	name string
 	cfg  graphConfig
 
-	mu    sync.Mutex
-	steps []*step
-	idx   atomic.Pointer[index]
+	mu      sync.Mutex
+	steps   []*step
+	signals map[string]reflect.Type // payload types of declared signals
+	idx     atomic.Pointer[index]
 }
 
 // index is the analysed form of a graph: producers and consumers by type,
