@@ -116,6 +116,11 @@
 // effects inside Run. A step whose calls no longer match its journal fails
 // with a *NonDeterminismError naming the call and its position.
 //
+// Signals reach a running execution through its durable inbox: Engine.Signal
+// appends one, and a step takes the next signal of a name with Receive (or
+// ReceiveTimeout), suspending until it arrives. SignalInput declares a graph
+// type that arrives by signal, so the steps that take it wait for it.
+//
 // A sleeping step is suspended: its goroutine ends (runtime.Goexit, which a
 // recover in user code cannot catch) and nothing of it stays in memory; a
 // timer task resumes it on whichever worker is alive. Package docktest runs
