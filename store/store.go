@@ -84,6 +84,10 @@ type Execution struct {
 	FinishedAt time.Time
 	// Seq counts completed steps, ordering them for compensation.
 	Seq int64
+	// Parent and ParentStep name the execution and step that started this
+	// one as a child, if any.
+	Parent     string
+	ParentStep string
 }
 
 // StepStatus is the state of one step of an execution.

@@ -55,7 +55,7 @@ func valueOf(typ sql.NullString, data []byte) *store.Value {
 type scanner interface{ Scan(dest ...any) error }
 
 const execCols = `id, run, graph, target, codec, inputs, status, result_type, result_data, error,
-	cancel_requested, deadline, created_at, updated_at, finished_at, seq`
+	cancel_requested, deadline, created_at, updated_at, finished_at, seq, parent, parent_step`
 
 func execArgs(id string, e *store.Execution) ([]any, error) {
 	inputs, err := json.Marshal(e.Inputs)
@@ -65,7 +65,7 @@ func execArgs(id string, e *store.Execution) ([]any, error) {
 	rt, rd := valueArgs(e.Result)
 	return []any{id, e.Run, e.Graph, e.Target, e.Codec, string(inputs), string(e.Status), rt, rd, e.Error,
 		boolInt(e.CancelRequested), micros(e.Deadline), micros(e.CreatedAt), micros(e.UpdatedAt),
-		micros(e.FinishedAt), e.Seq}, nil
+		micros(e.FinishedAt), e.Seq, e.Parent, e.ParentStep}, nil
 }
 
 func scanExec(row scanner, extra ...any) (*store.Execution, error) {
@@ -79,7 +79,7 @@ func scanExec(row scanner, extra ...any) (*store.Execution, error) {
 		finished                   int64
 	)
 	dest := append([]any{&e.ID, &e.Run, &e.Graph, &e.Target, &e.Codec, &inputs, &status, &rt, &rd, &e.Error,
-		&cancel, &deadline, &created, &updated, &finished, &e.Seq}, extra...)
+		&cancel, &deadline, &created, &updated, &finished, &e.Seq, &e.Parent, &e.ParentStep}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (t *tx) CreateExecution(e *store.Execution) error {
 		return err
 	}
 	n, err := t.exec("create execution", `INSERT INTO executions (`+execCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, args...)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, args...)
 	if err == nil && n == 0 {
 		return fmt.Errorf("sqlite %s: execution %q: %w", t.s.path, t.id, store.ErrExists)
 	}
@@ -251,7 +251,7 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	}
 	n, err := t.exec("put execution", `UPDATE executions SET run = ?, graph = ?, target = ?, codec = ?,
 		inputs = ?, status = ?, result_type = ?, result_data = ?, error = ?, cancel_requested = ?,
-		deadline = ?, created_at = ?, updated_at = ?, finished_at = ?, seq = ? WHERE id = ?`,
+		deadline = ?, created_at = ?, updated_at = ?, finished_at = ?, seq = ?, parent = ?, parent_step = ? WHERE id = ?`,
 		append(args[1:], t.id)...)
 	if err == nil && n == 0 {
 		return t.notFound("execution")

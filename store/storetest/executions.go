@@ -36,6 +36,8 @@ func full(id string) store.Execution {
 		UpdatedAt:       t0.Add(time.Minute + 987654321),
 		FinishedAt:      t0.Add(2 * time.Minute),
 		Seq:             1<<40 + 7,
+		Parent:          "order-7",
+		ParentStep:      "ship",
 	}
 }
 
