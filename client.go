@@ -53,12 +53,13 @@ func Start[Out any](ctx context.Context, eng *Engine, g *Graph, id string, input
 }
 
 func (e *Engine) start(ctx context.Context, g *Graph, id string, target reflect.Type, inputs []any) error {
-	return e.startWith(ctx, g, id, target, inputs, nil)
+	return e.startWith(ctx, g, id, target, inputs, nil, nil)
 }
 
 // startWith starts an execution and, when sig is set, delivers a signal to
-// it (new or existing) in the same transaction.
-func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target reflect.Type, inputs []any, sig *pendingSignal) error {
+// it (new or existing) in the same transaction. parent, when set, makes the
+// execution its child.
+func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target reflect.Type, inputs []any, sig *pendingSignal, parent *store.Execution) error {
 	if id == "" {
 		return errors.New("docket: an execution needs an ID")
 	}
@@ -75,6 +76,9 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 		return err
 	}
 	x := &store.Execution{ID: id, Run: 1, Graph: g.name, Target: target.String(), Codec: e.codec.Name(), Status: store.Running}
+	if parent != nil {
+		x.Parent, x.ParentStep = parent.Parent, parent.ParentStep
+	}
 	for k, v := range vals {
 		data, err := e.codec.Marshal(v)
 		if err != nil {

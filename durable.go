@@ -159,11 +159,13 @@ func (f *frame) beatData() []byte {
 // wait), reschedules its task for then, and ends the step's goroutine. The
 // step runs again from the top at wake, replaying its journal.
 func (d *durableStep) suspend(f *frame, wake time.Time, wait string) error {
-	return d.suspendFor(f, wake, wait, "")
+	return d.suspendFor(f, wake, wait, "", nil)
 }
 
 // suspendFor is suspend that a signal called signal may also end early.
-func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string) error {
+// after, if set, runs once the suspension is recorded, before the step's
+// goroutine ends.
+func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, after func()) error {
 	err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
 		if signal != "" {
 			// A signal that arrived since the step looked wakes it at once.
@@ -190,6 +192,9 @@ func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string) 
 		return fmt.Errorf("docket: suspending step %q: %w", d.step, err)
 	}
 	d.suspended = true
+	if after != nil {
+		after()
+	}
 	d.w.poke()
 	exitStep()
 	return nil

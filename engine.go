@@ -192,7 +192,9 @@ func (e *Engine) dropWait(id string, ch chan struct{}) {
 	}
 }
 
-// finished wakes the callers waiting for execution id.
+// finished wakes the callers waiting for execution id, which this process
+// has just seen finish, and settles its family: a child's parent is woken,
+// and a parent that did not complete cancels its children (see Call).
 func (e *Engine) finished(id string) {
 	e.waitMu.Lock()
 	ws := e.waiters[id]
@@ -201,6 +203,7 @@ func (e *Engine) finished(id string) {
 	for _, c := range ws {
 		close(c)
 	}
+	e.settleFamily(id)
 }
 
 // decode turns a stored value into a Go value of type t.

@@ -175,7 +175,7 @@ func (d *durableStep) awaitSignal(f *frame, pos int, name string) error {
 		wake = dl
 		wait += " until " + dl.UTC().Format(time.RFC3339)
 	}
-	return d.suspendFor(f, wake, wait, name)
+	return d.suspendFor(f, wake, wait, name, nil)
 }
 
 // Signal sends a signal to execution id: it joins the execution's inbox
@@ -264,7 +264,7 @@ func (g *Graph) signalType(name string) (reflect.Type, bool) {
 // transaction, so the signal is never lost between the two.
 func SignalWithStart[Out any](ctx context.Context, eng *Engine, g *Graph, id, name string, payload any, inputs ...any) (*Handle[Out], error) {
 	sig := &pendingSignal{name: name, payload: payload}
-	if err := eng.startWith(ctx, g, id, reflect.TypeFor[Out](), inputs, sig); err != nil {
+	if err := eng.startWith(ctx, g, id, reflect.TypeFor[Out](), inputs, sig, nil); err != nil {
 		return nil, err
 	}
 	eng.pokeWorker()
