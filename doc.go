@@ -121,6 +121,11 @@
 // ReceiveTimeout), suspending until it arrives. SignalInput declares a graph
 // type that arrives by signal, so the steps that take it wait for it.
 //
+// A step calls another graph with Call. Durably, the child is an execution
+// of its own, with an ID derived from the parent's; the calling step
+// suspends until the child ends, and a parent that fails or is cancelled
+// cancels the children it waits for (unless Abandon).
+//
 // A sleeping step is suspended: its goroutine ends (runtime.Goexit, which a
 // recover in user code cannot catch) and nothing of it stays in memory; a
 // timer task resumes it on whichever worker is alive. Package docktest runs
