@@ -89,6 +89,7 @@ func Call[Out any](ctx context.Context, child *Graph, key string, inputs ...any)
 		eng.pokeWorker()
 	}
 	if !d.journal[pos].Done {
+		d.waitPoint()
 		x, err := eng.st.Execution(f, id)
 		if err != nil {
 			return zero, fmt.Errorf("docket: reading child %q: %w", id, err)

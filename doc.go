@@ -121,6 +121,11 @@
 // ReceiveTimeout), suspending until it arrives. SignalInput declares a graph
 // type that arrives by signal, so the steps that take it wait for it.
 //
+// Query reads an execution without changing it: built-in queries answer
+// from the records, and a step's own HandleQuery handlers are answered by
+// replaying the step from its journal, without side effects, up to where it
+// waits.
+//
 // A step calls another graph with Call. Durably, the child is an execution
 // of its own, with an ID derived from the parent's; the calling step
 // suspends until the child ends, and a parent that fails or is cancelled

@@ -31,6 +31,19 @@ type durableStep struct {
 	suspended bool
 	nd        error // a non-determinism error, which fails the step whatever it returns
 	lastBeat  time.Time
+	// query is set when the step is replayed to answer a query: it stops
+	// (see waitPoint) where it would make a call not yet journaled or wait,
+	// and writes nothing.
+	query   bool
+	queries map[string]func() (any, error) // handlers registered with HandleQuery
+}
+
+// waitPoint ends a query replay where the step would go past its journal
+// or wait; in a live step it does nothing.
+func (d *durableStep) waitPoint() {
+	if d.query {
+		exitStep()
+	}
 }
 
 func (d *durableStep) codec() codec.Codec { return d.w.eng.codec }
@@ -45,6 +58,9 @@ func (d *durableStep) next(kind, name string) (*store.JournalEntry, error) {
 		return nil, d.nd
 	}
 	pos := d.seq
+	if pos >= len(d.journal) {
+		d.waitPoint()
+	}
 	d.seq++
 	if pos >= len(d.journal) {
 		return nil, nil
@@ -85,6 +101,9 @@ func (d *durableStep) writeJournal(tx store.Tx) error {
 // applies change to the step record and task, in one transaction fenced by
 // the task's lease.
 func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.Tx, rec *store.Step, task *store.Task) error) error {
+	if d.query {
+		return errors.New("docket: a query replay writes nothing")
+	}
 	err := d.w.eng.st.Update(ctx, d.exec.ID, func(tx store.Tx) error {
 		task, err := d.w.fence(tx, d.task.ID)
 		if err != nil {
@@ -166,6 +185,7 @@ func (d *durableStep) suspend(f *frame, wake time.Time, wait string) error {
 // after, if set, runs once the suspension is recorded, before the step's
 // goroutine ends.
 func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, after func()) error {
+	d.waitPoint()
 	err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
 		if signal != "" {
 			// A signal that arrived since the step looked wakes it at once.

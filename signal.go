@@ -98,6 +98,7 @@ func receive[T any](ctx context.Context, name string, timeout time.Duration) (T,
 		e = &d.journal[pos]
 	}
 	if !e.Done {
+		d.waitPoint()
 		got, err := d.takeSignal(f, pos, name)
 		if err != nil {
 			return zero, err

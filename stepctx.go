@@ -19,7 +19,7 @@ func Heartbeat(ctx context.Context, details any) {
 		hb.timer.Reset(f.ps.st.cfg.heartbeatTimeout)
 	}
 	hb.mu.Unlock()
-	if f.d != nil && !f.isItem {
+	if f.d != nil && !f.isItem && !f.d.query {
 		f.d.heartbeat(f)
 	}
 }
