@@ -126,6 +126,10 @@
 // replaying the step from its journal, without side effects, up to where it
 // waits.
 //
+// A step that returns ContinueAsNew ends its execution's current run and
+// starts the next one with new inputs and an empty history, so executions
+// that live for ever keep bounded history.
+//
 // A step calls another graph with Call. Durably, the child is an execution
 // of its own, with an ID derived from the parent's; the calling step
 // suspends until the child ends, and a parent that fails or is cancelled

@@ -463,6 +463,10 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			}
 			return tx.PutExecution(x)
 		}
+		if can, ok := asContinue(runErr); ok {
+			next, err = w.continueRun(tx, r, x, can, now)
+			return err
+		}
 		// The attempt failed: retry on a durable timer, or fail the step.
 		rec.Error = runErr.Error()
 		if delay, retry = w.retryDelay(f, rec, runErr, now); retry {

@@ -52,6 +52,9 @@ type Config struct {
 	Logger *slog.Logger
 	// WorkerID names this engine's worker in leases (default host-pid-n).
 	WorkerID string
+	// HistoryLimit is the journal length of a step past which
+	// ContinueAsNewSuggested reports true (default 1000).
+	HistoryLimit int
 }
 
 // Engine runs durable executions: it records them in a store, runs their
@@ -99,6 +102,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if e.cfg.Workers == 0 {
 		e.cfg.Workers = 8
+	}
+	if e.cfg.HistoryLimit <= 0 {
+		e.cfg.HistoryLimit = 1000
 	}
 	var probs []error
 	for _, g := range cfg.Graphs {

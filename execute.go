@@ -26,8 +26,12 @@ import (
 func Execute[Out any](ctx context.Context, g *Graph, inputs ...any) (Out, error) {
 	var zero Out
 	v, err := execute(ctx, g, reflect.TypeFor[Out](), inputs, nil)
-	if err != nil {
-		return zero, err
+	for err != nil {
+		can, ok := asContinue(err)
+		if !ok {
+			return zero, err
+		}
+		v, err = execute(ctx, g, reflect.TypeFor[Out](), can.inputs, nil)
 	}
 	out, _ := v.(Out)
 	return out, nil
@@ -159,7 +163,7 @@ func execute(ctx context.Context, g *Graph, target reflect.Type, inputs []any, b
 	r.wg.Wait()
 
 	err = r.result(ctx)
-	if err != nil && len(r.done) > 0 {
+	if _, cont := asContinue(err); err != nil && !cont && len(r.done) > 0 {
 		err = r.compensate(ctx, err)
 	}
 	if obs != nil {

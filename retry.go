@@ -53,6 +53,9 @@ func (p *RetryPolicy) next(attempt int, err error) (time.Duration, bool) {
 	if p == nil || isPermanent(err) {
 		return 0, false
 	}
+	if _, ok := asContinue(err); ok {
+		return 0, false
+	}
 	if max := p.attempts(); max >= 0 && attempt >= max {
 		return 0, false
 	}

@@ -253,6 +253,9 @@ type Tx interface {
 	Steps() ([]Step, error)
 	// PutStep inserts or replaces a step record.
 	PutStep(s *Step) error
+	// DeleteStep removes a step record and its journal; a missing step is
+	// not an error.
+	DeleteStep(name string) error
 
 	// Journal returns a step's journal in call order.
 	Journal(step string) ([]JournalEntry, error)

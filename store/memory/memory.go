@@ -358,6 +358,14 @@ func (t *tx) PutTask(task *store.Task) error {
 	return nil
 }
 
+func (t *tx) DeleteStep(name string) error {
+	if t.st != nil {
+		delete(t.st.steps, name)
+		delete(t.st.journal, name)
+	}
+	return nil
+}
+
 func (t *tx) DeleteTask(id int64) error {
 	delete(t.tasks, id)
 	return nil

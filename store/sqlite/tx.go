@@ -318,6 +318,14 @@ func (t *tx) PutTask(task *store.Task) error {
 	return err
 }
 
+func (t *tx) DeleteStep(name string) error {
+	if _, err := t.exec("delete journal", `DELETE FROM journal WHERE exec = ? AND step = ?`, t.id, name); err != nil {
+		return err
+	}
+	_, err := t.exec("delete step", `DELETE FROM steps WHERE exec = ? AND name = ?`, t.id, name)
+	return err
+}
+
 func (t *tx) DeleteTask(id int64) error {
 	_, err := t.exec("delete task", `DELETE FROM tasks WHERE id = ? AND exec = ?`, id, t.id)
 	return err

@@ -85,3 +85,35 @@ func testSignals(t *testing.T, s store.Store) {
 		t.Errorf("PutSignal of an unknown signal: %v, want ErrNotFound", err)
 	}
 }
+
+// testDeleteStep: DeleteStep removes a step and its journal, and nothing else.
+func testDeleteStep(t *testing.T, s store.Store) {
+	create(t, s, minimal("e"))
+	update(t, s, "e", func(tx store.Tx) error {
+		for _, name := range []string{"a", "b"} {
+			if err := tx.PutStep(&store.Step{Name: name, Status: store.StepDone}); err != nil {
+				return err
+			}
+			if err := tx.PutJournal(&store.JournalEntry{Step: name, Seq: 0, Kind: "run", Name: "x", Done: true}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	update(t, s, "e", func(tx store.Tx) error {
+		if err := tx.DeleteStep("missing"); err != nil {
+			return err
+		}
+		return tx.DeleteStep("a")
+	})
+	steps, err := s.Steps(t.Context(), "e")
+	if err != nil || len(steps) != 1 || steps[0].Name != "b" {
+		t.Fatalf("steps after DeleteStep(a): %+v, %v", steps, err)
+	}
+	if j, _ := s.Journal(t.Context(), "e", "a"); len(j) != 0 {
+		t.Errorf("journal of a deleted step: %+v", j)
+	}
+	if j, _ := s.Journal(t.Context(), "e", "b"); len(j) != 1 {
+		t.Errorf("journal of b: %+v", j)
+	}
+}

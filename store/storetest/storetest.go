@@ -70,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Steps", testSteps},
 		{"Journal", testJournal},
 		{"Signals", testSignals},
+		{"DeleteStep", testDeleteStep},
 		{"Tasks", testTasks},
 		{"Tasks/OtherExecution", testTasksOtherExec},
 		{"Claim/Order", testClaimOrder},
