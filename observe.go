@@ -71,7 +71,7 @@ func Logger(ctx context.Context) *slog.Logger {
 	if f == nil {
 		return slog.Default()
 	}
-	if f.d != nil && (f.d.replaying() || f.d.query) {
+	if Replaying(ctx) {
 		return discard // a replay repeats code that already logged
 	}
 	l := f.r.ix.g.cfg.logger

@@ -61,6 +61,15 @@ func ExecutionIDOf(ctx context.Context) string {
 	return ""
 }
 
+// Replaying reports whether the calling step is re-executing durable calls
+// it already made (after resuming from a suspension, a retry or a crash),
+// or is being replayed to answer a query. Code with effects outside Run —
+// metrics, notifications to the same process — can skip them then.
+func Replaying(ctx context.Context) bool {
+	f := frameOf(ctx)
+	return f != nil && f.d != nil && (f.d.replaying() || f.d.query)
+}
+
 // Attempt returns which attempt of the calling step this is, from 1. In
 // durable mode attempts count across processes; a step resumed after a
 // durable sleep is still in the same attempt. Outside a step it returns 0.
