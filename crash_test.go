@@ -45,6 +45,8 @@ type (
 	CrashItems []int
 	CrashTrip  struct{ Booked []string }
 	CrashDone  string
+	// CrashSignalled is the result of the inbox graph.
+	CrashSignalled int
 )
 
 var ledgerMu sync.Mutex
@@ -144,7 +146,31 @@ func crashGraphs() []*docket.Graph {
 		busy(ctx)
 		return "", docket.NonRetryable(errors.New("no flights"))
 	}, docket.Name("flight"))
-	return []*docket.Graph{chain, saga}
+	// A step that takes three signals sent while workers die, then calls
+	// the chain graph as a child.
+	inbox := docket.NewGraph("crash-inbox", docket.Input[CrashSeed]())
+	docket.Register1(inbox, func(ctx context.Context, s CrashSeed) (CrashSignalled, error) {
+		total := 0
+		for range 3 {
+			n, err := docket.Receive[int](ctx, "n")
+			if err != nil {
+				return 0, err
+			}
+			total += n
+		}
+		sum, err := docket.Call[CrashSum](ctx, chain, "child", s)
+		return CrashSignalled(total + int(sum)), err
+	}, docket.Name("collect"))
+	return []*docket.Graph{chain, saga, inbox}
+}
+
+// crashChainResult is the result of the chain graph for seed i.
+func crashChainResult(i int) int {
+	want := (2*i + 1) * 11 // a + b
+	for k := range 20 {
+		want += (i + k) * (i + k)
+	}
+	return want
 }
 
 // busy takes a little time, so kills land inside steps too.
@@ -196,6 +222,12 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	for i := range sagas {
 		if _, err := docket.Start[CrashDone](ctx, client, graphs[1], fmt.Sprintf("saga-%d", i), CrashSeed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const inboxes = 6
+	for i := range inboxes {
+		if _, err := docket.Start[CrashSignalled](ctx, client, graphs[2], fmt.Sprintf("inbox-%d", i), CrashSeed(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -270,6 +302,14 @@ func TestCrashRecovery(t *testing.T) {
 		_ = cmd.Wait()
 		kills++
 		snapshot(cycle)
+		// Signals arrive while no worker runs, and land in the next one.
+		if cycle <= 3 {
+			for i := range inboxes {
+				if err := client.Signal(ctx, fmt.Sprintf("inbox-%d", i), "n", 100*cycle); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 	final := start(cycles + 1)
 	defer func() { _ = final.Process.Kill(); _ = final.Wait() }()
@@ -281,11 +321,7 @@ func TestCrashRecovery(t *testing.T) {
 		if err != nil {
 			t.Fatalf("chain-%d: %v", i, err)
 		}
-		want := (2*i + 1) * 11 // a + b
-		for k := range 20 {
-			want += (i + k) * (i + k)
-		}
-		if int(got) != want {
+		if want := crashChainResult(i); int(got) != want {
 			t.Errorf("chain-%d = %d, want %d", i, got, want)
 		}
 	}
