@@ -121,6 +121,9 @@
 // ReceiveTimeout), suspending until it arrives. SignalInput declares a graph
 // type that arrives by signal, so the steps that take it wait for it.
 //
+// Update sends a request that a step's HandleUpdate handler applies at the
+// step's next wait point, and returns the handler's answer.
+//
 // Query reads an execution without changing it: built-in queries answer
 // from the records, and a step's own HandleQuery handlers are answered by
 // replaying the step from its journal, without side effects, up to where it

@@ -36,6 +36,7 @@ type durableStep struct {
 	// and writes nothing.
 	query   bool
 	queries map[string]func() (any, error) // handlers registered with HandleQuery
+	updates map[string]*updateHandler      // handlers registered with HandleUpdate
 }
 
 // waitPoint ends a query replay where the step would go past its journal
@@ -187,14 +188,15 @@ func (d *durableStep) suspend(f *frame, wake time.Time, wait string) error {
 func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, after func()) error {
 	d.waitPoint()
 	err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
-		if signal != "" {
-			// A signal that arrived since the step looked wakes it at once.
+		if signal != "" || len(d.updates) > 0 {
+			// A signal or update that arrived since the step looked wakes
+			// it at once.
 			sigs, err := tx.Signals()
 			if err != nil {
 				return err
 			}
 			for _, s := range sigs {
-				if s.ConsumedBy == "" && s.Name == signal {
+				if s.ConsumedBy == "" && (s.Name == signal && signal != "" || d.handlesUpdate(s.Name)) {
 					wake = d.w.eng.clock.Now()
 				}
 			}

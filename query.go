@@ -103,18 +103,35 @@ func (e *Engine) query(ctx context.Context, id, name string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := e.graph(x.Graph)
+	var fn func() (any, error)
+	err = e.replaySteps(ctx, x, func(_ string, d *durableStep) bool {
+		fn = d.queries[name]
+		return fn != nil
+	})
 	if err != nil {
 		return nil, err
+	}
+	if fn == nil {
+		return nil, &UnknownQueryError{ID: id, Name: name}
+	}
+	return fn()
+}
+
+// replaySteps replays, for a query, each step of x that has not ended, in
+// plan order, until found reports true.
+func (e *Engine) replaySteps(ctx context.Context, x *store.Execution, found func(step string, d *durableStep) bool) error {
+	g, err := e.graph(x.Graph)
+	if err != nil {
+		return err
 	}
 	ix := g.index()
 	p, err := e.planOf(ix, x)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	steps, err := e.st.Steps(ctx, id)
+	steps, err := e.st.Steps(ctx, x.ID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	recs := byName(steps)
 	for i := range p.steps {
@@ -123,20 +140,20 @@ func (e *Engine) query(ctx context.Context, id, name string) (any, error) {
 		if rec == nil || ps.st.mapper != nil || rec.Status == store.StepDone || rec.Status == store.StepFailed || rec.Status == store.StepCancelled {
 			continue
 		}
-		fn, err := e.replayForQuery(ctx, p, x, recs, ps, rec, name)
+		d, err := e.replayForQuery(ctx, p, x, recs, ps, rec)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if fn != nil {
-			return fn()
+		if found(ps.st.name, d) {
+			return nil
 		}
 	}
-	return nil, &UnknownQueryError{ID: id, Name: name}
+	return nil
 }
 
 // replayForQuery re-runs a step from its journal, stopping at its wait
-// point, and returns its handler for the query, if it registered one.
-func (e *Engine) replayForQuery(ctx context.Context, p *plan, x *store.Execution, recs map[string]*store.Step, ps *pstep, rec *store.Step, name string) (func() (any, error), error) {
+// point, and returns its durable state with the handlers it registered.
+func (e *Engine) replayForQuery(ctx context.Context, p *plan, x *store.Execution, recs map[string]*store.Step, ps *pstep, rec *store.Step) (*durableStep, error) {
 	r := &run{ix: p.ix, p: p, cfg: execConfig{id: x.ID}, vals: make([]any, len(p.slots))}
 	for _, si := range ps.in {
 		if r.vals[si] != nil {
@@ -173,5 +190,5 @@ func (e *Engine) replayForQuery(ctx context.Context, p *plan, x *store.Execution
 		<-done
 		return nil, ctx.Err()
 	}
-	return d.queries[name], nil
+	return d, nil
 }

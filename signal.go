@@ -83,6 +83,9 @@ func receive[T any](ctx context.Context, name string, timeout time.Duration) (T,
 	if d == nil {
 		return zero, ErrNoInbox
 	}
+	if err := d.applyUpdates(f); err != nil {
+		return zero, err
+	}
 	e, err := d.next("receive", name)
 	if err != nil {
 		return zero, err

@@ -118,10 +118,14 @@ func (w *worker) launch(t store.Task) {
 func (w *worker) claimLoop() {
 	e := w.eng
 	for w.ctx.Err() == nil {
+		// One reading of the clock for the claim and the wait: with a later
+		// reading, a clock moved in between could hide a task that became
+		// ready after the claim and before that reading.
+		now := e.clock.Now()
 		free := w.cap - len(w.slots)
 		claimed := 0
 		if free > 0 {
-			tasks, err := e.st.Claim(w.ctx, w.id, e.clock.Now(), e.cfg.Lease, free)
+			tasks, err := e.st.Claim(w.ctx, w.id, now, e.cfg.Lease, free)
 			if err != nil && w.ctx.Err() == nil {
 				e.log.Error("docket: claiming tasks failed", "worker", w.id, "error", err)
 			}
@@ -137,7 +141,6 @@ func (w *worker) claimLoop() {
 		if free > 0 && claimed == free {
 			continue // there may be more
 		}
-		now := e.clock.Now()
 		wake := now.Add(e.cfg.PollInterval)
 		if next, ok, err := e.st.NextReadyAt(w.ctx, now); err == nil && ok {
 			if next.Before(wake) {

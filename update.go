@@ -1,0 +1,392 @@
+package docket
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/docket-run/docket/store"
+)
+
+// Updates are requests to a running durable execution that change it and
+// answer. A step registers a handler with HandleUpdate; a caller's Update
+// blocks until the handler has run and returns its result or error.
+//
+// Handlers run on the step's own goroutine, one at a time, at the step's
+// wait points (Sleep, Receive, Call): the step and its handlers never race.
+// Each applied update is journaled with its request and its answer, so a
+// step that re-executes applies the same updates at the same points and
+// rebuilds the same state, and asking again with the same update ID returns
+// the first answer. An optional validator rejects a request before anything
+// is recorded.
+
+// updatePrefix marks update requests in an execution's inbox:
+// "update:<name>:<update ID>".
+const updatePrefix = "update:"
+
+type updateHandler struct {
+	validate func(req []byte) error
+	handle   func(ctx context.Context, req []byte) ([]byte, error)
+}
+
+// HandleUpdate registers the calling step's handler for updates called
+// name, with an optional validator (nil accepts everything). Register
+// handlers at the top of the step, before its first wait. handler may
+// change the step's state; it must be deterministic, because the step
+// re-applies recorded updates when it re-executes.
+func HandleUpdate[Req, Resp any](ctx context.Context, name string, handler func(context.Context, Req) (Resp, error), validator func(Req) error) {
+	f := frameOf(ctx)
+	if f == nil || f.d == nil {
+		return
+	}
+	d := f.d
+	h := &updateHandler{
+		handle: func(ctx context.Context, data []byte) ([]byte, error) {
+			var req Req
+			if err := d.codec().Unmarshal(data, &req); err != nil {
+				return nil, err
+			}
+			resp, err := handler(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			return d.codec().Marshal(resp)
+		},
+	}
+	if validator != nil {
+		h.validate = func(data []byte) error {
+			var req Req
+			if err := d.codec().Unmarshal(data, &req); err != nil {
+				return err
+			}
+			return validator(req)
+		}
+	}
+	if d.updates == nil {
+		d.updates = map[string]*updateHandler{}
+	}
+	d.updates[name] = h
+}
+
+// applyUpdates runs at every wait point of a durable step. It re-applies
+// the updates journaled at this point (a re-execution rebuilds the state
+// they made) and then, live, applies the requests waiting in the inbox that
+// this step handles, recording each with its answer. New updates go before
+// a wait the step is suspended in, which is always the last journal entry.
+func (d *durableStep) applyUpdates(f *frame) error {
+	for d.seq < len(d.journal) && d.journal[d.seq].Kind == "update" {
+		e := d.journal[d.seq]
+		d.seq++
+		name, _, _ := strings.Cut(e.Name, ":")
+		if h := d.updates[name]; h != nil {
+			req, _ := splitUpdate(e.Data)
+			_, _ = h.handle(f, req) // rebuild the state; the answer is recorded
+		}
+	}
+	if d.query || len(d.updates) == 0 {
+		return nil
+	}
+	var waiting *store.JournalEntry // the wait this step is suspended in
+	switch {
+	case d.seq == len(d.journal):
+	case d.seq == len(d.journal)-1 && !d.journal[d.seq].Done:
+		w := d.journal[d.seq]
+		waiting = &w
+	default:
+		return nil
+	}
+	sigs, err := d.w.eng.st.Signals(f, d.exec.ID)
+	if err != nil {
+		return err
+	}
+	for _, s := range sigs {
+		if s.ConsumedBy != "" || !strings.HasPrefix(s.Name, updatePrefix) {
+			continue
+		}
+		name, uid, _ := strings.Cut(strings.TrimPrefix(s.Name, updatePrefix), ":")
+		h := d.updates[name]
+		if h == nil {
+			continue
+		}
+		resp, herr := h.handle(f, s.Payload.Data)
+		entry := store.JournalEntry{Kind: "update", Name: name + ":" + uid, Data: joinUpdate(s.Payload.Data, resp), Done: true}
+		if herr != nil {
+			entry.Error = herr.Error()
+		}
+		if waiting != nil {
+			d.journal = d.journal[:len(d.journal)-1] // the wait moves after the update
+			d.saved, d.loaded = min(d.saved, len(d.journal)), min(d.loaded, len(d.journal))
+		}
+		d.add(entry)
+		d.seq = len(d.journal)
+		if waiting != nil {
+			d.add(*waiting)
+		}
+		seq := s.Seq
+		err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
+			cur, err := tx.Signals()
+			if err != nil {
+				return err
+			}
+			for _, c := range cur {
+				if c.Seq == seq {
+					c.ConsumedBy = d.step
+					return tx.PutSignal(&c)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("docket: recording update %q: %w", uid, err)
+		}
+	}
+	return nil
+}
+
+// handlesUpdate reports whether an inbox entry is an update this step handles.
+func (d *durableStep) handlesUpdate(inboxName string) bool {
+	if !strings.HasPrefix(inboxName, updatePrefix) {
+		return false
+	}
+	name, _, _ := strings.Cut(strings.TrimPrefix(inboxName, updatePrefix), ":")
+	return d.updates[name] != nil
+}
+
+// joinUpdate and splitUpdate pack an update's request and answer into one
+// journal entry.
+func joinUpdate(req, resp []byte) []byte {
+	b := binary.AppendUvarint(nil, uint64(len(req)))
+	return append(append(b, req...), resp...)
+}
+
+func splitUpdate(b []byte) (req, resp []byte) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return nil, nil
+	}
+	return b[k : k+int(n)], b[k+int(n):]
+}
+
+// UpdateRejectedError reports an update its validator refused; nothing was
+// recorded.
+type UpdateRejectedError struct {
+	Name string
+	Err  error
+}
+
+func (e *UpdateRejectedError) Error() string {
+	return fmt.Sprintf("docket: update %q rejected: %v", e.Name, e.Err)
+}
+
+func (e *UpdateRejectedError) Unwrap() error { return e.Err }
+
+// UnknownUpdateError reports an update that no waiting step of the
+// execution handles.
+type UnknownUpdateError struct {
+	ID   string
+	Name string
+}
+
+func (e *UnknownUpdateError) Error() string {
+	return fmt.Sprintf("docket: no step of execution %q handles update %q (is HandleUpdate called before the step waits?)", e.ID, e.Name)
+}
+
+// UpdateError is the error an update handler returned.
+type UpdateError struct {
+	Name    string
+	Message string
+}
+
+func (e *UpdateError) Error() string {
+	return fmt.Sprintf("docket: update %q failed: %s", e.Name, e.Message)
+}
+
+// UpdateOption configures Update; pass it after the request.
+type UpdateOption interface{ applyUpdate(*updateConfig) }
+
+type updateConfig struct{ id string }
+
+type updateFunc func(*updateConfig)
+
+func (f updateFunc) applyUpdate(c *updateConfig) { f(c) }
+
+// UpdateID sets the update's ID: sending the same ID again returns the first
+// answer instead of applying the update twice. By default each call gets a
+// new ID.
+func UpdateID(id string) UpdateOption { return updateFunc(func(c *updateConfig) { c.id = id }) }
+
+// Update sends the update name with req to execution id and waits until a
+// step's handler has applied it, returning the handler's answer. A
+// validator's refusal returns an *UpdateRejectedError and records nothing;
+// the handler's error returns an *UpdateError; an execution that ends before
+// applying it returns a *FinishedError — never a hang.
+func Update[Resp any](ctx context.Context, eng *Engine, id, name string, req any, opts ...UpdateOption) (Resp, error) {
+	var zero Resp
+	data, err := eng.sendUpdate(ctx, id, name, req, opts)
+	if err != nil {
+		return zero, err
+	}
+	var out Resp
+	if err := eng.codec.Unmarshal(data, &out); err != nil {
+		return zero, &CorruptPayloadError{Type: reflect.TypeFor[Resp]().String(), Err: err}
+	}
+	return out, nil
+}
+
+// UpdateWithStart is Update on an execution that it first starts (as Start
+// would, with inputs) if it does not exist yet.
+func UpdateWithStart[Resp, Out any](ctx context.Context, eng *Engine, g *Graph, id, name string, req any, inputs []any, opts ...UpdateOption) (Resp, error) {
+	if _, err := Start[Out](ctx, eng, g, id, inputs...); err != nil {
+		return *new(Resp), err
+	}
+	return Update[Resp](ctx, eng, id, name, req, opts...)
+}
+
+func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts []UpdateOption) ([]byte, error) {
+	var cfg updateConfig
+	for _, o := range opts {
+		o.applyUpdate(&cfg)
+	}
+	if cfg.id == "" {
+		cfg.id = newUUID()
+	}
+	reqData, err := e.codec.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("docket: update %q request (%T) cannot be encoded: %w", name, req, err)
+	}
+	key := updatePrefix + name + ":" + cfg.id
+	step, answer, done, err := e.findUpdate(ctx, id, name+":"+cfg.id)
+	if err != nil {
+		return nil, err
+	}
+	if !done {
+		// Which step handles it, and does its validator accept it? Both
+		// come from a replay, before anything is recorded.
+		step, err = e.validateUpdate(ctx, id, name, reqData)
+		if err != nil {
+			return nil, err
+		}
+		err = e.st.Update(ctx, id, func(tx store.Tx) error {
+			x, err := tx.Execution()
+			if err != nil {
+				return err
+			}
+			if x.Status.Finished() {
+				return &FinishedError{ID: id, Status: string(x.Status)}
+			}
+			sigs, err := tx.Signals()
+			if err != nil {
+				return err
+			}
+			for _, s := range sigs {
+				if s.Name == key {
+					return nil // already sent under this ID
+				}
+			}
+			return tx.AddSignal(&store.Signal{Name: key, Payload: store.Value{Type: fmt.Sprintf("%T", req), Data: reqData}, SentAt: e.clock.Now()})
+		})
+		if err != nil {
+			return nil, err
+		}
+		e.wakeStep(ctx, id, step)
+	}
+	// Wait for the answer to be journaled.
+	backoff := time.Millisecond
+	for !done {
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+		if step, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil {
+			return nil, err
+		}
+		if !done {
+			x, err := e.st.Execution(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			if x.Status.Finished() {
+				// One last look: it may have been applied just before the end.
+				if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || !done {
+					return nil, &FinishedError{ID: id, Status: string(x.Status)}
+				}
+			}
+		}
+	}
+	_ = step
+	if answer.Error != "" {
+		return nil, &UpdateError{Name: name, Message: answer.Error}
+	}
+	_, resp := splitUpdate(answer.Data)
+	return resp, nil
+}
+
+// findUpdate looks for the journaled answer to an update in every step.
+func (e *Engine) findUpdate(ctx context.Context, id, entryName string) (step string, answer store.JournalEntry, done bool, err error) {
+	steps, err := e.st.Steps(ctx, id)
+	if err != nil {
+		return "", answer, false, err
+	}
+	if len(steps) == 0 {
+		if _, err := e.st.Execution(ctx, id); errors.Is(err, store.ErrNotFound) {
+			return "", answer, false, &NotFoundError{ID: id}
+		}
+	}
+	for _, s := range steps {
+		j, err := e.st.Journal(ctx, id, s.Name)
+		if err != nil {
+			return "", answer, false, err
+		}
+		for _, en := range j {
+			if en.Kind == "update" && en.Name == entryName {
+				return s.Name, en, true, nil
+			}
+		}
+	}
+	return "", answer, false, nil
+}
+
+// validateUpdate finds, by replaying the waiting steps, the step that
+// handles update name, and runs its validator on the request.
+func (e *Engine) validateUpdate(ctx context.Context, id, name string, req []byte) (string, error) {
+	x, err := e.st.Execution(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", &NotFoundError{ID: id}
+	}
+	if err != nil {
+		return "", err
+	}
+	if x.Status.Finished() {
+		return "", &FinishedError{ID: id, Status: string(x.Status)}
+	}
+	var found string
+	var verr error
+	err = e.replaySteps(ctx, x, func(step string, d *durableStep) bool {
+		h := d.updates[name]
+		if h == nil {
+			return false
+		}
+		found = step
+		if h.validate != nil {
+			if err := h.validate(req); err != nil {
+				verr = &UpdateRejectedError{Name: name, Err: err}
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return "", err
+	}
+	if found == "" {
+		return "", &UnknownUpdateError{ID: id, Name: name}
+	}
+	return found, verr
+}
