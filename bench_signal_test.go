@@ -132,3 +132,28 @@ func BenchmarkReceivingExecutions(b *testing.B) {
 	b.ReportMetric(float64(int64(heapAfter)-int64(heapBefore))/float64(b.N), "heap-B/suspended")
 	b.ReportMetric(float64(goAfter-goBefore), "goroutines-held")
 }
+
+// BenchmarkUpdateRoundTrip measures Update on SQLite from the call until
+// the answer is back: the validator's replay, recording the request, the
+// step applying it at its wait point and the answer's discovery. It
+// reports p50 and p99.
+func BenchmarkUpdateRoundTrip(b *testing.B) {
+	g := basketGraph()
+	eng := signalBenchEngine(b, g)
+	ctx := context.Background()
+	if _, err := docket.Start[Cart](ctx, eng, g, "u", &Order{}); err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		n, err := docket.Update[int](ctx, eng, "u", "add", fmt.Sprint("item-", i))
+		if err != nil || n != i+1 {
+			b.Fatal(n, err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}

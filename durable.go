@@ -217,7 +217,8 @@ func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, 
 	if after != nil {
 		after()
 	}
-	d.w.poke()
+	// No poke here: the slot's release pokes the worker once this task is
+	// no longer running, so a task woken at once is claimed afresh.
 	exitStep()
 	return nil
 }

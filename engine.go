@@ -202,14 +202,19 @@ func (e *Engine) dropWait(id string, ch chan struct{}) {
 // has just seen finish, and settles its family: a child's parent is woken,
 // and a parent that did not complete cancels its children (see Call).
 func (e *Engine) finished(id string) {
+	e.notify(id)
+	e.settleFamily(id)
+}
+
+// notify wakes the callers of waitChan(key).
+func (e *Engine) notify(key string) {
 	e.waitMu.Lock()
-	ws := e.waiters[id]
-	delete(e.waiters, id)
+	ws := e.waiters[key]
+	delete(e.waiters, key)
 	e.waitMu.Unlock()
 	for _, c := range ws {
 		close(c)
 	}
-	e.settleFamily(id)
 }
 
 // decode turns a stored value into a Go value of type t.

@@ -143,8 +143,14 @@ func (d *durableStep) applyUpdates(f *frame) error {
 		if err != nil {
 			return fmt.Errorf("docket: recording update %q: %w", uid, err)
 		}
+		d.w.eng.notify(updateKey(d.exec.ID, name, uid))
 	}
 	return nil
+}
+
+// updateKey names the in-process waiters for an update's answer.
+func updateKey(exec, name, uid string) string {
+	return "update\x00" + exec + "\x00" + name + "\x00" + uid
 }
 
 // handlesUpdate reports whether an inbox entry is an update this step handles.
@@ -259,14 +265,14 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 		return nil, fmt.Errorf("docket: update %q request (%T) cannot be encoded: %w", name, req, err)
 	}
 	key := updatePrefix + name + ":" + cfg.id
-	step, answer, done, err := e.findUpdate(ctx, id, name+":"+cfg.id)
+	_, answer, done, err := e.findUpdate(ctx, id, name+":"+cfg.id)
 	if err != nil {
 		return nil, err
 	}
 	if !done {
 		// Which step handles it, and does its validator accept it? Both
 		// come from a replay, before anything is recorded.
-		step, err = e.validateUpdate(ctx, id, name, reqData)
+		step, err := e.validateUpdate(ctx, id, name, reqData)
 		if err != nil {
 			return nil, err
 		}
@@ -294,18 +300,32 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 		}
 		e.wakeStep(ctx, id, step)
 	}
-	// Wait for the answer to be journaled.
+	// Wait for the answer to be journaled: woken at once when this process
+	// applies it, polling for other processes.
 	backoff := time.Millisecond
+	key = updateKey(id, name, cfg.id)
 	for !done {
+		ch := e.waitChan(key)
+		if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || done {
+			e.dropWait(key, ch)
+			if err != nil {
+				return nil, err
+			}
+			break
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			e.dropWait(key, ch)
 			return nil, ctx.Err()
+		case <-ch:
 		case <-t.C:
+			e.dropWait(key, ch)
 		}
+		t.Stop()
 		backoff = min(2*backoff, 50*time.Millisecond)
-		if step, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil {
+		if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil {
 			return nil, err
 		}
 		if !done {
@@ -321,7 +341,6 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 			}
 		}
 	}
-	_ = step
 	if answer.Error != "" {
 		return nil, &UpdateError{Name: name, Message: answer.Error}
 	}

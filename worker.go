@@ -28,6 +28,9 @@ type worker struct {
 
 	mu     sync.Mutex
 	active map[int64]*activeTask
+	// reclaimed holds tasks claimed again while this worker was still
+	// finishing them, with their claim count then (see reclaimLater).
+	reclaimed map[int64]int
 
 	ctx      context.Context // ends when the worker stops claiming
 	stopLoop context.CancelFunc
@@ -44,7 +47,7 @@ type activeTask struct {
 
 func newWorker(e *Engine, id string, n int) *worker {
 	w := &worker{eng: e, id: id, cap: n, slots: make(chan struct{}, n), wake: make(chan struct{}, 1),
-		active: map[int64]*activeTask{}, drained: make(chan struct{})}
+		active: map[int64]*activeTask{}, reclaimed: map[int64]int{}, drained: make(chan struct{})}
 	w.ctx, w.stopLoop = context.WithCancel(context.Background())
 	return w
 }
@@ -129,14 +132,16 @@ func (w *worker) claimLoop() {
 			if err != nil && w.ctx.Err() == nil {
 				e.log.Error("docket: claiming tasks failed", "worker", w.id, "error", err)
 			}
+			reclaimed := 0
 			for _, t := range tasks {
-				if w.isActive(t.ID) {
-					continue // our own lease ran out while we hold it; the lease loop extends it
+				if w.reclaimLater(t) {
+					reclaimed++
+					continue
 				}
 				w.slots <- struct{}{}
 				w.launch(t)
 			}
-			claimed = len(tasks)
+			claimed = len(tasks) - reclaimed
 		}
 		if free > 0 && claimed == free {
 			continue // there may be more
@@ -216,10 +221,42 @@ func (w *worker) snapshot() map[int64]*activeTask {
 	return out
 }
 
-func (w *worker) isActive(id int64) bool {
+// reclaimLater handles a claimed task that this worker is still running:
+// one that has just suspended and become ready again at once, or whose
+// lease ran out while it runs. The claim is noted, and when the running
+// task ends, run looks again: if the task is still leased to this worker
+// under that same claim, the run that ended did not touch it, and it runs
+// now; otherwise the claim is moot.
+func (w *worker) reclaimLater(t store.Task) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.active[id] != nil
+	if w.active[t.ID] == nil {
+		return false
+	}
+	w.reclaimed[t.ID] = t.Claims
+	return true
+}
+
+// takeReclaimed returns task id for another run if reclaimLater noted it
+// and it is still leased to this worker under the noted claim.
+func (w *worker) takeReclaimed(exec string, id int64) *store.Task {
+	w.mu.Lock()
+	claims, ok := w.reclaimed[id]
+	delete(w.reclaimed, id)
+	w.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	tasks, err := w.eng.st.Tasks(context.Background(), exec)
+	if err != nil {
+		return nil
+	}
+	for _, t := range tasks {
+		if t.ID == id && t.Owner == w.id && t.Claims == claims {
+			return &t
+		}
+	}
+	return nil
 }
 
 // cancelExec cancels this worker's running steps of one execution.
@@ -246,18 +283,42 @@ func (w *worker) run(t store.Task) *store.Task {
 		w.mu.Unlock()
 		cancel(nil)
 	}()
+	var next *store.Task
 	switch t.Kind {
 	case store.TaskStep:
-		return w.stepTask(ctx, t)
+		next = w.stepTask(ctx, t)
 	case store.TaskCompensate:
-		return w.compensateTask(ctx, t)
+		next = w.compensateTask(ctx, t)
 	case taskDeadline:
 		w.deadlineTask(ctx, t)
 	default:
 		w.eng.log.Error("docket: unknown task kind; dropping it", "kind", t.Kind, "execution", t.Exec)
 		w.dropTask(ctx, t)
 	}
-	return nil
+	w.mu.Lock()
+	delete(w.active, t.ID) // before looking for a claim made meanwhile
+	w.mu.Unlock()
+	if again := w.takeReclaimed(t.Exec, t.ID); again != nil {
+		if next != nil {
+			w.launchHeld(*next)
+		}
+		return again
+	}
+	return next
+}
+
+// launchHeld runs a task this worker already leased on a goroutine of its
+// own, waiting for a slot.
+func (w *worker) launchHeld(t store.Task) {
+	w.tasks.Add(1)
+	go func() {
+		defer w.tasks.Done()
+		w.slots <- struct{}{}
+		defer w.releaseSlot()
+		for next := &t; next != nil; {
+			next = w.run(*next)
+		}
+	}()
 }
 
 // fence fails the transaction unless this worker still holds task id.
