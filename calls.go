@@ -181,7 +181,7 @@ func SleepUntil(ctx context.Context, t time.Time) error {
 }
 
 func (d *durableStep) sleepUntil(f *frame, wake time.Time, relative bool) error {
-	if err := d.applyUpdates(f); err != nil {
+	if err := d.applyUpdates(f, ""); err != nil {
 		return err
 	}
 	e, err := d.next("sleep", "")

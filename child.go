@@ -70,7 +70,7 @@ func Call[Out any](ctx context.Context, child *Graph, key string, inputs ...any)
 		key = child.name
 	}
 	id := d.exec.ID + "/" + d.step + "/" + key
-	if err := d.applyUpdates(f); err != nil {
+	if err := d.applyUpdates(f, ""); err != nil {
 		return zero, err
 	}
 	e, err := d.next("call", child.name+":"+key)

@@ -62,7 +62,20 @@ func SignalInput[T any](g *Graph, name string) {
 // Receive returns the payload of the next signal called name sent to the
 // calling step's execution, suspending the step until one arrives.
 func Receive[T any](ctx context.Context, name string) (T, error) {
-	return receive[T](ctx, name, 0)
+	return receive[T](ctx, name, 0, nil)
+}
+
+// ErrStopped is returned by ReceiveUnless when its stop condition became
+// true before a signal arrived.
+var ErrStopped = errors.New("docket: stopped waiting: the stop condition holds")
+
+// ReceiveUnless is Receive that also stops waiting — returning ErrStopped —
+// as soon as stop reports true. stop is checked when the call is made and
+// after every update applied while it waits, so an update handler can end
+// the wait (a checkout that ends a shopping loop). stop must only read the
+// step's state.
+func ReceiveUnless[T any](ctx context.Context, name string, stop func() bool) (T, error) {
+	return receive[T](ctx, name, 0, stop)
 }
 
 // ReceiveTimeout is Receive that gives up after d (measured from the first
@@ -71,10 +84,10 @@ func ReceiveTimeout[T any](ctx context.Context, name string, d time.Duration) (T
 	if d <= 0 {
 		d = time.Nanosecond
 	}
-	return receive[T](ctx, name, d)
+	return receive[T](ctx, name, d, nil)
 }
 
-func receive[T any](ctx context.Context, name string, timeout time.Duration) (T, error) {
+func receive[T any](ctx context.Context, name string, timeout time.Duration, stop func() bool) (T, error) {
 	var zero T
 	f, d, err := durableFrame(ctx)
 	if err != nil && !errors.Is(err, ErrNotInStep) {
@@ -83,7 +96,7 @@ func receive[T any](ctx context.Context, name string, timeout time.Duration) (T,
 	if d == nil {
 		return zero, ErrNoInbox
 	}
-	if err := d.applyUpdates(f); err != nil {
+	if err := d.applyUpdates(f, name); err != nil {
 		return zero, err
 	}
 	e, err := d.next("receive", name)
@@ -100,6 +113,15 @@ func receive[T any](ctx context.Context, name string, timeout time.Duration) (T,
 		d.add(entry)
 		e = &d.journal[pos]
 	}
+	if !e.Done && stop != nil && stop() {
+		d.waitPoint()
+		stopped := d.journal[pos]
+		stopped.Done, stopped.Error = true, "stopped"
+		d.journal[pos] = stopped
+		if err := d.save(f, f, nil); err != nil {
+			return zero, fmt.Errorf("docket: recording a stopped receive: %w", err)
+		}
+	}
 	if !e.Done {
 		d.waitPoint()
 		got, err := d.takeSignal(f, pos, name)
@@ -111,7 +133,11 @@ func receive[T any](ctx context.Context, name string, timeout time.Duration) (T,
 			return zero, d.awaitSignal(f, pos, name)
 		}
 	}
-	if e := d.journal[pos]; e.Error != "" {
+	switch d.journal[pos].Error {
+	case "":
+	case "stopped":
+		return zero, ErrStopped
+	default:
 		return zero, ErrReceiveTimeout
 	}
 	return decodeAs[T](d, d.journal[pos].Data)

@@ -77,7 +77,10 @@ func HandleUpdate[Req, Resp any](ctx context.Context, name string, handler func(
 // they made) and then, live, applies the requests waiting in the inbox that
 // this step handles, recording each with its answer. New updates go before
 // a wait the step is suspended in, which is always the last journal entry.
-func (d *durableStep) applyUpdates(f *frame) error {
+// At a Receive of signal (non-empty), only updates that arrived before the
+// oldest waiting such signal are applied, so the step sees signals and
+// updates in the order they were sent.
+func (d *durableStep) applyUpdates(f *frame, signal string) error {
 	for d.seq < len(d.journal) && d.journal[d.seq].Kind == "update" {
 		e := d.journal[d.seq]
 		d.seq++
@@ -104,6 +107,9 @@ func (d *durableStep) applyUpdates(f *frame) error {
 		return err
 	}
 	for _, s := range sigs {
+		if signal != "" && s.ConsumedBy == "" && s.Name == signal {
+			break // that signal comes first
+		}
 		if s.ConsumedBy != "" || !strings.HasPrefix(s.Name, updatePrefix) {
 			continue
 		}
