@@ -157,18 +157,14 @@ func TestPanicBecomesStepError(t *testing.T) {
 
 func TestGoexitBecomesStepError(t *testing.T) {
 	g := docket.NewGraph("goexit", docket.Input[*Order]())
+	// reserve is the first root, so it runs on Execute's goroutine; charge
+	// gets a goroutine of its own, whose Goexit must become a step error.
+	docket.Register(g, reserve)
 	docket.Register1(g, func(_ context.Context, o *Order) (*Charge, error) { runtime.Goexit(); return nil, nil }, docket.Name("charge"))
-	docket.Register1(g, reserve)
 	docket.Register3(g, ship)
-	// Run Execute on its own goroutine: charge may run inline on it.
-	done := make(chan error, 1)
-	go func() {
-		defer close(done)
-		_, err := docket.Execute[*Shipment](context.Background(), g, &Order{})
-		done <- err
-	}()
-	err, ok := <-done
-	if ok && !errors.Is(err, docket.ErrGoexit) {
+	_, err := docket.Execute[*Shipment](context.Background(), g, &Order{})
+	var se *docket.StepError
+	if !errors.Is(err, docket.ErrGoexit) || !errors.As(err, &se) || se.Step != "charge" {
 		t.Fatalf("got %v", err)
 	}
 }
