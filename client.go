@@ -195,44 +195,55 @@ func splitInputs(inputs []any, cfg *execConfig, vals []any, types []reflect.Type
 func (h *Handle[Out]) Result(ctx context.Context) (Out, error) {
 	var zero Out
 	e := h.eng
-	backoff := 5 * time.Millisecond
+	var x *store.Execution
+	err := e.await(ctx, h.id, time.Second, func() (bool, error) {
+		var err error
+		x, err = e.st.Execution(ctx, h.id)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, &NotFoundError{ID: h.id}
+		}
+		return err == nil && x.Status.Finished(), err
+	})
+	if err != nil {
+		return zero, err
+	}
+	if x.Status != store.Completed {
+		return zero, &ExecutionError{ID: x.ID, Graph: x.Graph, Status: string(x.Status), Message: x.Error}
+	}
+	if x.Result == nil {
+		return zero, nil
+	}
+	var out Out
+	if err := e.codec.Unmarshal(x.Result.Data, &out); err != nil {
+		return zero, &CorruptPayloadError{Type: x.Result.Type, Err: err}
+	}
+	return out, nil
+}
+
+// await calls check until it reports done (or fails), waking at once when
+// this process notifies key and otherwise polling, for other processes,
+// with a backoff from 1ms up to maxWait.
+func (e *Engine) await(ctx context.Context, key string, maxWait time.Duration, check func() (bool, error)) error {
+	backoff := time.Millisecond
 	for {
-		ch := e.waitChan(h.id)
-		x, err := e.st.Execution(ctx, h.id)
-		if err != nil {
-			e.dropWait(h.id, ch)
-			if errors.Is(err, store.ErrNotFound) {
-				return zero, &NotFoundError{ID: h.id}
-			}
-			return zero, err
+		ch := e.waitChan(key)
+		done, err := check()
+		if err != nil || done {
+			e.dropWait(key, ch)
+			return err
 		}
-		if x.Status.Finished() {
-			e.dropWait(h.id, ch)
-			if x.Status != store.Completed {
-				return zero, &ExecutionError{ID: x.ID, Graph: x.Graph, Status: string(x.Status), Message: x.Error}
-			}
-			if x.Result == nil {
-				return zero, nil
-			}
-			var out Out
-			if err := e.codec.Unmarshal(x.Result.Data, &out); err != nil {
-				return zero, &CorruptPayloadError{Type: x.Result.Type, Err: err}
-			}
-			return out, nil
-		}
-		// Wake on this process finishing it, or poll for other processes.
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			e.dropWait(h.id, ch)
-			return zero, ctx.Err()
+			e.dropWait(key, ch)
+			return ctx.Err()
 		case <-ch:
 		case <-t.C:
-			e.dropWait(h.id, ch)
+			e.dropWait(key, ch)
 		}
 		t.Stop()
-		backoff = min(2*backoff, time.Second)
+		backoff = min(2*backoff, maxWait)
 	}
 }
 

@@ -267,6 +267,23 @@ func (e *Engine) load(p *plan, x *store.Execution, recs map[string]*store.Step, 
 	return nil, fmt.Errorf("docket: no value of %s is recorded", t)
 }
 
+// runFor makes the run in which step ps of stored execution x executes,
+// with the step's inputs decoded from the records.
+func (e *Engine) runFor(p *plan, x *store.Execution, recs map[string]*store.Step, ps *pstep) (*run, error) {
+	r := &run{ix: p.ix, p: p, cfg: execConfig{id: x.ID}, vals: make([]any, len(p.slots)), cache: e.cache}
+	for _, si := range ps.in {
+		if r.vals[si] != nil {
+			continue
+		}
+		v, err := e.load(p, x, recs, si)
+		if err != nil {
+			return nil, err
+		}
+		r.vals[si] = v
+	}
+	return r, nil
+}
+
 func byName(steps []store.Step) map[string]*store.Step {
 	m := make(map[string]*store.Step, len(steps))
 	for i := range steps {
@@ -278,7 +295,7 @@ func byName(steps []store.Step) map[string]*store.Step {
 // stepTask runs one attempt (or the resumption) of a step.
 func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	e := w.eng
-	x, ix, p, ok := w.load(ctx, t)
+	x, _, p, ok := w.load(ctx, t)
 	if !ok {
 		return nil
 	}
@@ -296,14 +313,9 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 		rec = &store.Step{Name: t.Step}
 	}
 	ps := &p.steps[i]
-	r := &run{ix: ix, p: p, cfg: execConfig{id: x.ID}, vals: make([]any, len(p.slots)), cache: e.cache}
-	for _, si := range ps.in {
-		if r.vals[si] != nil {
-			continue
-		}
-		if r.vals[si], err = e.load(p, x, recs, si); err != nil {
-			return w.finishWith(ctx, t, fmt.Sprintf("step %q cannot start: %v", t.Step, err))
-		}
+	r, err := e.runFor(p, x, recs, ps)
+	if err != nil {
+		return w.finishWith(ctx, t, fmt.Sprintf("step %q cannot start: %v", t.Step, err))
 	}
 	journal, err := e.st.Journal(ctx, x.ID, t.Step)
 	if err != nil {

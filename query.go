@@ -154,16 +154,9 @@ func (e *Engine) replaySteps(ctx context.Context, x *store.Execution, found func
 // replayForQuery re-runs a step from its journal, stopping at its wait
 // point, and returns its durable state with the handlers it registered.
 func (e *Engine) replayForQuery(ctx context.Context, p *plan, x *store.Execution, recs map[string]*store.Step, ps *pstep, rec *store.Step) (*durableStep, error) {
-	r := &run{ix: p.ix, p: p, cfg: execConfig{id: x.ID}, vals: make([]any, len(p.slots))}
-	for _, si := range ps.in {
-		if r.vals[si] != nil {
-			continue
-		}
-		v, err := e.load(p, x, recs, si)
-		if err != nil {
-			return nil, err
-		}
-		r.vals[si] = v
+	r, err := e.runFor(p, x, recs, ps)
+	if err != nil {
+		return nil, err
 	}
 	journal, err := e.st.Journal(ctx, x.ID, ps.st.name)
 	if err != nil {

@@ -307,46 +307,37 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 		e.wakeStep(ctx, id, step)
 	}
 	// Wait for the answer to be journaled: woken at once when this process
-	// applies it, polling for other processes.
-	backoff := time.Millisecond
-	key = updateKey(id, name, cfg.id)
-	for !done {
-		ch := e.waitChan(key)
-		if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || done {
-			e.dropWait(key, ch)
-			if err != nil {
-				return nil, err
-			}
-			break
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			e.dropWait(key, ch)
-			return nil, ctx.Err()
-		case <-ch:
-		case <-t.C:
-			e.dropWait(key, ch)
-		}
-		t.Stop()
-		backoff = min(2*backoff, 50*time.Millisecond)
-		if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil {
-			return nil, err
-		}
-		if !done {
-			x, err := e.st.Execution(ctx, id)
-			if err != nil {
-				return nil, err
-			}
-			if x.Status.Finished() {
-				// One last look: it may have been applied just before the end.
-				if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || !done {
-					return nil, &FinishedError{ID: id, Status: string(x.Status)}
-				}
-			}
-		}
+	// applies it, polling for other processes. An execution that ends
+	// without applying it ends the wait.
+	if done {
+		return answerOf(name, answer)
 	}
+	err = e.await(ctx, updateKey(id, name, cfg.id), 50*time.Millisecond, func() (bool, error) {
+		var err error
+		if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || done {
+			return done, err
+		}
+		x, err := e.st.Execution(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		if x.Status.Finished() {
+			// One last look: it may have been applied just before the end.
+			if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || !done {
+				return false, &FinishedError{ID: id, Status: string(x.Status)}
+			}
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return answerOf(name, answer)
+}
+
+// answerOf turns an update's journal entry into its answer or error.
+func answerOf(name string, answer store.JournalEntry) ([]byte, error) {
 	if answer.Error != "" {
 		return nil, &UpdateError{Name: name, Message: answer.Error}
 	}
