@@ -280,3 +280,38 @@ type Tx interface {
 	// DeleteTask removes a task; deleting a missing task is not an error.
 	DeleteTask(id int64) error
 }
+
+// EventKind says what changed in a store Event.
+type EventKind string
+
+// Event kinds.
+const (
+	// EventTask: a task of execution Exec may have become claimable (added,
+	// put back without an owner, or released).
+	EventTask EventKind = "task"
+	// EventExec: execution Exec changed (a step, journal entry, signal or
+	// the execution record was written).
+	EventExec EventKind = "exec"
+	// EventReset: events may have been missed (the connection that carries
+	// them was lost and re-established); listeners should look at
+	// everything they wait for again.
+	EventReset EventKind = "reset"
+)
+
+// Event is a change committed by some process to a shared store.
+type Event struct {
+	Kind EventKind
+	Exec string
+}
+
+// Notifier is implemented by stores that are shared between processes and
+// can tell every process about committed changes, so that idle workers and
+// callers waiting for results need not poll. Events are hints: they may be
+// coalesced, and after a lost connection the store sends EventReset.
+// Polling remains the engine's fallback.
+type Notifier interface {
+	// Listen calls fn for every event, from one goroutine, until ctx ends
+	// or the store is closed. It returns once the listener is in place
+	// (changes committed after Listen returns are reported).
+	Listen(ctx context.Context, fn func(Event)) error
+}
