@@ -132,6 +132,9 @@ func (r *run) attempt(f *frame, inv invoker, vals []any, in []int32) (out any, e
 		if !returned {
 			err = panicError(recover(), err)
 		}
+		if f.futs != nil {
+			f.stopFutures()
+		}
 	}()
 	out, err = inv(f, vals, in)
 	returned = true
@@ -185,6 +188,9 @@ func (r *run) attemptLimited(f *frame, inv invoker, vals []any, in []int32) (out
 	defer func() {
 		if !returned {
 			err = panicError(recover(), err)
+		}
+		if f.futs != nil {
+			f.stopFutures()
 		}
 	}()
 	out, err = inv(ctx, vals, in)

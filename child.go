@@ -3,8 +3,6 @@ package docket
 import (
 	"context"
 	"errors"
-	"fmt"
-	"reflect"
 	"time"
 
 	"github.com/docket-run/docket/store"
@@ -43,89 +41,7 @@ func Abandon() CallOption { return callFunc(func(c *callConfig) { c.abandon = tr
 // or is cancelled returns an *ExecutionError. Outside a durable execution
 // the child runs in-process, as Execute would run it.
 func Call[Out any](ctx context.Context, child *Graph, key string, inputs ...any) (Out, error) {
-	var zero Out
-	var cfg callConfig
-	rest := make([]any, 0, len(inputs))
-	for _, in := range inputs {
-		if o, ok := in.(CallOption); ok {
-			o.applyCall(&cfg)
-			continue
-		}
-		rest = append(rest, in)
-	}
-	f, d, err := durableFrame(ctx)
-	if err != nil && !errors.Is(err, ErrNotInStep) {
-		return zero, err
-	}
-	target := reflect.TypeFor[Out]()
-	if d == nil {
-		v, err := execute(ctx, child, target, rest, nil)
-		if err != nil {
-			return zero, err
-		}
-		out, _ := v.(Out)
-		return out, nil
-	}
-	if key == "" {
-		key = child.name
-	}
-	id := d.exec.ID + "/" + d.step + "/" + key
-	if err := d.applyUpdates(f, ""); err != nil {
-		return zero, err
-	}
-	e, err := d.next("call", child.name+":"+key)
-	if err != nil {
-		return zero, err
-	}
-	pos := d.seq - 1
-	eng := d.w.eng
-	if e == nil {
-		link := &store.Execution{Parent: d.exec.ID, ParentStep: d.step}
-		if err := eng.startWith(f, child, id, target, rest, nil, link); err != nil {
-			return zero, fmt.Errorf("docket: starting child %q: %w", id, err)
-		}
-		entry := store.JournalEntry{Kind: "call", Name: child.name + ":" + key}
-		if cfg.abandon {
-			entry.Data = []byte("abandon")
-		}
-		d.add(entry)
-		eng.pokeWorker()
-	}
-	if !d.journal[pos].Done {
-		d.waitPoint()
-		x, err := eng.st.Execution(f, id)
-		if err != nil {
-			return zero, fmt.Errorf("docket: reading child %q: %w", id, err)
-		}
-		if !x.Status.Finished() {
-			// If the child finishes while this step is still running, its
-			// wake-up finds the step's task leased and passes it by; so
-			// look again once the suspension is recorded.
-			recheck := func() {
-				if x, err := eng.st.Execution(context.Background(), id); err == nil && x.Status.Finished() {
-					eng.wakeStep(context.Background(), d.exec.ID, d.step)
-				}
-			}
-			return zero, d.suspendFor(f, eng.clock.Now().Add(childPoll), "child "+id, "", recheck)
-		}
-		done := d.journal[pos]
-		done.Done, done.Data, done.Error = true, nil, ""
-		if x.Status == store.Completed {
-			if x.Result != nil {
-				done.Data = x.Result.Data
-			}
-		} else {
-			done.Data, done.Error = []byte(x.Status), x.Error
-		}
-		d.journal[pos] = done
-		if err := d.save(f, f, nil); err != nil {
-			return zero, fmt.Errorf("docket: recording child %q: %w", id, err)
-		}
-	}
-	if e := d.journal[pos]; e.Error != "" || string(e.Data) == string(store.Cancelled) {
-		return zero, &ExecutionError{ID: id, Graph: child.name, Status: string(e.Data), Message: e.Error}
-	}
-	return decodeAs[Out](d, d.journal[pos].Data)
+	return CallAsync[Out](ctx, child, key, inputs...).Get(ctx)
 }
 
 // ChildStep registers, in g, a step that takes an In and runs the child

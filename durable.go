@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/docket-run/docket/codec"
@@ -24,6 +25,7 @@ type durableStep struct {
 	journal []store.JournalEntry // as loaded, then extended by new calls
 	loaded  int                  // entries that came from the store
 	saved   int                  // entries that are in the store
+	dirty   []int                // stored entries changed since (futures, selects)
 	seq     int                  // position of the next durable call
 	// suspended is set once a durable call has recorded a suspension and
 	// is about to end the step's goroutine.
@@ -89,6 +91,13 @@ func (d *durableStep) add(e store.JournalEntry) {
 
 // writeJournal stores the entries not yet stored, inside tx.
 func (d *durableStep) writeJournal(tx store.Tx) error {
+	for _, i := range d.dirty {
+		if i < d.saved {
+			if err := tx.PutJournal(&d.journal[i]); err != nil {
+				return err
+			}
+		}
+	}
 	for i := d.saved; i < len(d.journal); i++ {
 		if err := tx.PutJournal(&d.journal[i]); err != nil {
 			return err
@@ -131,7 +140,7 @@ func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.T
 		return tx.PutStep(rec)
 	})
 	if err == nil {
-		d.saved = len(d.journal)
+		d.saved, d.dirty = len(d.journal), d.dirty[:0]
 		if hb := f.hb.Load(); hb != nil {
 			hb.mu.Lock()
 			hb.dirty = false
@@ -186,6 +195,9 @@ func (d *durableStep) suspend(f *frame, wake time.Time, wait string) error {
 // goroutine ends.
 func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, after func()) error {
 	d.waitPoint()
+	if f.futs != nil && len(f.futs.live) > 0 {
+		d.finishLive(f)
+	}
 	err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
 		if signal != "" || len(d.updates) > 0 {
 			// A signal or update that arrived since the step looked wakes
@@ -195,7 +207,7 @@ func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, 
 				return err
 			}
 			for _, s := range sigs {
-				if s.ConsumedBy == "" && (s.Name == signal && signal != "" || d.handlesUpdate(s.Name)) {
+				if s.ConsumedBy == "" && (signal != "" && waitsFor(signal, s.Name) || d.handlesUpdate(s.Name)) {
 					wake = d.w.eng.clock.Now()
 				}
 			}
@@ -220,6 +232,36 @@ func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, 
 	// no longer running, so a task woken at once is claimed afresh.
 	exitStep()
 	return nil
+}
+
+// finishLive waits for the work the step started with Go to end before the
+// step suspends, so its outcome is journaled and no goroutine is left.
+//
+//go:noinline
+func (d *durableStep) finishLive(f *frame) {
+	live := append([]*future(nil), f.futs.live...)
+	for _, fu := range live {
+		select {
+		case <-fu.done:
+		case <-f.Done():
+			fu.cancel()
+			<-fu.done
+		}
+		fu.poll()
+	}
+}
+
+// waitsFor reports whether a step suspended for signals (names separated
+// by newlines) waits for the signal name.
+func waitsFor(signals, name string) bool {
+	for signals != "" {
+		var n string
+		n, signals, _ = strings.Cut(signals, "\n")
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 func stepRecord(tx store.Tx, name string) (*store.Step, error) {

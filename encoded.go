@@ -315,6 +315,9 @@ func (e *Engine) History(ctx context.Context, id string) ([]HistoryEvent, error)
 		// Durable calls carry no time of their own: they sit between the
 		// step's start and its end.
 		at := s.StartedAt
+		if at.IsZero() {
+			at = s.ReadyAt
+		}
 		for _, j := range journal {
 			ev := HistoryEvent{Time: at, Kind: "call", Step: s.Name, Name: j.Kind, Detail: j.Name, Error: j.Error}
 			if j.Kind == "update" {

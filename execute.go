@@ -73,6 +73,7 @@ type frame struct {
 	hb      atomic.Pointer[beat] // heartbeat state, made on first use
 	d       *durableStep         // set when the step runs durably
 	clock   Clock                // for Now outside the journal (inside Run)
+	futs    *futureSet           // futures started by the step, made on first use
 }
 
 type frameKey struct{}

@@ -228,6 +228,7 @@ func (e *Engine) Signal(ctx context.Context, id, name string, payload any) error
 		return e.deliver(tx, x, name, payload)
 	})
 	if err == nil {
+		e.notify(signalKey(id))
 		e.pokeWorker()
 	}
 	return err
@@ -260,7 +261,7 @@ func (e *Engine) deliver(tx store.Tx, x *store.Execution, name string, payload a
 	}
 	waiting := map[string]bool{}
 	for _, s := range steps {
-		if s.Status == store.StepSuspended && s.Signal == name {
+		if s.Status == store.StepSuspended && waitsFor(s.Signal, name) {
 			waiting[s.Name] = true
 		}
 	}
