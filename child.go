@@ -108,6 +108,9 @@ func isFinishedOrMissing(err error) bool {
 
 // wakeStep makes the suspended step of execution id ready to run now.
 func (e *Engine) wakeStep(ctx context.Context, id, step string) {
+	// The wake-up is owed to the step even if the caller stops waiting.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	err := e.st.Update(ctx, id, func(tx store.Tx) error {
 		tasks, err := tx.Tasks()
 		if err != nil {
@@ -122,7 +125,7 @@ func (e *Engine) wakeStep(ctx context.Context, id, step string) {
 		return nil
 	})
 	if err != nil {
-		e.log.Warn("docket: waking a parent failed; it will look again within an hour", "parent", id, "error", err)
+		e.log.Warn("docket: waking a suspended step failed; it looks again at its next timer", "execution", id, "step", step, "error", err)
 		return
 	}
 	e.pokeWorker()

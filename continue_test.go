@@ -2,9 +2,14 @@ package docket_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/docket-run/docket"
 	"github.com/docket-run/docket/docktest"
@@ -79,5 +84,82 @@ func TestContinueAsNewEphemeral(t *testing.T) {
 	got, err := docket.Execute[string](context.Background(), g, 5)
 	if err != nil || got != "liftoff" {
 		t.Fatalf("%q %v", got, err)
+	}
+}
+
+// Updates accepted while a run continues as new are not lost: those the
+// old run did not apply wait in the inbox and the next run applies them.
+func TestContinueAsNewCarriesUpdates(t *testing.T) {
+	g := docket.NewGraph("counter-can", docket.Input[Tally]())
+	var calls atomic.Int64
+	docket.Register1(g, func(ctx context.Context, t Tally) (*Shipment, error) {
+		calls.Add(1)
+		t.Runs++
+		applied := 0
+		docket.HandleUpdate(ctx, "add", func(_ context.Context, n int) (int, error) {
+			t.Total += n
+			applied++
+			return t.Total, nil
+		}, nil)
+		_, err := docket.ReceiveUnless[bool](ctx, "close", func() bool { return applied >= 3 })
+		if errors.Is(err, docket.ErrStopped) {
+			return nil, docket.ContinueAsNew(t)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &Shipment{Amount: t.Total, Item: fmt.Sprint(t.Runs)}, nil
+	}, docket.Name("count"))
+	env := docktest.New(t, docktest.Options{}, g)
+	ctx := context.Background()
+	h, err := docket.Start[*Shipment](ctx, env.Engine, g, "can-1", Tally{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	answers := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := docket.Update[int](ctx, env.Engine, "can-1", "add", 1, docket.UpdateID(fmt.Sprint("u", i)))
+			if err != nil {
+				t.Error(err)
+			}
+			answers <- v
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	var got []int
+	for v := range answers {
+		got = append(got, v)
+	}
+	slices.Sort(got)
+	for i, v := range got {
+		if v != i+1 {
+			t.Fatalf("answers %v, want 1..%d once each", got, n)
+		}
+	}
+	// Once every update is applied the step waits quietly (no busy loop).
+	time.Sleep(100 * time.Millisecond)
+	before := calls.Load()
+	time.Sleep(200 * time.Millisecond)
+	if spun := calls.Load() - before; spun > 0 {
+		t.Fatalf("the waiting step ran %d times in 200ms", spun)
+	}
+	if err := env.Signal(ctx, "can-1", "close", true); err != nil {
+		t.Fatal(err)
+	}
+	s, err := h.Result(ctx)
+	if err != nil || s.Amount != n || s.Item == "1" {
+		t.Fatalf("%+v %v; want %d over several runs", s, err, n)
+	}
+	// A repeated update ID gets its first answer, from an earlier run.
+	v, err := docket.Update[int](ctx, env.Engine, "can-1", "add", 1, docket.UpdateID("u0"))
+	var fe *docket.FinishedError
+	if err != nil && !errors.As(err, &fe) || err == nil && (v < 1 || v > n) {
+		t.Fatalf("repeated update: %v %v", v, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,9 @@ type (
 	CrashDone  string
 	// CrashSignalled is the result of the inbox graph.
 	CrashSignalled int
+	// CrashCount is the result of the counter graph: the sum of the
+	// updates it applied, and how often its timer case was chosen.
+	CrashCount struct{ Total, Fired int }
 )
 
 var ledgerMu sync.Mutex
@@ -161,7 +165,32 @@ func crashGraphs() []*docket.Graph {
 		sum, err := docket.Call[CrashSum](ctx, chain, "child", s)
 		return CrashSignalled(total + int(sum)), err
 	}, docket.Name("collect"))
-	return []*docket.Graph{chain, saga, inbox}
+	// A step that takes "add" updates while it waits in a select on a
+	// "done" signal and a durable timer.
+	counter := docket.NewGraph("crash-counter", docket.Input[CrashSeed]())
+	docket.Register1(counter, func(ctx context.Context, s CrashSeed) (CrashCount, error) {
+		var c CrashCount
+		docket.HandleUpdate(ctx, "add", func(_ context.Context, n int) (int, error) {
+			c.Total += n
+			return c.Total, nil
+		}, func(n int) error {
+			if n <= 0 {
+				return errors.New("not positive")
+			}
+			return nil
+		})
+		done := false
+		sel := docket.NewSelector()
+		docket.AddSignal(sel, "done", func(bool) { done = true })
+		docket.AddFuture(sel, docket.NewTimer(ctx, 300*time.Millisecond), func(time.Time, error) { c.Fired++ })
+		for !done {
+			if err := sel.Select(ctx); err != nil {
+				return c, err
+			}
+		}
+		return c, nil
+	}, docket.Name("count"))
+	return []*docket.Graph{chain, saga, inbox, counter}
 }
 
 // crashChainResult is the result of the chain graph for seed i.
@@ -230,6 +259,54 @@ func TestCrashRecovery(t *testing.T) {
 		if _, err := docket.Start[CrashSignalled](ctx, client, graphs[2], fmt.Sprintf("inbox-%d", i), CrashSeed(i)); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// Updates to the counters are sent all through the kills: each by its
+	// own client, which retries with the same update ID until it gets an
+	// answer. Each adds 1, so the answers of one counter must be exactly
+	// 1..n: none lost, none applied twice.
+	const counters, updatesEach = 4, 12
+	for i := range counters {
+		if _, err := docket.Start[CrashCount](ctx, client, graphs[3], fmt.Sprintf("counter-%d", i), CrashSeed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answers := make([][]int, counters)
+	var updMu sync.Mutex
+	var updWG sync.WaitGroup
+	stopUpdates := make(chan struct{})
+	for i := range counters {
+		for k := range updatesEach {
+			updWG.Add(1)
+			go func() {
+				defer updWG.Done()
+				select { // spread them over the kill cycles
+				case <-time.After(time.Duration(rand.IntN(5000)) * time.Millisecond):
+				case <-stopUpdates:
+				}
+				id := fmt.Sprintf("counter-%d", i)
+				for try := 0; ; try++ {
+					uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+					n, err := docket.Update[int](uctx, client, id, "add", 1, docket.UpdateID(fmt.Sprintf("u-%d", k)))
+					cancel()
+					if err == nil {
+						updMu.Lock()
+						answers[i] = append(answers[i], n)
+						updMu.Unlock()
+						return
+					}
+					if try > 100 {
+						t.Errorf("%s update %d: %v", id, k, err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	// A rejected update records nothing.
+	var rej *docket.UpdateRejectedError
+	if _, err := docket.Update[int](ctx, client, "counter-0", "add", -1); !errors.As(err, &rej) {
+		t.Fatalf("invalid update: %v", err)
 	}
 
 	exe, err := os.Executable()
@@ -340,6 +417,28 @@ func TestCrashRecovery(t *testing.T) {
 			if s.Name != "flight" && s.Compensation != "compensated" {
 				t.Errorf("%s/%s: compensation %q", id, s.Name, s.Compensation)
 			}
+		}
+	}
+	close(stopUpdates)
+	updWG.Wait()
+	for i := range counters {
+		id := fmt.Sprintf("counter-%d", i)
+		if err := client.Signal(ctx, id, "done", true); err != nil {
+			t.Fatal(err)
+		}
+		c, err := docket.HandleFor[CrashCount](client, id).Result(waitCtx)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		got := append([]int(nil), answers[i]...)
+		slices.Sort(got)
+		for k, n := range got {
+			if n != k+1 {
+				t.Fatalf("%s: answers %v, want 1..%d each once", id, got, updatesEach)
+			}
+		}
+		if c.Total != updatesEach || len(got) != updatesEach || c.Fired != 1 {
+			t.Errorf("%s: total %d from %d answers, timer chosen %d times; want %d, %d, 1", id, c.Total, len(got), c.Fired, updatesEach, updatesEach)
 		}
 	}
 	snapshot(cycles + 1)

@@ -20,8 +20,9 @@ import (
 // a time.
 type Config struct {
 	// Store says where executions live: "sqlite:path/to/file.db" (the
-	// default is "sqlite:docket.db") or "memory:" (nothing survives the
-	// process; for tests).
+	// default is "sqlite:docket.db"), a "postgres://" or "postgresql://"
+	// URL (a PostgreSQL database that many processes share; see
+	// store/postgres) or "memory:" (nothing survives the process; for tests).
 	Store string
 	// Backend, when set, is used instead of Store. The engine does not
 	// close a Backend it was given.

@@ -141,6 +141,10 @@ func (d *durableStep) applyUpdates(f *frame, signal string) error {
 			for _, c := range cur {
 				if c.Seq == seq {
 					c.ConsumedBy = d.step
+					c.Payload = store.Value{Type: answerType, Data: resp}
+					if herr != nil {
+						c.Payload = store.Value{Type: updateErrorType, Data: []byte(herr.Error())}
+					}
 					return tx.PutSignal(&c)
 				}
 			}
@@ -271,7 +275,7 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 		return nil, fmt.Errorf("docket: update %q request (%T) cannot be encoded: %w", name, req, err)
 	}
 	key := updatePrefix + name + ":" + cfg.id
-	_, answer, done, err := e.findUpdate(ctx, id, name+":"+cfg.id)
+	answer, done, err := e.findUpdate(ctx, id, name+":"+cfg.id)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +318,7 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 	}
 	err = e.await(ctx, updateKey(id, name, cfg.id), 50*time.Millisecond, func() (bool, error) {
 		var err error
-		if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || done {
+		if answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || done {
 			return done, err
 		}
 		x, err := e.st.Execution(ctx, id)
@@ -323,7 +327,7 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 		}
 		if x.Status.Finished() {
 			// One last look: it may have been applied just before the end.
-			if _, answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || !done {
+			if answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || !done {
 				return false, &FinishedError{ID: id, Status: string(x.Status)}
 			}
 			return true, nil
@@ -345,29 +349,38 @@ func answerOf(name string, answer store.JournalEntry) ([]byte, error) {
 	return resp, nil
 }
 
-// findUpdate looks for the journaled answer to an update in every step.
-func (e *Engine) findUpdate(ctx context.Context, id, entryName string) (step string, answer store.JournalEntry, done bool, err error) {
-	steps, err := e.st.Steps(ctx, id)
+// Answered update requests keep their answer in the inbox, where callers
+// find it even after the run that applied it continued as new.
+const (
+	answerType      = "docket.update.answer" // Data is the encoded response
+	updateErrorType = "docket.update.error"  // Data is the handler's error message
+)
+
+// findUpdate looks in the inbox for the answer to update entryName
+// ("name:id").
+func (e *Engine) findUpdate(ctx context.Context, id, entryName string) (answer store.JournalEntry, done bool, err error) {
+	sigs, err := e.st.Signals(ctx, id)
 	if err != nil {
-		return "", answer, false, err
+		return answer, false, err
 	}
-	if len(steps) == 0 {
+	if len(sigs) == 0 {
 		if _, err := e.st.Execution(ctx, id); errors.Is(err, store.ErrNotFound) {
-			return "", answer, false, &NotFoundError{ID: id}
+			return answer, false, &NotFoundError{ID: id}
 		}
 	}
-	for _, s := range steps {
-		j, err := e.st.Journal(ctx, id, s.Name)
-		if err != nil {
-			return "", answer, false, err
+	key := updatePrefix + entryName
+	for _, s := range sigs {
+		if s.Name != key || s.ConsumedBy == "" {
+			continue
 		}
-		for _, en := range j {
-			if en.Kind == "update" && en.Name == entryName {
-				return s.Name, en, true, nil
-			}
+		switch s.Payload.Type {
+		case answerType:
+			return store.JournalEntry{Data: joinUpdate(nil, s.Payload.Data)}, true, nil
+		case updateErrorType:
+			return store.JournalEntry{Error: string(s.Payload.Data)}, true, nil
 		}
 	}
-	return "", answer, false, nil
+	return answer, false, nil
 }
 
 // validateUpdate finds, by replaying the waiting steps, the step that

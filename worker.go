@@ -151,7 +151,9 @@ func (w *worker) claimLoop() {
 			if next.Before(wake) {
 				wake = next
 			}
-			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && len(w.slots) == 0 && ic.Idle(next) {
+			// Tasks that only a signal wakes sit at forever: no clock
+			// reaches it, a virtual one included.
+			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && len(w.slots) == 0 && next.Before(forever) && ic.Idle(next) {
 				continue
 			}
 		}

@@ -1,0 +1,176 @@
+package postgres_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docket-run/docket/store"
+	"github.com/docket-run/docket/store/postgres"
+	"github.com/docket-run/docket/store/postgres/pgtest"
+)
+
+// modes runs a benchmark with the server's default durable commits
+// (sync: each commit waits for its WAL fsync, which dominates on most
+// disks) and with synchronous_commit=off (async: what is left is round
+// trips and the server's work).
+func modes(b *testing.B, bench func(*testing.B, *postgres.Store)) {
+	for _, mode := range []struct{ name, value string }{{"sync", "on"}, {"async", "off"}} {
+		b.Run(mode.name, func(b *testing.B) {
+			url := pgtest.WithParam(b, pgtest.URL(b), "synchronous_commit", mode.value)
+			bench(b, open(b, url))
+		})
+	}
+}
+
+// BenchmarkUpdate measures the small transaction that starts an execution:
+// create it, with a step and a task (three round trips: begin, AddTask,
+// commit).
+func BenchmarkUpdate(b *testing.B) { modes(b, benchUpdate) }
+
+func benchUpdate(b *testing.B, s *postgres.Store) {
+	ctx := b.Context()
+	now := time.Now()
+	b.ResetTimer()
+	for i := range b.N {
+		id := fmt.Sprint("e", i)
+		err := s.Update(ctx, id, func(tx store.Tx) error {
+			if err := tx.CreateExecution(&store.Execution{ID: id, Run: 1, Graph: "g", Status: store.Running, CreatedAt: now}); err != nil {
+				return err
+			}
+			if err := tx.PutStep(&store.Step{Name: "a", Status: store.StepReady, ReadyAt: now}); err != nil {
+				return err
+			}
+			return tx.AddTask(&store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: now, Attempt: 1})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUpdateExisting measures a step's commit without a new task:
+// read the execution and its tasks, write the execution, a step and the
+// task (two round trips: begin, commit).
+func BenchmarkUpdateExisting(b *testing.B) { modes(b, benchUpdateExisting) }
+
+func benchUpdateExisting(b *testing.B, s *postgres.Store) {
+	ctx := b.Context()
+	create(b, s, "e")
+	if err := s.Update(ctx, "e", func(tx store.Tx) error {
+		return tx.AddTask(&store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base, Owner: "w", LeaseUntil: base.Add(time.Hour)})
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		err := s.Update(ctx, "e", func(tx store.Tx) error {
+			tasks, err := tx.Tasks()
+			if err != nil {
+				return err
+			}
+			e, err := tx.Execution()
+			if err != nil {
+				return err
+			}
+			e.Seq++
+			if err := tx.PutExecution(e); err != nil {
+				return err
+			}
+			if err := tx.PutStep(&store.Step{Name: fmt.Sprint(i % 10), Status: store.StepDone, Output: &store.Value{Type: "int", Data: []byte("42")}}); err != nil {
+				return err
+			}
+			tasks[0].Attempt++
+			return tx.PutTask(&tasks[0])
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUpdateParallel runs the Update of BenchmarkUpdate from several
+// goroutines at once, each on executions of its own.
+func BenchmarkUpdateParallel(b *testing.B) { modes(b, benchUpdateParallel) }
+
+func benchUpdateParallel(b *testing.B, s *postgres.Store) {
+	ctx := b.Context()
+	now := time.Now()
+	var n atomic.Int64
+	b.SetParallelism(2) // 2 × GOMAXPROCS goroutines
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprint("e", n.Add(1))
+			err := s.Update(ctx, id, func(tx store.Tx) error {
+				if err := tx.CreateExecution(&store.Execution{ID: id, Run: 1, Graph: "g", Status: store.Running, CreatedAt: now}); err != nil {
+					return err
+				}
+				if err := tx.PutStep(&store.Step{Name: "a", Status: store.StepReady, ReadyAt: now}); err != nil {
+					return err
+				}
+				return tx.AddTask(&store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: now, Attempt: 1})
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkClaimCycle measures a worker's cycle: claim a task, then commit
+// its step and delete the task in an Update fenced by the lease.
+func BenchmarkClaimCycle(b *testing.B) { modes(b, benchClaimCycle) }
+
+func benchClaimCycle(b *testing.B, s *postgres.Store) {
+	ctx := b.Context()
+	const perExec = 100
+	for i := 0; i < b.N; i += perExec {
+		id := fmt.Sprint("e", i/perExec)
+		err := s.Update(ctx, id, func(tx store.Tx) error {
+			if err := tx.CreateExecution(&store.Execution{ID: id, Run: 1, Graph: "g", Status: store.Running, CreatedAt: base}); err != nil {
+				return err
+			}
+			for j := range min(perExec, b.N-i) {
+				if err := tx.AddTask(&store.Task{Step: fmt.Sprint(j), Kind: store.TaskStep, ReadyAt: base.Add(time.Duration(i+j) * time.Millisecond)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	now := base.Add(time.Hour)
+	b.ResetTimer()
+	for range b.N {
+		got, err := s.Claim(ctx, "w", now, time.Minute, 1)
+		if err != nil || len(got) != 1 {
+			b.Fatalf("Claim = %v, %v", got, err)
+		}
+		task := got[0]
+		err = s.Update(ctx, task.Exec, func(tx store.Tx) error {
+			tasks, err := tx.Tasks()
+			if err != nil {
+				return err
+			}
+			held := false
+			for _, t := range tasks {
+				held = held || (t.ID == task.ID && t.Owner == "w")
+			}
+			if !held {
+				return fmt.Errorf("lost task %d", task.ID)
+			}
+			if err := tx.PutStep(&store.Step{Name: task.Step, Status: store.StepDone, Output: &store.Value{Type: "int", Data: []byte("1")}}); err != nil {
+				return err
+			}
+			return tx.DeleteTask(task.ID)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

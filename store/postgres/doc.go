@@ -1,0 +1,125 @@
+// Package postgres is docket's PostgreSQL store, for executions shared by
+// many processes on many machines. It talks to the server with
+// github.com/jackc/pgx/v5 through a pgxpool connection pool.
+//
+//	s, err := postgres.Open(ctx, "postgres://docket@db.internal/app?search_path=docket")
+//
+// # Schema and migrations
+//
+// All tables live in the first existing schema of the connection's
+// search_path (public unless the URL says otherwise). Giving docket a schema
+// of its own keeps its tables (executions, steps, journal, signals, tasks,
+// cache, schema_migrations) apart from an application's; tests give each
+// test a throwaway schema (see package pgtest).
+//
+// The schema is made by numbered SQL files embedded in the binary
+// (migrations/0001_init.sql, ...). Migrate applies the missing ones, each
+// in a transaction of its own, and records them in schema_migrations. It
+// holds a session-level advisory lock (pg_advisory_lock) of the schema
+// while it works, so that processes starting at the same time do not race:
+// one migrates, the others wait and then find nothing to do. A schema that
+// is already current is only read. Open migrates unless given SkipMigrate;
+// a schema newer than this build knows is refused with ErrSchemaTooNew.
+//
+// # Locking: Update
+//
+// Update holds execution id for its whole transaction with a transaction
+// advisory lock, pg_advisory_xact_lock, on a 64-bit FNV-1a hash of the
+// schema name and the ID. The lock does not need a row, so it covers
+// executions that do not exist yet (two processes creating the same ID
+// queue up, and the second sees ErrExists); it is released by COMMIT or
+// ROLLBACK, also when the connection dies. A hash collision only makes two
+// executions wait for each other. Within the transaction, the execution's
+// tasks are locked too (SELECT ... FOR UPDATE), so that no Claim,
+// ExtendLeases or Release changes them between fn's reading a lease and
+// acting on it.
+//
+// Because nothing else changes an execution while its lock is held, the
+// execution record, its tasks and its highest signal number are read once,
+// in the round trip that sends BEGIN and takes the lock, and the Tx answers
+// from them. Writes are queued and sent pipelined ahead of the next
+// statement that needs an answer (a read of steps, journal or signals, or
+// AddTask, which needs the task's new ID), or ahead of COMMIT. A typical
+// Update costs two round trips, one more for each AddTask or read of steps,
+// journal or signals (pgx prepares and caches every statement per
+// connection). A write that the server refuses loses the transaction:
+// later calls of the Tx return that error and Update returns it, even if fn
+// ignored it. If fn fails or panics the transaction is rolled back (and the
+// panic goes on); the connection goes back to the pool clean, or is closed.
+//
+// # Claiming
+//
+// Claim is one statement: it selects the oldest claimable tasks (ReadyAt,
+// then ID) with FOR UPDATE SKIP LOCKED, so that claimers in any number of
+// processes take disjoint tasks without waiting for each other, leases them
+// and counts the claim. It passes over the tasks of executions that an
+// Update holds at that moment; they are claimable again a moment later.
+// ExtendLeases and Release are single statements too; they lock tasks in ID
+// order, as Update does, so they never deadlock with it, and they are run
+// again if the server aborts them for a deadlock or a serialization
+// failure. Task IDs come from an identity column and are never reused.
+// NextReadyAt reads an index on a generated column, wake_at, the time a
+// task is next claimable.
+//
+// # Notifications
+//
+// Store implements store.Notifier with LISTEN/NOTIFY on one channel per
+// schema, "docket_events_" and the schema name (or a hash of it when that
+// is too long for a channel name). An Update that commits writes sends, in
+// its transaction, one notification whose payload is the kinds of change
+// and the execution ID: "x:ID" when the execution, a step, journal entry or
+// signal was written (store.EventExec), "t:ID" when a task was added or put
+// without an owner (store.EventTask), "xt:ID" for both. Release sends "t:ID"
+// for each execution whose tasks it released. PostgreSQL delivers them at
+// commit, to every listening connection of the database, in commit order.
+//
+// Each Listen opens a connection of its own, outside the pool, LISTENs and
+// calls fn from one goroutine per notification. After 30 seconds without a
+// notification it pings the server, so that a dead peer is noticed. When
+// the connection is lost it reconnects with exponential backoff (100ms up
+// to 10s) and then calls fn with store.EventReset, since notifications sent
+// meanwhile are lost. The goroutine ends with Listen's context or Close.
+//
+// # Connections
+//
+// The pool holds pgxpool's default number of connections (four or the
+// number of CPUs, whichever is more) unless the URL sets pool_max_conns or
+// Open is given MaxConns. Every call holds one pooled connection while it
+// runs; an Update holds it for all of fn, including while it waits for the
+// execution's lock, so fn must not call the Store itself. Size the pool to
+// the number of calls that should run at once (the engine's workers plus
+// callers), and keep the sum over all processes, plus one connection per
+// Listen, below the server's max_connections. A call whose context ends
+// while the server works closes its connection (pgx sends the server a
+// cancel request) and the pool opens another. Listen and Migrate need
+// session-level connections: behind PgBouncer, point them at a session
+// pool or at the server itself.
+//
+// Server settings in the URL apply to every connection; lock_timeout
+// bounds how long an Update waits for an execution that another process
+// holds.
+//
+// # Errors
+//
+// Driver errors are wrapped so that errors.Is finds the error of package
+// store that they stand for, while the message keeps the server, the
+// operation and the driver's detail (and errors.As still finds the
+// *pgconn.PgError):
+//
+//   - 25006 read_only_sql_transaction (default_transaction_read_only, a hot
+//     standby): store.ErrReadOnly
+//   - 53100 disk_full: store.ErrFull
+//   - XX001 data_corrupted, XX002 index_corrupted: store.ErrCorrupt
+//   - 55P03 lock_not_available (lock_timeout), 40001
+//     serialization_failure, 40P01 deadlock_detected: store.ErrBusy
+//   - 23505 unique_violation on executions: store.ErrExists
+//   - any call after Close: store.ErrClosed
+//
+// # Values
+//
+// Times are timestamptz: microseconds, read back in UTC, with the zero
+// time.Time stored as 0001-01-01 00:00:00+00 so that SQL compares them as
+// Go does. Free text that a text column cannot hold (NUL bytes, invalid
+// UTF-8) in error messages and wait descriptions is stored with U+FFFD in
+// its place; in names and IDs it is refused.
+package postgres

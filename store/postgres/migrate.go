@@ -1,0 +1,178 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migration is one numbered schema change.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in order. Their file names
+// are NNNN_name.sql, numbered from 1 without gaps.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("postgres: migration %s: name must be NNNN_name.sql", base)
+		}
+		b, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: strings.TrimSuffix(base, ".sql"), sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i, m := range out {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("postgres: migration %s: expected version %d", m.name, i+1)
+		}
+	}
+	return out, nil
+}
+
+// SchemaVersion is the schema version that this build creates and reads.
+func SchemaVersion() int {
+	ms, err := migrations()
+	if err != nil {
+		panic(err)
+	}
+	return len(ms)
+}
+
+// Migrate brings the schema of the database at url up to date and returns.
+// It is what Open does first (unless SkipMigrate is given), for operators
+// who run migrations on their own, e.g. before rolling out a new version.
+//
+// Migrations are numbered SQL files embedded in the binary, each applied in
+// a transaction of its own and recorded in the schema_migrations table of
+// the schema. They run under a session-level advisory lock, so processes
+// that start at the same time apply each migration once; the others wait
+// and then find nothing to do. A schema that is already current is only
+// read, so read-only databases open. A schema newer than this build knows
+// fails with ErrSchemaTooNew.
+func Migrate(ctx context.Context, url string) error {
+	cfg, err := pgxpool.ParseConfig(url) // accepts and drops the pool parameters
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{name: serverName(cfg.ConnConfig)}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return s.wrap("connect", err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if s.schema, err = currentSchema(ctx, conn); err != nil {
+		return s.wrap("migrate", err)
+	}
+	return s.migrate(ctx, conn)
+}
+
+// migrateKey is the advisory lock key that migrations of schema run under.
+func migrateKey(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("docket migrations\x00"))
+	h.Write([]byte(schema))
+	return int64(h.Sum64())
+}
+
+const createMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    integer     PRIMARY KEY,
+	name       text        NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`
+
+// schemaVersion reads the schema version: 0 for a schema without docket's
+// tables.
+func schemaVersion(ctx context.Context, c *pgx.Conn) (int, error) {
+	var exists bool
+	err := c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables
+		WHERE schemaname = current_schema() AND tablename = 'schema_migrations')`).Scan(&exists)
+	if err != nil || !exists {
+		return 0, err
+	}
+	var v int
+	err = c.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+// checkVersion fails for a schema of another version than this build's
+// (or, unless exact, an older one, which migrate then brings up to date).
+func (s *Store) checkVersion(v int, exact bool) error {
+	latest := SchemaVersion()
+	switch {
+	case v > latest:
+		return fmt.Errorf("postgres %s: schema %q: %w: it is version %d, this version of docket knows versions up to %d; upgrade docket to use it",
+			s.name, s.schema, ErrSchemaTooNew, v, latest)
+	case exact && v < latest:
+		return fmt.Errorf("postgres %s: schema %q: %w: it is version %d, this version of docket needs %d; run docket migrate",
+			s.name, s.schema, ErrSchemaTooOld, v, latest)
+	}
+	return nil
+}
+
+// migrate applies the missing migrations on c, under the migration lock.
+func (s *Store) migrate(ctx context.Context, c *pgx.Conn) (err error) {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	key := migrateKey(s.schema)
+	if _, err := c.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		return s.ctxErr(ctx, "migration lock", err)
+	}
+	defer func() {
+		// A connection that cannot say unlock (or that a cancelled context
+		// broke) is closed, which releases the lock as well.
+		if _, uerr := c.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key); uerr != nil {
+			_ = c.Close(context.Background())
+		}
+	}()
+	v, err := schemaVersion(ctx, c)
+	if err != nil {
+		return s.ctxErr(ctx, "reading schema version", err)
+	}
+	if err := s.checkVersion(v, false); err != nil {
+		return err
+	}
+	for _, m := range ms[v:] {
+		err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, createMigrations); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			return err
+		})
+		if err != nil {
+			return s.ctxErr(ctx, "migration "+m.name, err)
+		}
+	}
+	return nil
+}

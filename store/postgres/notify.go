@@ -1,0 +1,191 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/docket-run/docket/store"
+)
+
+// A notification's payload is the kinds of change, a colon and the
+// execution ID: "x:ID" (store.EventExec), "t:ID" (store.EventTask) or
+// "xt:ID" (both). NOTIFY takes payloads shorter than 8000 bytes; an
+// execution whose ID does not fit sends "r", which listeners take as
+// store.EventReset.
+const maxIDInPayload = 7900
+
+// eventPayload returns the payload of an Update's notification, or "" when
+// it changed nothing.
+func eventPayload(id string, changed, ready bool) string {
+	var kinds string
+	if changed {
+		kinds += "x"
+	}
+	if ready {
+		kinds += "t"
+	}
+	switch {
+	case kinds == "":
+		return ""
+	case len(id) > maxIDInPayload:
+		return "r"
+	}
+	return kinds + ":" + id
+}
+
+// parsePayload returns the events of a notification. Anything it does not
+// understand is a reset, so that listeners look at everything again.
+func parsePayload(p string) []store.Event {
+	kinds, id, ok := strings.Cut(p, ":")
+	if !ok || kinds == "" {
+		return []store.Event{{Kind: store.EventReset}}
+	}
+	out := make([]store.Event, 0, len(kinds))
+	for _, k := range kinds {
+		switch k {
+		case 'x':
+			out = append(out, store.Event{Kind: store.EventExec, Exec: id})
+		case 't':
+			out = append(out, store.Event{Kind: store.EventTask, Exec: id})
+		default:
+			return []store.Event{{Kind: store.EventReset}}
+		}
+	}
+	return out
+}
+
+// Timings of the listener connection.
+var (
+	// idlePing: after this long without a notification the listener checks
+	// that its connection is alive (a dead peer can leave a socket that
+	// neither reads nor fails for many minutes).
+	idlePing = 30 * time.Second
+	// pingTimeout bounds that check.
+	pingTimeout = 10 * time.Second
+	// minBackoff and maxBackoff bound the wait between reconnection attempts.
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+// Listen implements store.Notifier. Each call opens a connection of its own
+// (outside the pool), LISTENs on the schema's channel and returns; a
+// goroutine then calls fn for each notification until ctx ends or the
+// store is closed. When the connection is lost, it reconnects, retrying
+// with exponential backoff, and calls fn with store.EventReset once it
+// listens again. fn runs on that goroutine and should return quickly:
+// notifications queue while it runs.
+func (s *Store) Listen(ctx context.Context, fn func(store.Event)) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	conn, err := s.listenConn(ctx)
+	if err != nil {
+		return s.ctxErr(ctx, "listen", err)
+	}
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		closeConn(conn)
+		return s.check(ctx)
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.listenLoop(ctx, conn, fn)
+	return nil
+}
+
+// listenConn connects and listens.
+func (s *Store) listenConn(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, s.listen)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
+		closeConn(conn)
+		return nil, err
+	}
+	return conn, nil
+}
+
+// closeConn closes a connection and waits until it is all gone.
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
+	select {
+	case <-c.PgConn().CleanupDone():
+	case <-ctx.Done():
+	}
+}
+
+func (s *Store) listenLoop(ctx context.Context, conn *pgx.Conn, fn func(store.Event)) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.stop, cancel)()
+	for {
+		if s.wait(ctx, conn, fn) {
+			closeConn(conn)
+			return
+		}
+		closeConn(conn)
+		if conn = s.reconnect(ctx); conn == nil {
+			return
+		}
+		fn(store.Event{Kind: store.EventReset})
+	}
+}
+
+// wait delivers notifications until the connection fails (false) or ctx
+// ends (true).
+func (s *Store) wait(ctx context.Context, conn *pgx.Conn, fn func(store.Event)) bool {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, idlePing)
+		n, err := conn.WaitForNotification(wctx)
+		idle := wctx.Err() != nil
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return true
+		case err == nil:
+			for _, ev := range parsePayload(n.Payload) {
+				fn(ev)
+			}
+			continue
+		case !idle || conn.IsClosed():
+			return false
+		}
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		err = conn.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// reconnect connects again, waiting between attempts, until it listens or
+// ctx ends (nil).
+func (s *Store) reconnect(ctx context.Context) *pgx.Conn {
+	backoff := minBackoff
+	for {
+		conn, err := s.listenConn(ctx)
+		if err == nil {
+			return conn
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}

@@ -1,0 +1,202 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/docket-run/docket/store"
+	"github.com/docket-run/docket/store/postgres"
+	"github.com/docket-run/docket/store/postgres/pgtest"
+)
+
+// events collects what a listener is told.
+type events chan store.Event
+
+func listen(t *testing.T, ctx context.Context, s *postgres.Store) events {
+	t.Helper()
+	ch := make(events, 100)
+	if err := s.Listen(ctx, func(ev store.Event) { ch <- ev }); err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	return ch
+}
+
+// expect waits for the next events and checks them.
+func (ch events) expect(t *testing.T, what string, want ...store.Event) {
+	t.Helper()
+	for _, w := range want {
+		select {
+		case got := <-ch:
+			if got != w {
+				t.Errorf("%s: got event %+v, want %+v", what, got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no event, want %+v", what, w)
+		}
+	}
+}
+
+// none checks that no event comes for a while.
+func (ch events) none(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		t.Errorf("%s: got event %+v, want none", what, got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func exec(id string) store.Event { return store.Event{Kind: store.EventExec, Exec: id} }
+func task(id string) store.Event { return store.Event{Kind: store.EventTask, Exec: id} }
+
+var reset = store.Event{Kind: store.EventReset}
+
+// TestNotify: changes committed through one store reach the listeners of
+// another, once per Update, and only when the Update commits writes.
+func TestNotify(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	ch := listen(t, t.Context(), a)
+	mine := listen(t, t.Context(), b) // b hears its own changes as well
+
+	create(t, b, "e1")
+	ch.expect(t, "create", exec("e1"))
+	mine.expect(t, "create, on the writing store", exec("e1"))
+
+	var added store.Task
+	err := b.Update(t.Context(), "e1", func(tx store.Tx) error {
+		if err := tx.PutStep(&store.Step{Name: "a", Status: store.StepReady}); err != nil {
+			return err
+		}
+		added = store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base}
+		return tx.AddTask(&added)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.expect(t, "step and task", exec("e1"), task("e1"))
+
+	// Only a task, leased at once: nothing became claimable, nothing else changed.
+	err = b.Update(t.Context(), "e1", func(tx store.Tx) error {
+		return tx.AddTask(&store.Task{Step: "b", Kind: store.TaskStep, ReadyAt: base, Owner: "w", LeaseUntil: base.Add(time.Hour)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reads, and a failed Update, say nothing.
+	if err := b.Update(t.Context(), "e1", func(tx store.Tx) error { _, err := tx.Steps(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Update(t.Context(), "e1", func(tx store.Tx) error {
+		_ = tx.PutStep(&store.Step{Name: "c", Status: store.StepReady})
+		return context.Canceled
+	})
+	ch.none(t, "eager task, read, failed Update")
+
+	// A task put back without an owner.
+	got, err := b.Claim(t.Context(), "w1", base, time.Minute, 1)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v, %v", got, err)
+	}
+	err = b.Update(t.Context(), "e1", func(tx store.Tx) error {
+		got[0].Owner, got[0].LeaseUntil = "", time.Time{}
+		return tx.PutTask(&got[0])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.expect(t, "task put back", task("e1"))
+
+	// Release.
+	create(t, b, "e2")
+	ch.expect(t, "create e2", exec("e2"))
+	err = b.Update(t.Context(), "e2", func(tx store.Tx) error {
+		return tx.AddTask(&store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base, Owner: "w2", LeaseUntil: base.Add(time.Hour)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, _ := b.Tasks(t.Context(), "e2")
+	if err := b.Release(t.Context(), "w2", []int64{tasks[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	ch.expect(t, "release", task("e2"))
+	if err := b.Release(t.Context(), "w2", []int64{tasks[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	ch.none(t, "release of nothing")
+	// Drain what b heard.
+	for len(mine) > 0 {
+		<-mine
+	}
+}
+
+// TestNotifyOtherSchema: stores on other schemas of the database are not
+// told about this one's changes.
+func TestNotifyOtherSchema(t *testing.T) {
+	a, b := open(t, pgtest.URL(t)), open(t, pgtest.URL(t))
+	ch := listen(t, t.Context(), a)
+	create(t, b, "e")
+	ch.none(t, "change in another schema")
+	create(t, a, "e")
+	ch.expect(t, "change in this schema", exec("e"))
+}
+
+// TestNotifyReset kills the listening connection: the listener connects
+// again, says EventReset, and goes on reporting changes.
+func TestNotifyReset(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	ch := listen(t, t.Context(), a)
+	create(t, b, "before")
+	ch.expect(t, "before the kill", exec("before"))
+
+	admin := pgtest.Connect(t, pgtest.ServerURL(t))
+	var killed int
+	err := admin.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE pid <> pg_backend_pid() AND query = 'LISTEN "' || $1 || '"'`, a.Channel()).Scan(&killed)
+	if err != nil || killed != 1 {
+		t.Fatalf("killed %d listening connections, %v; want 1", killed, err)
+	}
+	ch.expect(t, "after the kill", reset)
+	create(t, b, "after")
+	ch.expect(t, "after reconnecting", exec("after"))
+}
+
+// TestListenStops: a listener ends with its context or with the store
+// (TestMain checks that its goroutine is gone), and its connection closes.
+func TestListenStops(t *testing.T) {
+	url := pgtest.URL(t)
+	s := open(t, url)
+	ctx, cancel := context.WithCancel(t.Context())
+	listen(t, ctx, s)
+	listen(t, t.Context(), s) // stopped by Close
+	admin := pgtest.Connect(t, pgtest.ServerURL(t))
+	listening := func() int {
+		var n int
+		err := admin.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN "' || $1 || '"'`,
+			s.Channel()).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitFor := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for listening() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d listening connections, want %d", listening(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor(2)
+	cancel()
+	waitFor(1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(0)
+}

@@ -1,0 +1,297 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/docket-run/docket/store"
+)
+
+// Statements outside Update run on any pooled connection, each on its own
+// (in an implicit transaction), so each is one round trip.
+
+// retries is how many times a single-statement write is run again after
+// the server aborted it for a deadlock or a serialization failure.
+const retries = 3
+
+// exec runs a single statement that writes, again when the server aborts
+// it for a deadlock, and maps its error.
+func (s *Store) exec(ctx context.Context, op string, run func() error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	var err error
+	for range retries {
+		if err = run(); err == nil || !retryable(err) {
+			break
+		}
+	}
+	return s.ctxErr(ctx, op, err)
+}
+
+// Claim implements store.Store. It leases the tasks in one statement: the
+// oldest claimable ones (ReadyAt, then ID) are locked with FOR UPDATE SKIP
+// LOCKED, so that concurrent Claims, in any process, pass over each other's
+// rows (and over the tasks of executions in an Update) instead of waiting,
+// and leased. They are returned in that order.
+func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var tasks []store.Task
+	err := s.exec(ctx, "claim", func() error {
+		rows, _ := s.pool.Query(ctx, `WITH c AS (
+				SELECT id FROM tasks
+				WHERE ready_at <= $1 AND (owner = '' OR lease_until <= $1)
+				ORDER BY ready_at, id
+				LIMIT $2
+				FOR UPDATE SKIP LOCKED
+			)
+			UPDATE tasks t SET owner = $3, lease_until = $4, claims = t.claims + 1
+			FROM c WHERE t.id = c.id
+			RETURNING t.id, t.exec, t.step, t.kind, t.ready_at, t.owner, t.lease_until, t.attempt, t.claims`,
+			now, limit, owner, now.Add(lease))
+		var err error
+		tasks, err = pgx.CollectRows(rows, scanTask)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(tasks, func(a, b store.Task) int {
+		if c := a.ReadyAt.Compare(b.ReadyAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return tasks, nil
+}
+
+// ExtendLeases implements store.Store. The tasks are locked in ID order,
+// as Update locks an execution's tasks, so that the two never deadlock.
+func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, until time.Time) ([]int64, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var held []int64
+	err := s.exec(ctx, "extend leases", func() error {
+		rows, _ := s.pool.Query(ctx, `WITH l AS (
+				SELECT id FROM tasks WHERE id = ANY($1) AND owner = $2 ORDER BY id FOR UPDATE
+			)
+			UPDATE tasks t SET lease_until = $3 FROM l WHERE t.id = l.id RETURNING t.id`,
+			ids, owner, until)
+		var err error
+		held, err = pgx.CollectRows(rows, scanID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var lost []int64
+	for _, id := range ids {
+		if !slices.Contains(held, id) {
+			lost = append(lost, id)
+		}
+	}
+	return lost, nil
+}
+
+// Release implements store.Store. In the same statement it notifies
+// listeners (store.EventTask) of the executions whose tasks it released.
+func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.exec(ctx, "release", func() error {
+		_, err := s.pool.Exec(ctx, `WITH l AS (
+				SELECT id FROM tasks WHERE id = ANY($1) AND owner = $2 ORDER BY id FOR UPDATE
+			), r AS (
+				UPDATE tasks t SET owner = '', lease_until = $3 FROM l WHERE t.id = l.id RETURNING t.exec
+			)
+			SELECT pg_notify($4, CASE WHEN octet_length(exec) <= $5 THEN 't:' || exec ELSE 'r' END)
+			FROM (SELECT DISTINCT exec FROM r) e`,
+			ids, owner, time.Time{}, s.channel, maxIDInPayload)
+		return err
+	})
+}
+
+// NextReadyAt implements store.Store, from the index on the tasks' wake_at.
+func (s *Store) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	if err := s.check(ctx); err != nil {
+		return time.Time{}, false, err
+	}
+	var next *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT min(wake_at) FROM tasks WHERE wake_at > $1`, now).Scan(&next)
+	if err != nil {
+		return time.Time{}, false, s.ctxErr(ctx, "next ready", err)
+	}
+	if next == nil {
+		return time.Time{}, false, nil
+	}
+	return utc(*next), true, nil
+}
+
+const (
+	sqlExecution = `SELECT ` + execCols + ` FROM executions WHERE id = $1`
+	sqlSteps     = `SELECT ` + stepCols + ` FROM steps WHERE exec = $1 ORDER BY name`
+	sqlJournal   = `SELECT ` + journalCols + ` FROM journal WHERE exec = $1 AND step = $2 ORDER BY seq`
+	sqlTasks     = `SELECT ` + taskCols + ` FROM tasks WHERE exec = $1 ORDER BY id`
+	sqlSignals   = `SELECT ` + signalCols + ` FROM signals WHERE exec = $1 ORDER BY seq`
+)
+
+// read runs a query on a pooled connection and scans every row.
+func read[T any](ctx context.Context, s *Store, op string, scan pgx.RowToFunc[T], sql string, args ...any) ([]T, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	rows, _ := s.pool.Query(ctx, sql, args...)
+	out, err := pgx.CollectRows(rows, scan)
+	if err != nil {
+		return nil, s.ctxErr(ctx, op, err)
+	}
+	return out, nil
+}
+
+// Execution implements store.Store.
+func (s *Store) Execution(ctx context.Context, id string) (*store.Execution, error) {
+	execs, err := read(ctx, s, "execution", scanExec, sqlExecution, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(execs) == 0 {
+		return nil, s.wrap("execution "+strconv.Quote(id), store.ErrNotFound)
+	}
+	return &execs[0], nil
+}
+
+// Steps implements store.Store.
+func (s *Store) Steps(ctx context.Context, id string) ([]store.Step, error) {
+	return read(ctx, s, "steps", scanStep, sqlSteps, id)
+}
+
+// Journal implements store.Store.
+func (s *Store) Journal(ctx context.Context, id, step string) ([]store.JournalEntry, error) {
+	return read(ctx, s, "journal", scanEntry, sqlJournal, id, step)
+}
+
+// Tasks implements store.Store.
+func (s *Store) Tasks(ctx context.Context, id string) ([]store.Task, error) {
+	return read(ctx, s, "tasks", scanTask, sqlTasks, id)
+}
+
+// Signals implements store.Store.
+func (s *Store) Signals(ctx context.Context, id string) ([]store.Signal, error) {
+	return read(ctx, s, "signals", scanSignal, sqlSignals, id)
+}
+
+// List implements store.Store. The cursor is the creation number (ord) of
+// the last execution on the page.
+func (s *Store) List(ctx context.Context, q store.ListQuery) ([]store.Execution, string, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, "", err
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if q.Cursor != "" {
+		ord, err := strconv.ParseInt(q.Cursor, 10, 64)
+		if err != nil || ord <= 0 {
+			return nil, "", s.wrap("list: cursor "+strconv.Quote(q.Cursor), store.ErrBadCursor)
+		}
+		add("ord < ?", ord)
+	}
+	if q.Graph != "" {
+		add("graph = ?", q.Graph)
+	}
+	if q.Status != "" {
+		add("status = ?", string(q.Status))
+	}
+	if !q.CreatedAfter.IsZero() {
+		add("created_at > ?", q.CreatedAfter)
+	}
+	if !q.CreatedBefore.IsZero() {
+		add("created_at < ?", q.CreatedBefore)
+	}
+	sql := `SELECT ` + execCols + `, ord FROM executions`
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, limit+1)
+	sql += " ORDER BY ord DESC LIMIT $" + strconv.Itoa(len(args))
+	type row struct {
+		e   store.Execution
+		ord int64
+	}
+	rows, err := read(ctx, s, "list", func(r pgx.CollectableRow) (row, error) {
+		var out row
+		var err error
+		out.e, err = scanExecAnd(r, &out.ord)
+		return out, err
+	}, sql, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = strconv.FormatInt(rows[limit-1].ord, 10)
+	}
+	out := make([]store.Execution, len(rows))
+	for i, r := range rows {
+		out[i] = r.e
+	}
+	return out, next, nil
+}
+
+// CacheGet implements store.Store. An entry is found while now is before
+// its expiry.
+func (s *Store) CacheGet(ctx context.Context, key string, now time.Time) ([]byte, bool, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, false, err
+	}
+	var v []byte
+	err := s.pool.QueryRow(ctx, `SELECT value FROM cache WHERE key = $1 AND expires > $2`, key, now).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, s.ctxErr(ctx, "cache get", err)
+	}
+	return v, true, nil
+}
+
+// CacheSet implements store.Store. Expired entries stay in the table until
+// they are set again.
+func (s *Store) CacheSet(ctx context.Context, key string, value []byte, expires time.Time) error {
+	return s.exec(ctx, "cache set", func() error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO cache (key, value, expires) VALUES ($1, $2, $3)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires`,
+			key, value, expires)
+		return err
+	})
+}

@@ -1,0 +1,537 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docket-run/docket/store"
+	"github.com/docket-run/docket/store/postgres"
+	"github.com/docket-run/docket/store/postgres/pgtest"
+	"github.com/docket-run/docket/store/storetest"
+)
+
+func open(t testing.TB, url string, opts ...postgres.Option) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(t.Context(), url, opts...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestConformance runs the store suite, each subtest on a schema of its own.
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, pgtest.URL(t), postgres.MaxConns(6))
+	})
+}
+
+var base = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func create(t testing.TB, s store.Store, id string) {
+	t.Helper()
+	err := s.Update(t.Context(), id, func(tx store.Tx) error {
+		return tx.CreateExecution(&store.Execution{ID: id, Run: 1, Graph: "g", Status: store.Running, CreatedAt: base})
+	})
+	if err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
+}
+
+// fill writes an execution with a step, a journal entry, a signal, a task
+// and a cache entry.
+func fill(t *testing.T, s store.Store, id string) (task store.Task) {
+	t.Helper()
+	err := s.Update(t.Context(), id, func(tx store.Tx) error {
+		err := tx.CreateExecution(&store.Execution{ID: id, Run: 1, Graph: "g", Status: store.Running,
+			Inputs: []store.Value{{Type: "int", Data: []byte("7")}}, CreatedAt: base})
+		if err != nil {
+			return err
+		}
+		if err := tx.PutStep(&store.Step{Name: "a", Status: store.StepDone, Output: &store.Value{Type: "int", Data: []byte("8")},
+			FinishedAt: base.Add(time.Second)}); err != nil {
+			return err
+		}
+		if err := tx.PutJournal(&store.JournalEntry{Step: "a", Kind: "run", Data: []byte("x"), Done: true}); err != nil {
+			return err
+		}
+		if err := tx.AddSignal(&store.Signal{Name: "go", Payload: store.Value{Type: "int", Data: []byte("1")}, SentAt: base}); err != nil {
+			return err
+		}
+		task = store.Task{Step: "b", Kind: store.TaskStep, ReadyAt: base}
+		return tx.AddTask(&task)
+	})
+	if err != nil {
+		t.Fatalf("fill %s: %v", id, err)
+	}
+	if err := s.CacheSet(t.Context(), "key-"+id, []byte("cached"), base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+// verify checks what fill wrote.
+func verify(t *testing.T, s store.Store, id string, task store.Task) {
+	t.Helper()
+	ctx := t.Context()
+	e, err := s.Execution(ctx, id)
+	if err != nil || e.Status != store.Running || len(e.Inputs) != 1 || string(e.Inputs[0].Data) != "7" || !e.CreatedAt.Equal(base) {
+		t.Errorf("Execution = %+v, %v", e, err)
+	}
+	steps, err := s.Steps(ctx, id)
+	if err != nil || len(steps) != 1 || steps[0].Output == nil || string(steps[0].Output.Data) != "8" {
+		t.Errorf("Steps = %+v, %v", steps, err)
+	}
+	j, err := s.Journal(ctx, id, "a")
+	if err != nil || len(j) != 1 || string(j[0].Data) != "x" {
+		t.Errorf("Journal = %+v, %v", j, err)
+	}
+	sigs, err := s.Signals(ctx, id)
+	if err != nil || len(sigs) != 1 || sigs[0].Name != "go" {
+		t.Errorf("Signals = %+v, %v", sigs, err)
+	}
+	tasks, err := s.Tasks(ctx, id)
+	if err != nil || len(tasks) != 1 || tasks[0].ID != task.ID || tasks[0].Owner != task.Owner {
+		t.Errorf("Tasks = %+v, %v; want task %+v", tasks, err, task)
+	}
+	v, ok, err := s.CacheGet(ctx, "key-"+id, base)
+	if err != nil || !ok || string(v) != "cached" {
+		t.Errorf("CacheGet = %q, %v, %v", v, ok, err)
+	}
+}
+
+func TestReopen(t *testing.T) {
+	url := pgtest.URL(t)
+	s := open(t, url)
+	task := fill(t, s, "e1")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, url)
+	verify(t, s, "e1", task)
+	task2 := fill(t, s, "e2")
+	if task2.ID <= task.ID {
+		t.Errorf("task ID %d after reopen, not above %d", task2.ID, task.ID)
+	}
+}
+
+// TestTwoStores runs Updates of one execution and Claims from two stores
+// on one schema, as two processes would: the advisory lock serializes the
+// Updates, and no task is claimed twice.
+func TestTwoStores(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	create(t, a, "counter")
+	const perStore, goroutines, execs, perExec = 30, 4, 10, 30
+	for i := range execs {
+		id := fmt.Sprint("t", i)
+		create(t, a, id)
+		err := a.Update(t.Context(), id, func(tx store.Tx) error {
+			for j := range perExec {
+				if err := tx.AddTask(&store.Task{Kind: store.TaskStep, Step: fmt.Sprint(j), ReadyAt: base.Add(time.Duration(j) * time.Millisecond)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		claimed = map[int64]string{}
+	)
+	claim := func(s *postgres.Store, owner string) int {
+		got, err := s.Claim(t.Context(), owner, base.Add(time.Minute), time.Hour, 3)
+		if err != nil {
+			t.Errorf("%s Claim: %v", owner, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, task := range got {
+			if prev, dup := claimed[task.ID]; dup {
+				t.Errorf("task %d claimed by %s and %s", task.ID, prev, owner)
+			}
+			claimed[task.ID] = owner
+		}
+		return len(got)
+	}
+	for h, s := range []*postgres.Store{a, b} {
+		for g := range goroutines {
+			owner := fmt.Sprintf("s%dg%d", h, g)
+			wg.Go(func() {
+				for i := range perStore {
+					err := s.Update(t.Context(), "counter", func(tx store.Tx) error {
+						e, err := tx.Execution()
+						if err != nil {
+							return err
+						}
+						e.Seq++
+						return tx.PutExecution(e)
+					})
+					if err != nil {
+						t.Errorf("%s Update %d: %v", owner, i, err)
+						return
+					}
+					claim(s, owner)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, s := range []*postgres.Store{a, b} {
+		e, err := s.Execution(t.Context(), "counter")
+		if err != nil || e.Seq != 2*goroutines*perStore {
+			t.Errorf("counter = %+v, %v; want Seq %d", e, err, 2*goroutines*perStore)
+		}
+	}
+	for claim(a, "last") > 0 {
+	}
+	if len(claimed) != execs*perExec {
+		t.Errorf("claimed %d distinct tasks, want %d", len(claimed), execs*perExec)
+	}
+}
+
+// TestCreateRace: Updates from two stores of an execution that does not
+// exist yet queue for it; each sees what the one before it committed.
+func TestCreateRace(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	const goroutines, rounds = 8, 10
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		s := []*postgres.Store{a, b}[g%2]
+		wg.Go(func() {
+			for i := range rounds {
+				id := fmt.Sprint("new", i)
+				err := s.Update(t.Context(), id, func(tx store.Tx) error {
+					e, err := tx.Execution()
+					if errors.Is(err, store.ErrNotFound) {
+						return tx.CreateExecution(&store.Execution{ID: id, Status: store.Running, Seq: 1})
+					}
+					if err != nil {
+						return err
+					}
+					e.Seq++
+					return tx.PutExecution(e)
+				})
+				if err != nil {
+					t.Errorf("goroutine %d, %s: %v", g, id, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range rounds {
+		e, err := a.Execution(t.Context(), fmt.Sprint("new", i))
+		if err != nil || e.Seq != goroutines {
+			t.Errorf("new%d = %+v, %v; want Seq %d", i, e, err, goroutines)
+		}
+	}
+}
+
+// TestClaimSkipsLocked: while an Update holds an execution's tasks, Claim
+// passes over them rather than waiting, and takes the next ones.
+func TestClaimSkipsLocked(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	create(t, a, "busy")
+	create(t, a, "free")
+	var busy, free store.Task
+	err := a.Update(t.Context(), "busy", func(tx store.Tx) error {
+		busy = store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base}
+		return tx.AddTask(&busy)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Update(t.Context(), "free", func(tx store.Tx) error {
+		free = store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base.Add(time.Second)}
+		return tx.AddTask(&free)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- a.Update(t.Context(), "busy", func(tx store.Tx) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	got, err := b.Claim(ctx, "w", base.Add(time.Minute), time.Minute, 10)
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != free.ID {
+		t.Errorf("Claim during an Update of busy = %+v, want only task %d of free", got, free.ID)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err = b.Claim(t.Context(), "w", base.Add(time.Minute), time.Minute, 10)
+	if err != nil || len(got) != 1 || got[0].ID != busy.ID {
+		t.Errorf("Claim after the Update = %+v, %v; want task %d", got, err, busy.ID)
+	}
+}
+
+// TestLockTimeout: an Update that waits past lock_timeout for another
+// process's Update of the same execution fails with store.ErrBusy, and a
+// cancelled wait returns the context's error; the store works on.
+func TestLockTimeout(t *testing.T) {
+	url := pgtest.URL(t)
+	a := open(t, url)
+	b := open(t, pgtest.WithParam(t, url, "lock_timeout", "200ms"))
+	create(t, a, "e")
+	inside, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- a.Update(t.Context(), "e", func(tx store.Tx) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	start := time.Now()
+	err := b.Update(t.Context(), "e", func(tx store.Tx) error { return nil })
+	if !errors.Is(err, store.ErrBusy) || !strings.Contains(err.Error(), "55P03") {
+		t.Errorf("Update while another holds the execution: %v, want ErrBusy with the driver's detail", err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("gave up after %v, before lock_timeout", d)
+	}
+	// Other executions are not held up.
+	create(t, b, "other")
+	// A wait that the caller gives up on.
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	called := false
+	err = a.Update(ctx, "e", func(tx store.Tx) error { called = true; return nil })
+	if !errors.Is(err, context.DeadlineExceeded) || called {
+		t.Errorf("Update with a context that ends while waiting: %v (fn called: %v), want DeadlineExceeded", err, called)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*postgres.Store{a, b} {
+		if err := s.Update(t.Context(), "e", func(tx store.Tx) error { return nil }); err != nil {
+			t.Errorf("Update after the lock is free: %v", err)
+		}
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	url := pgtest.URL(t)
+	// Several processes start at once on an empty schema.
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			var err error
+			if i%2 == 0 {
+				err = postgres.Migrate(t.Context(), url)
+			} else {
+				var s *postgres.Store
+				if s, err = postgres.Open(t.Context(), url, postgres.MaxConns(2)); err == nil {
+					id := fmt.Sprint("e", i)
+					err = s.Update(t.Context(), id, func(tx store.Tx) error {
+						return tx.CreateExecution(&store.Execution{ID: id, Status: store.Running})
+					})
+					if cerr := s.Close(); err == nil {
+						err = cerr
+					}
+				}
+			}
+			if err != nil {
+				t.Errorf("start %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	// And again, later: nothing to do.
+	if err := postgres.Migrate(t.Context(), url); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, url, postgres.SkipMigrate())
+	create(t, s, "last")
+	conn := pgtest.Connect(t, url)
+	rows, err := conn.Query(t.Context(), `SELECT version, name FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var v int
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s", v, name))
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	if len(got) != postgres.SchemaVersion() || got[0] != "1 0001_init" {
+		t.Errorf("schema_migrations = %q, want %d versions", got, postgres.SchemaVersion())
+	}
+	var execs int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM executions`).Scan(&execs); err != nil || execs != 4 {
+		t.Errorf("%d executions, %v; want 4", execs, err)
+	}
+}
+
+func TestSkipMigrateOnEmptySchema(t *testing.T) {
+	s, err := postgres.Open(t.Context(), pgtest.URL(t), postgres.SkipMigrate())
+	if err == nil {
+		s.Close()
+		t.Fatal("Open with SkipMigrate on an empty schema succeeded")
+	}
+	if !errors.Is(err, postgres.ErrSchemaTooOld) {
+		t.Errorf("Open with SkipMigrate on an empty schema: %v, want ErrSchemaTooOld", err)
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	url := pgtest.URL(t)
+	open(t, url).Close()
+	next := postgres.SchemaVersion() + 1
+	conn := pgtest.Connect(t, url)
+	if _, err := conn.Exec(t.Context(), `INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')`, next); err != nil {
+		t.Fatal(err)
+	}
+	for name, try := range map[string]func() error{
+		"Open": func() error {
+			s, err := postgres.Open(t.Context(), url)
+			if err == nil {
+				s.Close()
+			}
+			return err
+		},
+		"Open(SkipMigrate)": func() error {
+			s, err := postgres.Open(t.Context(), url, postgres.SkipMigrate())
+			if err == nil {
+				s.Close()
+			}
+			return err
+		},
+		"Migrate": func() error { return postgres.Migrate(t.Context(), url) },
+	} {
+		err := try()
+		if !errors.Is(err, postgres.ErrSchemaTooNew) || !strings.Contains(err.Error(), fmt.Sprint(next)) {
+			t.Errorf("%s of a newer schema: %v, want ErrSchemaTooNew with the version", name, err)
+		}
+	}
+}
+
+// TestReadOnly opens a filled schema through connections whose
+// transactions are read-only: reads work, writes fail with
+// store.ErrReadOnly, and the data stays as it was.
+func TestReadOnly(t *testing.T) {
+	url := pgtest.URL(t)
+	rw := open(t, url)
+	task := fill(t, rw, "e1")
+	ro := open(t, pgtest.WithParam(t, url, "default_transaction_read_only", "on"))
+	verify(t, ro, "e1", task)
+	ctx := t.Context()
+	errs := map[string]error{
+		"Update": ro.Update(ctx, "e2", func(tx store.Tx) error {
+			return tx.CreateExecution(&store.Execution{ID: "e2", Status: store.Running})
+		}),
+		"Update of an existing execution": ro.Update(ctx, "e1", func(tx store.Tx) error {
+			return tx.PutStep(&store.Step{Name: "a", Status: store.StepFailed})
+		}),
+		"CacheSet": ro.CacheSet(ctx, "key-e1", []byte("v"), base.Add(time.Hour)),
+		"Release":  ro.Release(ctx, "", []int64{task.ID}),
+	}
+	_, errs["Claim"] = ro.Claim(ctx, "w", base.Add(time.Minute), time.Minute, 10)
+	_, errs["ExtendLeases"] = ro.ExtendLeases(ctx, "w", []int64{task.ID}, base.Add(time.Hour))
+	for name, err := range errs {
+		if !errors.Is(err, store.ErrReadOnly) || !strings.Contains(err.Error(), "25006") {
+			t.Errorf("%s on a read-only database: %v, want ErrReadOnly with the driver's detail", name, err)
+		}
+	}
+	verify(t, ro, "e1", task)
+	verify(t, rw, "e1", task)
+	if _, err := rw.Execution(ctx, "e2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("e2 after a failed create: %v", err)
+	}
+}
+
+// TestFailedWrite: a write that the server refuses fails the Update even
+// when fn ignores the error, and nothing of it is kept.
+func TestFailedWrite(t *testing.T) {
+	s := open(t, pgtest.URL(t))
+	create(t, s, "e")
+	err := s.Update(t.Context(), "e", func(tx store.Tx) error {
+		if err := tx.PutStep(&store.Step{Name: "ok", Status: store.StepDone}); err != nil {
+			return err
+		}
+		// A NUL byte is not valid in a text column.
+		_ = tx.PutStep(&store.Step{Name: "bad\x00name", Status: store.StepDone})
+		_, _ = tx.Steps()
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "put step") {
+		t.Errorf("Update with a refused write: %v, want an error naming it", err)
+	}
+	if steps, err := s.Steps(t.Context(), "e"); err != nil || len(steps) != 0 {
+		t.Errorf("steps after the failed Update: %+v, %v", steps, err)
+	}
+	// Free text that the database cannot hold is made storable.
+	err = s.Update(t.Context(), "e", func(tx store.Tx) error {
+		e, err := tx.Execution()
+		if err != nil {
+			return err
+		}
+		e.Error = "bad \x00 and \xff bytes"
+		return tx.PutExecution(e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := s.Execution(t.Context(), "e"); err != nil || e.Error != "bad \uFFFD and \uFFFD bytes" {
+		t.Errorf("error message stored as %q, %v", e.Error, err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	url := pgtest.URL(t)
+	_, err := postgres.Open(t.Context(), pgtest.WithParam(t, url, "search_path", "no_such_schema_here"))
+	if err == nil || !strings.Contains(err.Error(), "CREATE SCHEMA") {
+		t.Errorf("Open with a search_path of no existing schema: %v", err)
+	}
+	if _, err := postgres.Open(t.Context(), "postgres://%zz"); err == nil {
+		t.Error("Open of a bad URL succeeded")
+	}
+}
+
+func TestClosed(t *testing.T) {
+	s := open(t, pgtest.URL(t))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Execution(t.Context(), "x"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Execution after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Update(context.Background(), "x", func(store.Tx) error { return nil }); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Update after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Listen(t.Context(), func(store.Event) {}); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Listen after Close: %v, want ErrClosed", err)
+	}
+}
