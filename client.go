@@ -91,7 +91,11 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 	if cfg.timeout > 0 {
 		x.Deadline = now.Add(cfg.timeout)
 	}
-	eager := e.w != nil && e.w.tryAcquire()
+	queue := ""
+	if len(p.roots) > 0 {
+		queue = p.steps[p.roots[0]].st.cfg.queue
+	}
+	eager := e.w != nil && len(p.roots) > 0 && e.w.tryAcquire(queue)
 	var first *store.Task
 	finished := false
 	err = e.st.Update(ctx, id, func(tx store.Tx) error {
@@ -129,7 +133,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 		}
 		recs := map[string]*store.Step{}
 		for _, i := range p.roots {
-			if err := makeReady(e, tx, p, recs, i, now, e.w.leaseTo(eager && first == nil), &first); err != nil {
+			if err := makeReady(e, tx, p, recs, i, now, e.w.leaseTo(eager, queue).unless(first != nil), &first); err != nil {
 				return err
 			}
 		}
@@ -145,7 +149,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 	})
 	if err != nil {
 		if eager {
-			e.w.releaseSlot()
+			e.w.releaseSlot(queue)
 		}
 		return err
 	}
@@ -153,7 +157,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 	case first != nil:
 		e.w.launch(*first)
 	case eager:
-		e.w.releaseSlot()
+		e.w.releaseSlot(queue)
 	}
 	if finished {
 		e.finished(id)
@@ -274,7 +278,9 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 		}
 		g, err := e.graph(x.Graph)
 		if err != nil {
-			return err
+			// A client without the graph: a worker that has it finishes
+			// the cancellation when it next runs one of the steps.
+			return wakeAll(tx, e.clock.Now())
 		}
 		p, err := e.planOf(g.index(), x)
 		if err != nil {
@@ -317,6 +323,23 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 	}
 	if finished {
 		e.finished(id)
+	}
+	return nil
+}
+
+// wakeAll makes every idle step task of the execution ready now.
+func wakeAll(tx store.Tx, now time.Time) error {
+	tasks, err := tx.Tasks()
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		if t.Kind == store.TaskStep && t.Owner == "" && t.ReadyAt.After(now) {
+			t.ReadyAt, t.Claims = now, 0
+			if err := tx.PutTask(&t); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

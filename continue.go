@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/docket-run/docket/store"
@@ -35,13 +36,15 @@ func ContinueAsNewSuggested(ctx context.Context) bool {
 	if f == nil || f.d == nil {
 		return false
 	}
-	return len(f.d.journal) >= f.d.w.eng.cfg.HistoryLimit
+	// The position reached, not the journal's length: a re-executed step
+	// must get the answer it got the first time at this point.
+	return f.d.seq >= f.d.w.eng.cfg.HistoryLimit
 }
 
 // continueRun records, in tx, the end of the current run of x and the start
 // of the next with the inputs can carries. It returns the first step of the
 // new run leased to this worker, to run at once.
-func (w *worker) continueRun(tx store.Tx, r *run, x *store.Execution, can *continueAsNew, now time.Time) (*store.Task, error) {
+func (w *worker) continueRun(tx store.Tx, r *run, x *store.Execution, can *continueAsNew, now time.Time, queue string) (*store.Task, error) {
 	e := w.eng
 	var cfg execConfig
 	vals, types := splitInputs(can.inputs, &cfg, nil, nil)
@@ -69,6 +72,17 @@ func (w *worker) continueRun(tx store.Tx, r *run, x *store.Execution, can *conti
 			return nil, err
 		}
 	}
+	if err := pruneInbox(tx); err != nil {
+		return nil, err
+	}
+	started := x.CreatedAt
+	if n := len(x.Runs); n > 0 {
+		started = x.Runs[n-1].EndedAt
+	}
+	x.Runs = append(x.Runs, store.RunRecord{Run: x.Run, StartedAt: started, EndedAt: now, Steps: len(steps)})
+	if n := len(x.Runs); n > keptRuns {
+		x.Runs = append([]store.RunRecord(nil), x.Runs[n-keptRuns:]...)
+	}
 	x.Run++
 	x.Inputs, x.Seq, x.UpdatedAt = inputs, 0, now
 	if err := tx.PutExecution(x); err != nil {
@@ -77,11 +91,42 @@ func (w *worker) continueRun(tx store.Tx, r *run, x *store.Execution, can *conti
 	var next *store.Task
 	recs := map[string]*store.Step{}
 	for _, i := range p.roots {
-		if err := makeReady(e, tx, p, recs, i, now, w.leaseTo(next == nil), &next); err != nil {
+		if err := makeReady(e, tx, p, recs, i, now, w.leaseTo(true, queue).unless(next != nil), &next); err != nil {
 			return nil, err
 		}
 	}
 	return next, nil
+}
+
+// keptRuns is how many earlier runs an execution remembers.
+const keptRuns = 20
+
+// keptAnswers is how many answered updates an inbox keeps across runs, so
+// that callers repeating an update ID still get its first answer.
+const keptAnswers = 100
+
+// pruneInbox drops consumed signals when a run ends, keeping the answers
+// of the last keptAnswers updates: the inbox carries only what is unread.
+func pruneInbox(tx store.Tx) error {
+	sigs, err := tx.Signals()
+	if err != nil {
+		return err
+	}
+	answers := 0
+	for i := len(sigs) - 1; i >= 0; i-- {
+		sg := sigs[i]
+		if sg.ConsumedBy == "" {
+			continue
+		}
+		if strings.HasPrefix(sg.Name, updatePrefix) && answers < keptAnswers {
+			answers++
+			continue
+		}
+		if err := tx.DeleteSignal(sg.Seq); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // asContinue finds a continue-as-new request in a step's error.

@@ -212,8 +212,14 @@ func busy(ctx context.Context) {
 
 func execID(ctx context.Context) string { return docket.ExecutionIDOf(ctx) }
 
+// crashConfig is the engine configuration of the crash and cluster tests;
+// db is a SQLite file or a PostgreSQL URL.
 func crashConfig(db string, workers int) docket.Config {
-	return docket.Config{Store: "sqlite:" + db, Graphs: crashGraphs(), Workers: workers,
+	url := "sqlite:" + db
+	if strings.Contains(db, "://") {
+		url = db
+	}
+	return docket.Config{Store: url, Graphs: crashGraphs(), Workers: workers,
 		Lease: 700 * time.Millisecond, PollInterval: 50 * time.Millisecond}
 }
 
@@ -505,7 +511,7 @@ func TestCrashedAttemptsCount(t *testing.T) {
 	now := time.Now()
 	for i := range 3 {
 		now = now.Add(2 * time.Millisecond) // after the last lease ran out
-		got, err := client.Store().Claim(ctx, fmt.Sprintf("dead-%d", i), now, time.Millisecond, 1)
+		got, err := client.Store().Claim(ctx, fmt.Sprintf("dead-%d", i), "", now, time.Millisecond, 1)
 		if err != nil || len(got) != 1 {
 			t.Fatalf("claim %d: %v %v", i, got, err)
 		}

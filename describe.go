@@ -2,6 +2,7 @@ package docket
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -27,6 +28,23 @@ type Description struct {
 	Steps []StepInfo
 	// Waiting says what the execution waits on, one line per waiting step.
 	Waiting []string
+	// EarlierRuns are the runs that continued as new before the current
+	// one (the last 20), oldest first.
+	EarlierRuns []RunInfo
+	// Parent is the execution that started this one as a child, if any.
+	Parent string
+	// Result type name, and the inputs of the current run (decoded; as
+	// raw JSON when this engine does not have the graph).
+	Target string
+	Inputs []any
+}
+
+// RunInfo describes an earlier run of an execution.
+type RunInfo struct {
+	Run       int
+	StartedAt time.Time
+	EndedAt   time.Time
+	Steps     int // steps it recorded
 }
 
 // StepInfo describes one step of an execution.
@@ -48,6 +66,9 @@ type StepInfo struct {
 	Compensation         string
 	CompensationAttempts int
 	CompensationError    string
+	// Worker is the worker that ran the step's last attempt (or, for a
+	// session step, the session's worker).
+	Worker string
 }
 
 // Describe returns the recorded state of an execution: its status, result
@@ -77,13 +98,31 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 		}
 	}
 	d := &Description{ID: x.ID, Graph: x.Graph, Run: x.Run, Status: string(x.Status), CancelRequested: x.CancelRequested,
-		Error: x.Error, CreatedAt: x.CreatedAt, UpdatedAt: x.UpdatedAt, FinishedAt: x.FinishedAt, Deadline: x.Deadline}
+		Error: x.Error, CreatedAt: x.CreatedAt, UpdatedAt: x.UpdatedAt, FinishedAt: x.FinishedAt, Deadline: x.Deadline, Parent: x.Parent}
+	for _, r := range x.Runs {
+		d.EarlierRuns = append(d.EarlierRuns, RunInfo{Run: r.Run, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Steps})
+	}
 	var p *plan
 	if g, err := e.graph(x.Graph); err == nil {
 		p, _ = e.planOf(g.index(), x)
 	}
-	if x.Status == store.Completed && x.Result != nil && p != nil {
-		d.Result, _ = e.decode(p.slots[p.target].typ, x.Result.Data)
+	d.Target = x.Target
+	for k, in := range x.Inputs {
+		if p != nil && k < len(p.inputs) {
+			v, err := e.decode(p.slots[p.inputs[k]].typ, in.Data)
+			if err == nil {
+				d.Inputs = append(d.Inputs, v)
+				continue
+			}
+		}
+		d.Inputs = append(d.Inputs, rawValue(in.Data))
+	}
+	if x.Status == store.Completed && x.Result != nil {
+		if p != nil {
+			d.Result, _ = e.decode(p.slots[p.target].typ, x.Result.Data)
+		} else {
+			d.Result = rawValue(x.Result.Data)
+		}
 	}
 	recs := byName(steps)
 	var order []string
@@ -102,13 +141,16 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 		if rec := recs[name]; rec != nil {
 			info = StepInfo{Name: name, Status: string(rec.Status), Attempts: rec.Attempt, Error: rec.Error, Wait: rec.Wait,
 				WakeAt: rec.WakeAt, ReadyAt: rec.ReadyAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt,
-				Compensation: string(rec.Comp), CompensationAttempts: rec.CompAttempt, CompensationError: rec.CompError}
+				Compensation: string(rec.Comp), CompensationAttempts: rec.CompAttempt, CompensationError: rec.CompError, Worker: rec.Worker}
 			if a, ok := running[name]; ok {
 				info.Status, info.Attempts = "running", a
 			}
-			if rec.Output != nil && p != nil {
-				if i, ok := p.byName[name]; ok {
-					info.Output, _ = e.decode(p.steps[i].st.out, rec.Output.Data)
+			if rec.Output != nil {
+				info.Output = rawValue(rec.Output.Data)
+				if p != nil {
+					if i, ok := p.byName[name]; ok {
+						info.Output, _ = e.decode(p.steps[i].st.out, rec.Output.Data)
+					}
 				}
 			}
 			if _, ok := running[name]; rec.Status == store.StepSuspended && !ok {
@@ -159,4 +201,13 @@ func (e *Engine) List(ctx context.Context, o ListOptions) ([]ExecutionSummary, s
 			CreatedAt: x.CreatedAt, FinishedAt: x.FinishedAt}
 	}
 	return out, next, nil
+}
+
+// rawValue shows an encoded value that cannot be decoded into its Go type
+// (the graph is not registered here): as JSON when it is JSON.
+func rawValue(data []byte) any {
+	if json.Valid(data) {
+		return json.RawMessage(data)
+	}
+	return data
 }

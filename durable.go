@@ -31,6 +31,12 @@ type durableStep struct {
 	// is about to end the step's goroutine.
 	suspended bool
 	nd        error // a non-determinism error, which fails the step whatever it returns
+	// broken is the first failure to record a durable call: the attempt is
+	// handed back to run again rather than judged on what it returns.
+	broken error
+	// inHandler is set while an update handler runs: handlers run inside
+	// a wait and cannot make durable calls of their own.
+	inHandler bool
 	lastBeat  time.Time
 	// query is set when the step is replayed to answer a query: it stops
 	// (see waitPoint) where it would make a call not yet journaled or wait,
@@ -58,6 +64,9 @@ func (d *durableStep) replaying() bool { return d.seq < d.loaded }
 func (d *durableStep) next(kind, name string) (*store.JournalEntry, error) {
 	if d.nd != nil {
 		return nil, d.nd
+	}
+	if d.inHandler {
+		return nil, ErrDurableCallInHandler
 	}
 	pos := d.seq
 	if pos >= len(d.journal) {
@@ -139,6 +148,9 @@ func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.T
 		}
 		return tx.PutStep(rec)
 	})
+	if err != nil && d.broken == nil {
+		d.broken = err
+	}
 	if err == nil {
 		d.saved, d.dirty = len(d.journal), d.dirty[:0]
 		if hb := f.hb.Load(); hb != nil {
@@ -212,7 +224,10 @@ func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, 
 				}
 			}
 		}
-		rec.Status, rec.Wait, rec.WakeAt, rec.Signal = store.StepSuspended, wait, wake, signal
+		rec.Status, rec.Wait, rec.WakeAt, rec.Signal, rec.Worker = store.StepSuspended, wait, wake, signal, d.w.id
+		if rec.StartedAt.IsZero() {
+			rec.StartedAt = d.w.eng.clock.Now()
+		}
 		if wake.Equal(forever) {
 			rec.WakeAt = time.Time{}
 		}
@@ -337,7 +352,10 @@ func byName(steps []store.Step) map[string]*store.Step {
 // stepTask runs one attempt (or the resumption) of a step.
 func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	e := w.eng
-	x, _, p, ok := w.load(ctx, t)
+	// Loading is not interrupted by a cancellation that arrives meanwhile:
+	// the task must get as far as recording it.
+	lctx := context.WithoutCancel(ctx)
+	x, _, p, ok := w.load(lctx, t)
 	if !ok {
 		return nil
 	}
@@ -345,7 +363,7 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	if !ok {
 		return w.finishWith(ctx, t, fmt.Sprintf("step %q is no longer in graph %q", t.Step, x.Graph))
 	}
-	steps, err := e.st.Steps(ctx, x.ID)
+	steps, err := e.st.Steps(lctx, x.ID)
 	if err != nil {
 		return nil // the lease runs out and the task is tried again
 	}
@@ -355,11 +373,23 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 		rec = &store.Step{Name: t.Step}
 	}
 	ps := &p.steps[i]
+	if key := ps.st.cfg.affinity; key != "" && t.Worker != w.id {
+		if next, run := w.joinSession(lctx, p, t, key); !run {
+			return next
+		}
+		if steps, err = e.st.Steps(lctx, x.ID); err != nil {
+			return nil
+		}
+		recs = byName(steps)
+		if rec = recs[t.Step]; rec == nil {
+			rec = &store.Step{Name: t.Step}
+		}
+	}
 	r, err := e.runFor(p, x, recs, ps)
 	if err != nil {
 		return w.finishWith(ctx, t, fmt.Sprintf("step %q cannot start: %v", t.Step, err))
 	}
-	journal, err := e.st.Journal(ctx, x.ID, t.Step)
+	journal, err := e.st.Journal(lctx, x.ID, t.Step)
 	if err != nil {
 		return nil
 	}
@@ -396,6 +426,13 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 		}
 	}
 	if runErr != nil && context.Cause(ctx) == errShutdown {
+		w.handBack(t, f, d)
+		return nil
+	}
+	if d.broken != nil && !errors.Is(d.broken, errLeaseLost) {
+		// The store failed under a durable call (a lost connection, say):
+		// not the step's failure. Run it again, from its journal.
+		e.log.Warn("docket: recording a durable call failed; the step will run again", "execution", x.ID, "step", t.Step, "error", d.broken)
 		w.handBack(t, f, d)
 		return nil
 	}
@@ -477,7 +514,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			rec = &store.Step{Name: ps.st.name}
 			recs[rec.Name] = rec
 		}
-		rec.Attempt = f.attempt
+		rec.Attempt, rec.Worker = f.attempt, w.id
 		if data := f.beatData(); data != nil {
 			rec.Heartbeat = data
 		}
@@ -514,13 +551,13 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 				}
 				return tx.PutExecution(x)
 			}
-			if next, err = w.schedule(tx, p, recs, ps.out, now, true); err != nil {
+			if next, err = w.schedule(tx, p, recs, ps.out, now, w.leaseTo(true, d.task.Queue)); err != nil {
 				return err
 			}
 			return tx.PutExecution(x)
 		}
 		if can, ok := asContinue(runErr); ok {
-			next, err = w.continueRun(tx, r, x, can, now)
+			next, err = w.continueRun(tx, r, x, can, now, d.task.Queue)
 			return err
 		}
 		// The attempt failed: retry on a durable timer, or fail the step.
@@ -621,52 +658,185 @@ func racersLeft(p *plan, recs map[string]*store.Step, si int32) bool {
 // schedule makes ready the consumers of slot si whose inputs are now all
 // recorded. With eager set, the first of them is leased to this worker and
 // returned so the caller can run it at once.
-func (w *worker) schedule(tx store.Tx, p *plan, recs map[string]*store.Step, si int32, now time.Time, eager bool) (*store.Task, error) {
+func (w *worker) schedule(tx store.Tx, p *plan, recs map[string]*store.Step, si int32, now time.Time, o offer) (*store.Task, error) {
 	var next *store.Task
 	for _, c := range p.slots[si].consumers {
 		cs := &p.steps[c]
 		if recs[cs.st.name] != nil || !inputsReady(p, recs, cs) {
 			continue
 		}
-		if err := makeReady(w.eng, tx, p, recs, c, now, w.leaseTo(eager && next == nil), &next); err != nil {
+		if err := makeReady(w.eng, tx, p, recs, c, now, o.unless(next != nil), &next); err != nil {
 			return nil, err
 		}
 	}
 	return next, nil
 }
 
-// leaseTo returns the worker's ID if it is to lease a task it makes ready
-// (to run it next on the same goroutine), or "".
-func (w *worker) leaseTo(lease bool) string {
-	if w == nil || !lease {
-		return ""
-	}
-	return w.id
+// offer says who leases a task that makeReady makes: a worker holding a
+// slot of queue, to run the task next on the same goroutine — or nobody.
+type offer struct {
+	w     *worker
+	queue string
 }
 
-// makeReady records step i as ready and queues its task, leased to owner
-// when that is set; the leased task is returned through leased.
-func makeReady(e *Engine, tx store.Tx, p *plan, recs map[string]*store.Step, i int32, now time.Time, owner string, leased **store.Task) error {
-	name := p.steps[i].st.name
+// leaseTo offers tasks of queue to w when lease is true.
+func (w *worker) leaseTo(lease bool, queue string) offer {
+	if w == nil || !lease {
+		return offer{}
+	}
+	return offer{w, queue}
+}
+
+// unless withdraws the offer when taken is true (one task per slot).
+func (o offer) unless(taken bool) offer {
+	if taken {
+		return offer{}
+	}
+	return o
+}
+
+// makeReady records step i as ready and queues its task in the step's
+// queue, pinned to its session's worker if it has an affinity, and leased
+// under o when the offer fits; the leased task is returned through leased.
+func makeReady(e *Engine, tx store.Tx, p *plan, recs map[string]*store.Step, i int32, now time.Time, o offer, leased **store.Task) error {
+	st := p.steps[i].st
+	name := st.name
 	if recs[name] != nil {
 		return nil
 	}
 	rec := &store.Step{Name: name, Status: store.StepReady, ReadyAt: now}
+	t := &store.Task{Step: name, Kind: store.TaskStep, ReadyAt: now, Attempt: 1, Queue: st.cfg.queue}
+	if key := st.cfg.affinity; key != "" {
+		t.Worker = sessionOwner(p, recs, key)
+		if t.Worker == "" && o.w.serves(t.Queue) {
+			t.Worker = o.w.id // the session starts here
+		}
+		rec.Worker = t.Worker
+	}
 	recs[name] = rec
 	if err := tx.PutStep(rec); err != nil {
 		return err
 	}
-	t := &store.Task{Step: name, Kind: store.TaskStep, ReadyAt: now, Attempt: 1}
-	if owner != "" {
-		t.Owner, t.LeaseUntil, t.Claims = owner, now.Add(e.cfg.Lease), 1
+	lease := o.w != nil && t.Queue == o.queue && (t.Worker == "" || t.Worker == o.w.id)
+	if lease {
+		t.Owner, t.LeaseUntil, t.Claims = o.w.id, now.Add(e.cfg.Lease), 1
 	}
 	if err := tx.AddTask(t); err != nil {
 		return err
 	}
-	if owner != "" {
+	if lease {
 		*leased = t
 	}
 	return nil
+}
+
+// joinSession decides, before a session step runs, whether it runs here.
+// A task not yet pinned joins the session's worker: this one if the
+// session has none yet (and every task of the session is pinned here), or
+// else the task is pinned to that worker and handed back. A task pinned
+// to another worker reached this one because that worker died: the
+// session is recovered by discarding its steps and starting it again from
+// its first steps here; the first of them is returned to run next.
+func (w *worker) joinSession(ctx context.Context, p *plan, t store.Task, key string) (next *store.Task, run bool) {
+	e := w.eng
+	recovered := false
+	err := e.st.Update(ctx, t.Exec, func(tx store.Tx) error {
+		next, run, recovered = nil, false, false
+		task, err := w.fence(tx, t.ID)
+		if err != nil {
+			return err
+		}
+		steps, err := tx.Steps()
+		if err != nil {
+			return err
+		}
+		recs := byName(steps)
+		owner := sessionOwner(p, recs, key)
+		session := map[string]bool{}
+		for k := range p.steps {
+			if p.steps[k].st.cfg.affinity == key {
+				session[p.steps[k].st.name] = true
+			}
+		}
+		now := e.clock.Now()
+		switch {
+		case task.Worker == "" && owner != "" && owner != w.id:
+			// The session lives elsewhere: follow it.
+			task.Worker, task.Owner, task.LeaseUntil, task.ReadyAt, task.Claims = owner, "", time.Time{}, now, 0
+			return tx.PutTask(task)
+		case task.Worker == "" || task.Worker == w.id:
+			// The session starts here.
+			tasks, err := tx.Tasks()
+			if err != nil {
+				return err
+			}
+			for _, o := range tasks {
+				if o.Kind == store.TaskStep && session[o.Step] && o.Worker == "" {
+					o.Worker = w.id
+					if err := tx.PutTask(&o); err != nil {
+						return err
+					}
+				}
+			}
+			rec := recs[t.Step]
+			if rec == nil {
+				rec = &store.Step{Name: t.Step, Status: store.StepReady, ReadyAt: now}
+			}
+			rec.Worker, run = w.id, true
+			return tx.PutStep(rec)
+		}
+		// The session's worker died: start the session again here.
+		recovered = true
+		if err := deleteTasks(tx, func(o store.Task) bool { return o.Kind != store.TaskStep || !session[o.Step] }); err != nil {
+			return err
+		}
+		for name := range session {
+			if recs[name] != nil {
+				if err := tx.DeleteStep(name); err != nil {
+					return err
+				}
+				delete(recs, name)
+			}
+		}
+		o := offer{w, t.Queue}
+		for k := range p.steps {
+			ps := &p.steps[k]
+			if session[ps.st.name] && inputsReady(p, recs, ps) {
+				// The first root pins the session here; the others follow it.
+				if err := makeReady(e, tx, p, recs, int32(k), now, o.unless(next != nil), &next); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errLeaseLost) {
+			e.log.Warn("docket: joining a session failed; the task will be tried again", "execution", t.Exec, "step", t.Step, "error", err)
+		}
+		return nil, false
+	}
+	if recovered {
+		e.log.Warn("docket: the worker of a session died; running the session again from its first steps",
+			"execution", t.Exec, "session", key, "dead_worker", t.Worker, "worker", w.id)
+	}
+	w.poke()
+	return next, run
+}
+
+// sessionOwner returns the worker of the session key: the worker recorded
+// on any of the session's steps.
+func sessionOwner(p *plan, recs map[string]*store.Step, key string) string {
+	for k := range p.steps {
+		st := p.steps[k].st
+		if st.cfg.affinity != key {
+			continue
+		}
+		if rec := recs[st.name]; rec != nil && rec.Worker != "" {
+			return rec.Worker
+		}
+	}
+	return ""
 }
 
 func inputsReady(p *plan, recs map[string]*store.Step, ps *pstep) bool {

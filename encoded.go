@@ -138,7 +138,7 @@ func (e *Engine) StartEncoded(ctx context.Context, r StartRequest) (string, erro
 	case len(info.Results) == 1:
 		target, _ = ix.typeByName(info.Results[0])
 	default:
-		return "", fmt.Errorf("docket: graph %q has %d possible results %v; name one", g.name, len(info.Results), info.Results)
+		return "", &InputError{What: "result", Err: fmt.Errorf("graph %q has %d possible results %v; name one", g.name, len(info.Results), info.Results)}
 	}
 	var inputs []any
 	for name, raw := range r.Inputs {
@@ -207,9 +207,12 @@ func (e *Engine) signalPayload(ctx context.Context, id, name string, payload jso
 	if err != nil {
 		return nil, err
 	}
-	g, err := e.graph(x.Graph)
-	if err != nil {
-		return nil, err
+	g, _ := e.graph(x.Graph) // nil for a client without the graph
+	if g == nil {
+		if len(payload) == 0 {
+			payload = json.RawMessage("null")
+		}
+		return payload, nil
 	}
 	if t, ok := g.signalType(name); ok {
 		v, err := decodeJSON(t, payload)

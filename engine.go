@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,10 +31,14 @@ type Config struct {
 	// Graphs are the graphs this engine starts and runs. A process restarted
 	// with the same graphs picks up the executions its predecessor left.
 	Graphs []*Graph
-	// Workers is how many tasks (step attempts, compensations) the engine
-	// runs at once (default 8). Negative means none: the engine is only a
-	// client that starts, inspects and cancels executions.
+	// Workers is how many tasks (step attempts, compensations) of the
+	// default queue the engine runs at once (default 8). Negative means
+	// none: with no Queues either, the engine is only a client that starts,
+	// inspects and cancels executions.
 	Workers int
+	// Queues names the task queues (see Queue) this engine also serves,
+	// each with how many of its tasks run at once.
+	Queues map[string]int
 	// Lease is how long a claimed task stays with this engine without an
 	// extension (default 30s); a crashed engine's tasks are taken over
 	// after it.
@@ -73,6 +78,9 @@ type Engine struct {
 
 	waitMu  sync.Mutex
 	waiters map[string][]chan struct{}
+
+	listenCtx  context.Context
+	stopListen context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
@@ -135,17 +143,67 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.st, e.ownsStore = st, true
 	}
 	e.cache = storeCache{e}
+	queues := map[string]int{}
 	if e.cfg.Workers > 0 {
+		queues[""] = e.cfg.Workers
+	}
+	for name, n := range cfg.Queues {
+		if n <= 0 {
+			return nil, fmt.Errorf("docket: queue %q needs a positive concurrency, not %d", name, n)
+		}
+		queues[name] = n
+	}
+	if len(queues) > 0 {
 		id := cfg.WorkerID
 		if id == "" {
 			host, _ := os.Hostname()
 			workerSeq++
 			id = host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(workerSeq)
 		}
-		e.w = newWorker(e, id, e.cfg.Workers)
+		e.w = newWorker(e, id, queues)
+	}
+	e.listenCtx, e.stopListen = context.WithCancel(context.Background())
+	if n, ok := e.st.(store.Notifier); ok {
+		if err := n.Listen(e.listenCtx, e.event); err != nil {
+			e.log.Warn("docket: listening for the store's events failed; polling instead", "error", err)
+		}
+	}
+	if e.w != nil {
 		e.w.start()
 	}
 	return e, nil
+}
+
+// event handles a change another process (or this one) committed to a
+// shared store: a claimable task wakes the worker, a changed execution
+// the callers waiting on it.
+func (e *Engine) event(ev store.Event) {
+	switch ev.Kind {
+	case store.EventTask:
+		e.pokeWorker()
+		e.notifyExec(ev.Exec)
+	case store.EventExec:
+		e.notifyExec(ev.Exec)
+	case store.EventReset:
+		e.pokeWorker()
+		e.notifyExec("")
+	}
+}
+
+// notifyExec wakes this process's waiters on execution id (for results,
+// update answers and signals), or all waiters when id is "".
+func (e *Engine) notifyExec(id string) {
+	e.waitMu.Lock()
+	var keys []string
+	for k := range e.waiters {
+		if id == "" || k == id || k == signalKey(id) || strings.HasPrefix(k, "update\x00"+id+"\x00") {
+			keys = append(keys, k)
+		}
+	}
+	e.waitMu.Unlock()
+	for _, k := range keys {
+		e.notify(k)
+	}
 }
 
 // Store returns the engine's store.
@@ -159,6 +217,7 @@ func (e *Engine) Close() error {
 		if e.w != nil {
 			e.w.stop(e.cfg.ShutdownTimeout)
 		}
+		e.stopListen()
 		if e.ownsStore {
 			e.closeErr = e.st.Close()
 		}

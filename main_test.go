@@ -14,5 +14,9 @@ func TestMain(m *testing.M) {
 		crashWorker(db)
 		return
 	}
+	if db := os.Getenv(sessionWorkerEnv); db != "" {
+		sessionWorker(db)
+		return
+	}
 	goleak.VerifyTestMain(m)
 }

@@ -43,6 +43,8 @@ type stepConfig struct {
 	heartbeatTimeout time.Duration
 	compensate       *compensation
 	stepTimeout      time.Duration
+	queue            string
+	affinity         string
 }
 
 type graphConfig struct {
@@ -81,6 +83,27 @@ func (f execFunc) applyExecute(c *execConfig) { f(c) }
 // anonymous function a name.
 func Name(name string) StepOption {
 	return stepFunc(func(c *stepConfig) { c.name = name })
+}
+
+// Queue routes a durable step to the named task queue: only workers that
+// serve the queue (Config.Queues) run it, each with its own concurrency
+// limit there — GPU steps on GPU machines, say. Steps without Queue go to
+// the default queue "", which workers serve with Config.Workers. (In
+// ephemeral Execute it has no effect.)
+func Queue(name string) StepOption {
+	return stepFunc(func(c *stepConfig) { c.queue = name })
+}
+
+// Affinity makes the steps of one execution that share key a session: they
+// all run on the same worker, the first to claim one of them — download,
+// process and upload of one file on one host, say. If that worker dies
+// (stops renewing its leases) while the session is unfinished, the session
+// is recovered by running its steps again from the first, on another
+// worker: the outputs of its completed steps are discarded, so they must
+// be safe to redo. Steps outside the session keep their results. (In
+// ephemeral Execute it has no effect.)
+func Affinity(key string) StepOption {
+	return stepFunc(func(c *stepConfig) { c.affinity = key })
 }
 
 // Race puts a step in the race group of the type it produces: every

@@ -120,6 +120,20 @@ func (e *Engine) query(ctx context.Context, id, name string) (any, error) {
 // replaySteps replays, for a query, each step of x that has not ended, in
 // plan order, until found reports true.
 func (e *Engine) replaySteps(ctx context.Context, x *store.Execution, found func(step string, d *durableStep) bool) error {
+	// The execution, its steps and their journals are separate reads: a
+	// run that continued as new in between would mix the old run's inputs
+	// with the new run's journal. Replay again until the run held still.
+	for try := 0; ; try++ {
+		err := e.replayRun(ctx, x, found)
+		now, rerr := e.st.Execution(ctx, x.ID)
+		if rerr != nil || now.Run == x.Run || try == 5 {
+			return err
+		}
+		x = now
+	}
+}
+
+func (e *Engine) replayRun(ctx context.Context, x *store.Execution, found func(step string, d *durableStep) bool) error {
 	g, err := e.graph(x.Graph)
 	if err != nil {
 		return err

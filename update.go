@@ -24,6 +24,10 @@ import (
 // the first answer. An optional validator rejects a request before anything
 // is recorded.
 
+// ErrDurableCallInHandler is returned by durable calls made inside an
+// update handler.
+var ErrDurableCallInHandler = errors.New("docket: durable calls cannot be made inside an update handler; record the work in the step's state and do it in the step")
+
 // updatePrefix marks update requests in an execution's inbox:
 // "update:<name>:<update ID>".
 const updatePrefix = "update:"
@@ -37,7 +41,10 @@ type updateHandler struct {
 // name, with an optional validator (nil accepts everything). Register
 // handlers at the top of the step, before its first wait. handler may
 // change the step's state; it must be deterministic, because the step
-// re-applies recorded updates when it re-executes.
+// re-applies recorded updates when it re-executes. It runs inside one of
+// the step's waits, so it cannot make durable calls (Run, Sleep, Now, ...;
+// they return ErrDurableCallInHandler): let it record what is to be done
+// in the step's state, and let the step do it with Run after the wait.
 func HandleUpdate[Req, Resp any](ctx context.Context, name string, handler func(context.Context, Req) (Resp, error), validator func(Req) error) {
 	f := frameOf(ctx)
 	if f == nil || f.d == nil {
@@ -50,7 +57,9 @@ func HandleUpdate[Req, Resp any](ctx context.Context, name string, handler func(
 			if err := d.codec().Unmarshal(data, &req); err != nil {
 				return nil, err
 			}
+			d.inHandler = true
 			resp, err := handler(ctx, req)
+			d.inHandler = false
 			if err != nil {
 				return nil, err
 			}

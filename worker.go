@@ -3,6 +3,8 @@ package docket
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,15 +18,16 @@ var (
 	errCancelling = errors.New("docket: execution cancelled")
 )
 
-// worker claims tasks from the store and runs them, at most cap at a time.
-// It holds no state about executions between tasks: a step that suspends
-// leaves nothing behind but its rows.
+// worker claims tasks from the store and runs them, at most a queue's
+// limit at a time from each queue it serves. It holds no state about
+// executions between tasks: a step that suspends leaves nothing behind but
+// its rows.
 type worker struct {
-	eng   *Engine
-	id    string
-	cap   int
-	slots chan struct{} // one token per running task
-	wake  chan struct{}
+	eng    *Engine
+	id     string
+	queues map[string]*queueSlots
+	order  []*queueSlots // the queues in claiming order
+	wake   chan struct{}
 
 	mu     sync.Mutex
 	active map[int64]*activeTask
@@ -39,20 +42,51 @@ type worker struct {
 	loops    sync.WaitGroup
 }
 
+// queueSlots holds one token per running task of a queue.
+type queueSlots struct {
+	name  string
+	cap   int
+	slots chan struct{}
+}
+
 type activeTask struct {
 	exec   string
 	kind   store.TaskKind
 	cancel context.CancelCauseFunc
 }
 
-func newWorker(e *Engine, id string, n int) *worker {
-	w := &worker{eng: e, id: id, cap: n, slots: make(chan struct{}, n), wake: make(chan struct{}, 1),
+func newWorker(e *Engine, id string, queues map[string]int) *worker {
+	w := &worker{eng: e, id: id, queues: map[string]*queueSlots{}, wake: make(chan struct{}, 1),
 		active: map[int64]*activeTask{}, reclaimed: map[int64]int{}, drained: make(chan struct{})}
+	for name, n := range queues {
+		q := &queueSlots{name: name, cap: n, slots: make(chan struct{}, n)}
+		w.queues[name] = q
+		w.order = append(w.order, q)
+	}
+	slices.SortFunc(w.order, func(a, b *queueSlots) int { return strings.Compare(a.name, b.name) })
 	w.ctx, w.stopLoop = context.WithCancel(context.Background())
 	return w
 }
 
+// serves reports whether the worker runs tasks of queue q.
+func (w *worker) serves(q string) bool { return w != nil && w.queues[q] != nil }
+
+// busy reports whether any task runs.
+func (w *worker) busy() bool {
+	for _, q := range w.order {
+		if len(q.slots) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (w *worker) start() {
+	// Say this worker is alive before it claims anything, so sessions
+	// pinned to it are not taken for orphans.
+	if _, err := w.eng.st.ExtendLeases(w.ctx, w.id, nil, w.eng.clock.Now().Add(w.eng.cfg.Lease)); err != nil {
+		w.eng.log.Warn("docket: registering the worker failed", "worker", w.id, "error", err)
+	}
 	w.loops.Add(2)
 	go func() { defer w.loops.Done(); w.claimLoop() }()
 	go func() { defer w.loops.Done(); w.leaseLoop() }()
@@ -86,22 +120,23 @@ func (w *worker) poke() {
 	}
 }
 
-// tryAcquire takes a slot if one is free, for a task this process leases
-// itself (eager start).
-func (w *worker) tryAcquire() bool {
-	if w.ctx.Err() != nil {
+// tryAcquire takes a slot of queue q if one is free, for a task this
+// process leases itself (eager start).
+func (w *worker) tryAcquire(q string) bool {
+	qs := w.queues[q]
+	if qs == nil || w.ctx.Err() != nil {
 		return false
 	}
 	select {
-	case w.slots <- struct{}{}:
+	case qs.slots <- struct{}{}:
 		return true
 	default:
 		return false
 	}
 }
 
-func (w *worker) releaseSlot() {
-	<-w.slots
+func (w *worker) releaseSlot(q string) {
+	<-w.queues[q].slots
 	w.poke()
 }
 
@@ -111,7 +146,7 @@ func (w *worker) launch(t store.Task) {
 	w.tasks.Add(1)
 	go func() {
 		defer w.tasks.Done()
-		defer w.releaseSlot()
+		defer w.releaseSlot(t.Queue)
 		for next := &t; next != nil; {
 			next = w.run(*next)
 		}
@@ -125,12 +160,15 @@ func (w *worker) claimLoop() {
 		// reading, a clock moved in between could hide a task that became
 		// ready after the claim and before that reading.
 		now := e.clock.Now()
-		free := w.cap - len(w.slots)
-		claimed := 0
-		if free > 0 {
-			tasks, err := e.st.Claim(w.ctx, w.id, now, e.cfg.Lease, free)
+		claimed, more := 0, false
+		for _, q := range w.order {
+			free := q.cap - len(q.slots)
+			if free <= 0 {
+				continue
+			}
+			tasks, err := e.st.Claim(w.ctx, w.id, q.name, now, e.cfg.Lease, free)
 			if err != nil && w.ctx.Err() == nil {
-				e.log.Error("docket: claiming tasks failed", "worker", w.id, "error", err)
+				e.log.Error("docket: claiming tasks failed", "worker", w.id, "queue", q.name, "error", err)
 			}
 			reclaimed := 0
 			for _, t := range tasks {
@@ -138,12 +176,13 @@ func (w *worker) claimLoop() {
 					reclaimed++
 					continue
 				}
-				w.slots <- struct{}{}
+				q.slots <- struct{}{}
 				w.launch(t)
 			}
-			claimed = len(tasks) - reclaimed
+			claimed += len(tasks) - reclaimed
+			more = more || len(tasks)-reclaimed == free
 		}
-		if free > 0 && claimed == free {
+		if more {
 			continue // there may be more
 		}
 		wake := now.Add(e.cfg.PollInterval)
@@ -153,7 +192,7 @@ func (w *worker) claimLoop() {
 			}
 			// Tasks that only a signal wakes sit at forever: no clock
 			// reaches it, a virtual one included.
-			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && len(w.slots) == 0 && next.Before(forever) && ic.Idle(next) {
+			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && !w.busy() && next.Before(forever) && ic.Idle(next) {
 				continue
 			}
 		}
@@ -182,10 +221,9 @@ func (w *worker) leaseLoop() {
 			return
 		case <-t.C():
 		}
+		// Extending with no tasks still tells the store this worker is
+		// alive, which keeps the sessions pinned to it.
 		active := w.snapshot()
-		if len(active) == 0 {
-			continue
-		}
 		ids := make([]int64, 0, len(active))
 		execs := map[string]bool{}
 		for id, a := range active {
@@ -315,8 +353,8 @@ func (w *worker) launchHeld(t store.Task) {
 	w.tasks.Add(1)
 	go func() {
 		defer w.tasks.Done()
-		w.slots <- struct{}{}
-		defer w.releaseSlot()
+		w.queues[t.Queue].slots <- struct{}{}
+		defer w.releaseSlot(t.Queue)
 		for next := &t; next != nil; {
 			next = w.run(*next)
 		}

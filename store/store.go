@@ -88,6 +88,17 @@ type Execution struct {
 	// one as a child, if any.
 	Parent     string
 	ParentStep string
+	// Runs lists the execution's earlier runs (those that continued as
+	// new), oldest first; the engine keeps the last few.
+	Runs []RunRecord
+}
+
+// RunRecord is one earlier run of an execution.
+type RunRecord struct {
+	Run       int       `json:"run"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at"`
+	Steps     int       `json:"steps"` // step records the run left
 }
 
 // StepStatus is the state of one step of an execution.
@@ -124,8 +135,9 @@ type Step struct {
 	Error     string
 	Wait      string    // what a suspended step waits on, for people
 	WakeAt    time.Time // when a suspended step's timer fires
-	Signal    string    // the signal a suspended step waits for, if any
+	Signal    string    // the signals a suspended step waits for, if any (newline-separated)
 	Heartbeat []byte    // the last heartbeat details
+	Worker    string    // the worker that ran the last attempt
 	// Seq is the execution's step-completion counter when this step completed.
 	Seq         int64
 	ReadyAt     time.Time
@@ -171,6 +183,12 @@ type Task struct {
 	// added or put; the engine reads claims beyond the first as attempts
 	// that died without recording anything.
 	Claims int
+	// Queue is the task queue it is claimed from ("" is the default queue).
+	Queue string
+	// Worker, when set, pins the task to one worker: only that worker
+	// claims it while it is alive (see Store.ExtendLeases); once it is not,
+	// any worker of the queue may.
+	Worker string
 }
 
 // JournalEntry records one durable call made inside a step, by position.
@@ -207,12 +225,14 @@ type Store interface {
 	// an error, nothing it wrote is kept.
 	Update(ctx context.Context, id string, fn func(Tx) error) error
 
-	// Claim leases up to limit tasks whose ReadyAt is not after now and
-	// whose lease is free or expired, to owner until now+lease, and counts
-	// the claim in each task's Claims.
-	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Task, error)
+	// Claim leases up to limit tasks of queue whose ReadyAt is not after
+	// now, whose lease is free or expired, and that are not pinned to
+	// another worker that is alive at now, to owner until now+lease, and
+	// counts the claim in each task's Claims.
+	Claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) ([]Task, error)
 	// ExtendLeases moves the leases that owner still holds to until and
-	// returns the IDs of those it no longer holds.
+	// returns the IDs of those it no longer holds. It also records that
+	// owner is alive until then (ids may be empty for just that).
 	ExtendLeases(ctx context.Context, owner string, ids []int64, until time.Time) (lost []int64, err error)
 	// Release gives up owner's leases on ids so other workers may claim them at once.
 	Release(ctx context.Context, owner string, ids []int64) error
@@ -270,6 +290,9 @@ type Tx interface {
 	AddSignal(s *Signal) error
 	// PutSignal updates a signal (to record who consumed it).
 	PutSignal(s *Signal) error
+	// DeleteSignal removes the signal with that Seq; a missing one is not
+	// an error. Seqs are never reused: later signals get higher ones.
+	DeleteSignal(seq int64) error
 
 	// Tasks returns the execution's tasks.
 	Tasks() ([]Task, error)

@@ -2,6 +2,10 @@
 // maps under one mutex and passes the same conformance suite as the
 // database-backed stores; nothing survives the process.
 //
+// Claim scans all tasks; workers' liveness (from ExtendLeases), which
+// decides whether a pinned task may go to another worker, is a map from
+// worker ID to the time it is alive until.
+//
 // Like a database it keeps copies: records passed in or handed out share no
 // memory with the store, and times are kept in UTC to the microsecond
 // (store/storetest.Precision), so code tested against it sees what it would
@@ -9,6 +13,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sort"
@@ -27,7 +32,9 @@ type Store struct {
 	nextID int64
 	order  int64 // creation counter, for List
 	cache  map[string]cacheEntry
-	closed bool
+	// workers maps a worker ID to when it is alive until (ExtendLeases).
+	workers map[string]time.Time
+	closed  bool
 }
 
 type execState struct {
@@ -35,7 +42,8 @@ type execState struct {
 	order   int64
 	steps   map[string]store.Step
 	journal map[string][]store.JournalEntry
-	signals []store.Signal
+	signals []store.Signal // by Seq
+	lastSig int64          // the highest Seq ever given, deleted or not
 }
 
 type cacheEntry struct {
@@ -45,7 +53,8 @@ type cacheEntry struct {
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{execs: map[string]*execState{}, tasks: map[int64]*store.Task{}, cache: map[string]cacheEntry{}}
+	return &Store{execs: map[string]*execState{}, tasks: map[int64]*store.Task{}, cache: map[string]cacheEntry{},
+		workers: map[string]time.Time{}}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -103,7 +112,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(store.Tx) error) 
 }
 
 func (st *execState) clone() *execState {
-	c := &execState{e: cloneExec(st.e), order: st.order, steps: make(map[string]store.Step, len(st.steps)),
+	c := &execState{e: cloneExec(st.e), order: st.order, lastSig: st.lastSig, steps: make(map[string]store.Step, len(st.steps)),
 		journal: make(map[string][]store.JournalEntry, len(st.journal))}
 	for k, v := range st.steps {
 		c.steps[k] = cloneStep(v)
@@ -139,18 +148,39 @@ func (t *tx) AddSignal(s *store.Signal) error {
 	if t.st == nil {
 		return store.ErrNotFound
 	}
-	s.Exec, s.Seq = t.id, int64(len(t.st.signals)+1)
+	t.st.lastSig++
+	s.Exec, s.Seq = t.id, t.st.lastSig
 	t.st.signals = append(t.st.signals, cloneSignals([]store.Signal{*s})...)
 	return nil
 }
 
+// signal returns the position of the signal with seq in the inbox, or -1.
+func (t *tx) signal(seq int64) int {
+	if t.st == nil {
+		return -1
+	}
+	i, ok := slices.BinarySearchFunc(t.st.signals, seq, func(s store.Signal, seq int64) int { return cmp.Compare(s.Seq, seq) })
+	if !ok {
+		return -1
+	}
+	return i
+}
+
 func (t *tx) PutSignal(s *store.Signal) error {
-	if t.st == nil || s.Seq < 1 || s.Seq > int64(len(t.st.signals)) {
+	i := t.signal(s.Seq)
+	if i < 0 {
 		return store.ErrNotFound
 	}
 	c := cloneSignals([]store.Signal{*s})[0]
 	c.Exec = t.id
-	t.st.signals[s.Seq-1] = c
+	t.st.signals[i] = c
+	return nil
+}
+
+func (t *tx) DeleteSignal(seq int64) error {
+	if i := t.signal(seq); i >= 0 {
+		t.st.signals = slices.Delete(t.st.signals, i, i+1)
+	}
 	return nil
 }
 
@@ -196,6 +226,14 @@ func cloneExec(e store.Execution) store.Execution {
 		e.Inputs = in
 	}
 	e.Result = cloneValue(e.Result)
+	if e.Runs != nil {
+		runs := make([]store.RunRecord, len(e.Runs))
+		for i, r := range e.Runs {
+			r.StartedAt, r.EndedAt = norm(r.StartedAt), norm(r.EndedAt)
+			runs[i] = r
+		}
+		e.Runs = runs
+	}
 	e.Deadline, e.CreatedAt, e.UpdatedAt, e.FinishedAt = norm(e.Deadline), norm(e.CreatedAt), norm(e.UpdatedAt), norm(e.FinishedAt)
 	return e
 }
@@ -372,7 +410,7 @@ func (t *tx) DeleteTask(id int64) error {
 }
 
 // Claim implements store.Store, oldest ReadyAt first.
-func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
+func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -382,7 +420,8 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	}
 	var ready []*store.Task
 	for _, t := range s.tasks {
-		if !t.ReadyAt.After(now) && (t.Owner == "" || !t.LeaseUntil.After(now)) {
+		if t.Queue == queue && !t.ReadyAt.After(now) && (t.Owner == "" || !t.LeaseUntil.After(now)) &&
+			(t.Worker == "" || t.Worker == owner || !s.workers[t.Worker].After(now)) {
 			ready = append(ready, t)
 		}
 	}
@@ -404,12 +443,25 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	return out, nil
 }
 
-// ExtendLeases implements store.Store.
+// deadFor is how long a worker stays in the workers map after it stopped
+// being alive.
+const deadFor = 24 * time.Hour
+
+// ExtendLeases implements store.Store. It records owner as alive until
+// until, and forgets workers that were dead for more than a day by then.
 func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, until time.Time) ([]int64, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
 	defer s.mu.Unlock()
+	until = norm(until)
+	cutoff := until.Add(-deadFor)
+	for w, alive := range s.workers {
+		if alive.Before(cutoff) {
+			delete(s.workers, w)
+		}
+	}
+	s.workers[owner] = until
 	var lost []int64
 	for _, id := range ids {
 		t := s.tasks[id]
@@ -417,7 +469,7 @@ func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, unt
 			lost = append(lost, id)
 			continue
 		}
-		t.LeaseUntil = norm(until)
+		t.LeaseUntil = until
 	}
 	return lost, nil
 }

@@ -147,7 +147,7 @@ func benchClaimCycle(b *testing.B, s *postgres.Store) {
 	now := base.Add(time.Hour)
 	b.ResetTimer()
 	for range b.N {
-		got, err := s.Claim(ctx, "w", now, time.Minute, 1)
+		got, err := s.Claim(ctx, "w", "", now, time.Minute, 1)
 		if err != nil || len(got) != 1 {
 			b.Fatalf("Claim = %v, %v", got, err)
 		}
@@ -170,6 +170,67 @@ func benchClaimCycle(b *testing.B, s *postgres.Store) {
 			return tx.DeleteTask(task.ID)
 		})
 		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkClaim measures Claim alone (and the Release that puts the task
+// back) over 15,000 ready tasks, a third of them in the default queue that
+// it claims from and the others in two other queues. In "pinned", the 100
+// oldest tasks of the default queue are pinned to another worker that is
+// alive, so that each Claim passes over them.
+func BenchmarkClaim(b *testing.B) {
+	for _, pinned := range []int{0, 100} {
+		name := "unpinned"
+		if pinned > 0 {
+			name = "pinned"
+		}
+		b.Run(name, func(b *testing.B) { modes(b, func(b *testing.B, s *postgres.Store) { benchClaim(b, s, pinned) }) })
+	}
+}
+
+func benchClaim(b *testing.B, s *postgres.Store, pinned int) {
+	ctx := b.Context()
+	const execs, perExec = 20, 750
+	for e := range execs {
+		id := fmt.Sprint("e", e)
+		err := s.Update(ctx, id, func(tx store.Tx) error {
+			if err := tx.CreateExecution(&store.Execution{ID: id, Run: 1, Graph: "g", Status: store.Running, CreatedAt: base}); err != nil {
+				return err
+			}
+			for j := range perExec {
+				n := e*perExec + j
+				task := store.Task{Step: fmt.Sprint(j), Kind: store.TaskStep, ReadyAt: base.Add(time.Duration(n) * time.Millisecond)}
+				switch {
+				case n%3 == 1:
+					task.Queue = "a"
+				case n%3 == 2:
+					task.Queue = "b"
+				case n/3 < pinned:
+					task.Worker = "other"
+				}
+				if err := tx.AddTask(&task); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	now := base.Add(time.Hour)
+	if _, err := s.ExtendLeases(ctx, "other", nil, now.Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		got, err := s.Claim(ctx, "w", "", now, time.Minute, 1)
+		if err != nil || len(got) != 1 || got[0].Worker != "" {
+			b.Fatalf("Claim = %+v, %v", got, err)
+		}
+		if err := s.Release(ctx, "w", []int64{got[0].ID}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,8 +9,8 @@
 // All tables live in the first existing schema of the connection's
 // search_path (public unless the URL says otherwise). Giving docket a schema
 // of its own keeps its tables (executions, steps, journal, signals, tasks,
-// cache, schema_migrations) apart from an application's; tests give each
-// test a throwaway schema (see package pgtest).
+// workers, cache, schema_migrations) apart from an application's; tests give
+// each test a throwaway schema (see package pgtest).
 //
 // The schema is made by numbered SQL files embedded in the binary
 // (migrations/0001_init.sql, ...). Migrate applies the missing ones, each
@@ -35,31 +35,45 @@
 // acting on it.
 //
 // Because nothing else changes an execution while its lock is held, the
-// execution record, its tasks and its highest signal number are read once,
-// in the round trip that sends BEGIN and takes the lock, and the Tx answers
-// from them. Writes are queued and sent pipelined ahead of the next
+// execution record (with its signal counter, executions.signal_seq: the
+// highest signal Seq it ever gave out, so that the Seqs of deleted signals
+// are not given again) and its tasks are read once, in the round trip that
+// sends BEGIN and takes the lock, and the Tx answers from them. Writes are queued and sent pipelined ahead of the next
 // statement that needs an answer (a read of steps, journal or signals, or
 // AddTask, which needs the task's new ID), or ahead of COMMIT. A typical
 // Update costs two round trips, one more for each AddTask or read of steps,
 // journal or signals (pgx prepares and caches every statement per
-// connection). A write that the server refuses loses the transaction:
+// connection). PutSignal is queued when the Update has read the inbox
+// (Signals), as the engine does before it consumes a signal; otherwise it
+// costs a round trip, which tells whether the signal still exists. A write that the server refuses loses the transaction:
 // later calls of the Tx return that error and Update returns it, even if fn
 // ignored it. If fn fails or panics the transaction is rolled back (and the
 // panic goes on); the connection goes back to the pool clean, or is closed.
 //
 // # Claiming
 //
-// Claim is one statement: it selects the oldest claimable tasks (ReadyAt,
-// then ID) with FOR UPDATE SKIP LOCKED, so that claimers in any number of
-// processes take disjoint tasks without waiting for each other, leases them
-// and counts the claim. It passes over the tasks of executions that an
-// Update holds at that moment; they are claimable again a moment later.
-// ExtendLeases and Release are single statements too; they lock tasks in ID
-// order, as Update does, so they never deadlock with it, and they are run
-// again if the server aborts them for a deadlock or a serialization
-// failure. Task IDs come from an identity column and are never reused.
-// NextReadyAt reads an index on a generated column, wake_at, the time a
-// task is next claimable.
+// Claim is one statement: it selects the oldest claimable tasks of one
+// queue (ReadyAt, then ID), walking the index on (queue, ready_at, id), with
+// FOR UPDATE SKIP LOCKED, so that claimers in any number of processes take
+// disjoint tasks without waiting for each other, leases them and counts the
+// claim. It passes over the tasks of executions that an Update holds at
+// that moment (the Update row-locks them), whatever their queue or pin;
+// they are claimable again a moment later. A task pinned to a worker
+// (tasks.worker) other than the claimer is passed over while that worker's
+// row in the workers table says it is alive; the check is the last arm of
+// an OR, so it is only evaluated for such tasks, and it reads the workers
+// table without locking it.
+//
+// The workers table has one row per worker: ExtendLeases, with or without
+// leases to extend, upserts the owner's alive_until in the same statement
+// as it extends them, and deletes the rows of workers that had been dead
+// for more than a day by then (skipping rows another ExtendLeases has
+// locked rather than waiting for them). ExtendLeases and Release are single
+// statements; they lock tasks in ID order, as Update does, so they never
+// deadlock with it, and they are run again if the server aborts them for a
+// deadlock or a serialization failure. Task IDs come from an identity
+// column and are never reused. NextReadyAt reads an index on a generated
+// column, wake_at, the time a task is next claimable (in any queue).
 //
 // # Notifications
 //

@@ -95,7 +95,7 @@ func TestNotify(t *testing.T) {
 	ch.none(t, "eager task, read, failed Update")
 
 	// A task put back without an owner.
-	got, err := b.Claim(t.Context(), "w1", base, time.Minute, 1)
+	got, err := b.Claim(t.Context(), "w1", "", base, time.Minute, 1)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Claim = %v, %v", got, err)
 	}

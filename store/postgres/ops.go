@@ -36,12 +36,37 @@ func (s *Store) exec(ctx context.Context, op string, run func() error) error {
 	return s.ctxErr(ctx, op, err)
 }
 
+// sqlClaim leases the oldest claimable tasks of a queue: $1 now, $2 limit,
+// $3 owner, $4 the new lease's end, $5 queue. It walks the index on
+// (queue, ready_at, id). The pin check is the last arm of an OR, so the
+// workers table is only looked up (by its primary key, without locking)
+// for tasks pinned to a worker other than the claimer.
+const sqlClaim = `WITH c AS (
+		SELECT id FROM tasks
+		WHERE queue = $5 AND ready_at <= $1 AND (owner = '' OR lease_until <= $1)
+			AND (worker = '' OR worker = $3
+				OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = tasks.worker AND w.alive_until > $1))
+		ORDER BY ready_at, id
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED
+	)
+	UPDATE tasks t SET owner = $3, lease_until = $4, claims = t.claims + 1
+	FROM c WHERE t.id = c.id
+	RETURNING t.id, t.exec, t.step, t.kind, t.ready_at, t.owner, t.lease_until, t.attempt, t.claims, t.queue, t.worker`
+
 // Claim implements store.Store. It leases the tasks in one statement: the
-// oldest claimable ones (ReadyAt, then ID) are locked with FOR UPDATE SKIP
-// LOCKED, so that concurrent Claims, in any process, pass over each other's
-// rows (and over the tasks of executions in an Update) instead of waiting,
-// and leased. They are returned in that order.
-func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
+// oldest claimable ones of the queue (ReadyAt, then ID) are locked with FOR
+// UPDATE SKIP LOCKED, so that concurrent Claims, in any process, pass over
+// each other's rows instead of waiting, and leased. They are returned in
+// that order.
+//
+// SKIP LOCKED also passes over the tasks of executions that an Update
+// holds at that moment (it row-locks them), whatever their queue or pin;
+// they are claimable again a moment later. Tasks pinned to a worker other
+// than owner are passed over while the workers table says that worker is
+// alive at now; those rows are read, not locked, so ExtendLeases never
+// waits for a Claim nor a Claim for it.
+func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -50,17 +75,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	}
 	var tasks []store.Task
 	err := s.exec(ctx, "claim", func() error {
-		rows, _ := s.pool.Query(ctx, `WITH c AS (
-				SELECT id FROM tasks
-				WHERE ready_at <= $1 AND (owner = '' OR lease_until <= $1)
-				ORDER BY ready_at, id
-				LIMIT $2
-				FOR UPDATE SKIP LOCKED
-			)
-			UPDATE tasks t SET owner = $3, lease_until = $4, claims = t.claims + 1
-			FROM c WHERE t.id = c.id
-			RETURNING t.id, t.exec, t.step, t.kind, t.ready_at, t.owner, t.lease_until, t.attempt, t.claims`,
-			now, limit, owner, now.Add(lease))
+		rows, _ := s.pool.Query(ctx, sqlClaim, now, limit, owner, now.Add(lease), queue)
 		var err error
 		tasks, err = pgx.CollectRows(rows, scanTask)
 		return err
@@ -77,22 +92,39 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	return tasks, nil
 }
 
-// ExtendLeases implements store.Store. The tasks are locked in ID order,
-// as Update locks an execution's tasks, so that the two never deadlock.
+// deadFor is how long a worker's row stays in the workers table after it
+// stopped being alive.
+const deadFor = 24 * time.Hour
+
+// sqlExtendLeases records that worker $2 is alive until $3, deletes the
+// rows of other workers dead since before $4 (skipping rows that another
+// ExtendLeases has locked: it deletes them, or a later one will), and
+// moves the leases that $2 holds of tasks $1 to $3.
+const sqlExtendLeases = `WITH alive AS (
+		INSERT INTO workers (id, alive_until) VALUES ($2, $3)
+		ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until
+	), dead AS (
+		DELETE FROM workers WHERE id IN (
+			SELECT id FROM workers WHERE alive_until < $4 AND id <> $2 FOR UPDATE SKIP LOCKED)
+	), l AS (
+		SELECT id FROM tasks WHERE id = ANY($1) AND owner = $2 ORDER BY id FOR UPDATE
+	)
+	UPDATE tasks t SET lease_until = $3 FROM l WHERE t.id = l.id RETURNING t.id`
+
+// ExtendLeases implements store.Store, in one statement that also records
+// that owner is alive until until and deletes the rows of workers dead for
+// more than a day by then. The tasks are locked in ID order, as Update
+// locks an execution's tasks, so that the two never deadlock.
 func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, until time.Time) ([]int64, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	if len(ids) == 0 {
-		return nil, nil
+	if ids == nil {
+		ids = []int64{}
 	}
 	var held []int64
 	err := s.exec(ctx, "extend leases", func() error {
-		rows, _ := s.pool.Query(ctx, `WITH l AS (
-				SELECT id FROM tasks WHERE id = ANY($1) AND owner = $2 ORDER BY id FOR UPDATE
-			)
-			UPDATE tasks t SET lease_until = $3 FROM l WHERE t.id = l.id RETURNING t.id`,
-			ids, owner, until)
+		rows, _ := s.pool.Query(ctx, sqlExtendLeases, ids, owner, until, until.Add(-deadFor))
 		var err error
 		held, err = pgx.CollectRows(rows, scanID)
 		return err

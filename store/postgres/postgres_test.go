@@ -150,7 +150,7 @@ func TestTwoStores(t *testing.T) {
 		claimed = map[int64]string{}
 	)
 	claim := func(s *postgres.Store, owner string) int {
-		got, err := s.Claim(t.Context(), owner, base.Add(time.Minute), time.Hour, 3)
+		got, err := s.Claim(t.Context(), owner, "", base.Add(time.Minute), time.Hour, 3)
 		if err != nil {
 			t.Errorf("%s Claim: %v", owner, err)
 		}
@@ -272,7 +272,7 @@ func TestClaimSkipsLocked(t *testing.T) {
 	<-inside
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	got, err := b.Claim(ctx, "w", base.Add(time.Minute), time.Minute, 10)
+	got, err := b.Claim(ctx, "w", "", base.Add(time.Minute), time.Minute, 10)
 	close(release)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +283,7 @@ func TestClaimSkipsLocked(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got, err = b.Claim(t.Context(), "w", base.Add(time.Minute), time.Minute, 10)
+	got, err = b.Claim(t.Context(), "w", "", base.Add(time.Minute), time.Minute, 10)
 	if err != nil || len(got) != 1 || got[0].ID != busy.ID {
 		t.Errorf("Claim after the Update = %+v, %v; want task %d", got, err, busy.ID)
 	}
@@ -458,8 +458,9 @@ func TestReadOnly(t *testing.T) {
 		"CacheSet": ro.CacheSet(ctx, "key-e1", []byte("v"), base.Add(time.Hour)),
 		"Release":  ro.Release(ctx, "", []int64{task.ID}),
 	}
-	_, errs["Claim"] = ro.Claim(ctx, "w", base.Add(time.Minute), time.Minute, 10)
+	_, errs["Claim"] = ro.Claim(ctx, "w", "", base.Add(time.Minute), time.Minute, 10)
 	_, errs["ExtendLeases"] = ro.ExtendLeases(ctx, "w", []int64{task.ID}, base.Add(time.Hour))
+	_, errs["ExtendLeases without IDs"] = ro.ExtendLeases(ctx, "w", nil, base.Add(time.Hour)) // records liveness
 	for name, err := range errs {
 		if !errors.Is(err, store.ErrReadOnly) || !strings.Contains(err.Error(), "25006") {
 			t.Errorf("%s on a read-only database: %v, want ErrReadOnly with the driver's detail", name, err)

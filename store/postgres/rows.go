@@ -71,16 +71,34 @@ func clone(b []byte) []byte {
 }
 
 const execCols = `id, run, graph, target, codec, inputs, status, result_type, result_data, error,
-	cancel_requested, deadline, created_at, updated_at, finished_at, seq, parent, parent_step`
+	cancel_requested, deadline, created_at, updated_at, finished_at, seq, parent, parent_step, runs`
 
 func execArgs(id string, e *store.Execution) ([]any, error) {
 	inputs, err := json.Marshal(e.Inputs)
 	if err != nil {
 		return nil, fmt.Errorf("encoding inputs: %w", err)
 	}
+	runs, err := json.Marshal(normRuns(e.Runs))
+	if err != nil {
+		return nil, fmt.Errorf("encoding runs: %w", err)
+	}
 	rt, rd := valueArgs(e.Result)
 	return []any{id, e.Run, e.Graph, e.Target, e.Codec, inputs, string(e.Status), rt, rd, clean(e.Error),
-		e.CancelRequested, e.Deadline, e.CreatedAt, e.UpdatedAt, e.FinishedAt, e.Seq, e.Parent, e.ParentStep}, nil
+		e.CancelRequested, e.Deadline, e.CreatedAt, e.UpdatedAt, e.FinishedAt, e.Seq, e.Parent, e.ParentStep, runs}, nil
+}
+
+// normRuns returns a copy of runs with their times as the database gives
+// them back: in UTC, to the microsecond (they are kept in JSON).
+func normRuns(runs []store.RunRecord) []store.RunRecord {
+	if runs == nil {
+		return nil
+	}
+	out := make([]store.RunRecord, len(runs))
+	for i, r := range runs {
+		r.StartedAt, r.EndedAt = norm(r.StartedAt), norm(r.EndedAt)
+		out[i] = r
+	}
+	return out
 }
 
 // normExec returns a copy of e as the database gives it back after a write.
@@ -94,6 +112,7 @@ func normExec(id string, e *store.Execution) *store.Execution {
 		}
 	}
 	c.Result = cloneValue(e.Result)
+	c.Runs = normRuns(e.Runs)
 	c.Error = clean(e.Error)
 	c.Deadline, c.CreatedAt, c.UpdatedAt, c.FinishedAt = norm(e.Deadline), norm(e.CreatedAt), norm(e.UpdatedAt), norm(e.FinishedAt)
 	return &c
@@ -114,17 +133,24 @@ func scanExecAnd(row pgx.CollectableRow, extra ...any) (store.Execution, error) 
 	var (
 		e      store.Execution
 		inputs []byte
+		runs   []byte
 		status string
 		rt     *string
 		rd     []byte
 	)
 	dest := append([]any{&e.ID, &e.Run, &e.Graph, &e.Target, &e.Codec, &inputs, &status, &rt, &rd, &e.Error,
-		&e.CancelRequested, &e.Deadline, &e.CreatedAt, &e.UpdatedAt, &e.FinishedAt, &e.Seq, &e.Parent, &e.ParentStep}, extra...)
+		&e.CancelRequested, &e.Deadline, &e.CreatedAt, &e.UpdatedAt, &e.FinishedAt, &e.Seq, &e.Parent, &e.ParentStep, &runs}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return e, err
 	}
 	if err := json.Unmarshal(inputs, &e.Inputs); err != nil {
 		return e, fmt.Errorf("decoding inputs of %s: %w", e.ID, err)
+	}
+	if err := json.Unmarshal(runs, &e.Runs); err != nil {
+		return e, fmt.Errorf("decoding runs of %s: %w", e.ID, err)
+	}
+	for i := range e.Runs {
+		e.Runs[i].StartedAt, e.Runs[i].EndedAt = utc(e.Runs[i].StartedAt), utc(e.Runs[i].EndedAt)
 	}
 	e.Status, e.Result = store.Status(status), valueOf(rt, rd)
 	e.Deadline, e.CreatedAt, e.UpdatedAt, e.FinishedAt = utc(e.Deadline), utc(e.CreatedAt), utc(e.UpdatedAt), utc(e.FinishedAt)
@@ -132,12 +158,12 @@ func scanExecAnd(row pgx.CollectableRow, extra ...any) (store.Execution, error) 
 }
 
 const stepCols = `exec, name, status, attempt, output_type, output_data, error, wait, wake_at, signal,
-	heartbeat, seq, ready_at, started_at, finished_at, comp, comp_attempt, comp_error`
+	heartbeat, seq, ready_at, started_at, finished_at, comp, comp_attempt, comp_error, worker`
 
 func stepArgs(exec string, s *store.Step) []any {
 	ot, od := valueArgs(s.Output)
 	return []any{exec, s.Name, string(s.Status), s.Attempt, ot, od, clean(s.Error), clean(s.Wait), s.WakeAt, s.Signal,
-		s.Heartbeat, s.Seq, s.ReadyAt, s.StartedAt, s.FinishedAt, string(s.Comp), s.CompAttempt, clean(s.CompError)}
+		s.Heartbeat, s.Seq, s.ReadyAt, s.StartedAt, s.FinishedAt, string(s.Comp), s.CompAttempt, clean(s.CompError), s.Worker}
 }
 
 func scanStep(row pgx.CollectableRow) (store.Step, error) {
@@ -148,7 +174,7 @@ func scanStep(row pgx.CollectableRow) (store.Step, error) {
 		od           []byte
 	)
 	err := row.Scan(&s.Exec, &s.Name, &status, &s.Attempt, &ot, &od, &s.Error, &s.Wait, &s.WakeAt, &s.Signal,
-		&s.Heartbeat, &s.Seq, &s.ReadyAt, &s.StartedAt, &s.FinishedAt, &comp, &s.CompAttempt, &s.CompError)
+		&s.Heartbeat, &s.Seq, &s.ReadyAt, &s.StartedAt, &s.FinishedAt, &comp, &s.CompAttempt, &s.CompError, &s.Worker)
 	s.Status, s.Comp, s.Output = store.StepStatus(status), store.CompStatus(comp), valueOf(ot, od)
 	s.WakeAt, s.ReadyAt, s.StartedAt, s.FinishedAt = utc(s.WakeAt), utc(s.ReadyAt), utc(s.StartedAt), utc(s.FinishedAt)
 	return s, err
@@ -163,14 +189,14 @@ func scanEntry(row pgx.CollectableRow) (store.JournalEntry, error) {
 	return e, err
 }
 
-const taskCols = `id, exec, step, kind, ready_at, owner, lease_until, attempt, claims`
+const taskCols = `id, exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker`
 
 func scanTask(row pgx.CollectableRow) (store.Task, error) {
 	var (
 		t    store.Task
 		kind string
 	)
-	err := row.Scan(&t.ID, &t.Exec, &t.Step, &kind, &t.ReadyAt, &t.Owner, &t.LeaseUntil, &t.Attempt, &t.Claims)
+	err := row.Scan(&t.ID, &t.Exec, &t.Step, &kind, &t.ReadyAt, &t.Owner, &t.LeaseUntil, &t.Attempt, &t.Claims, &t.Queue, &t.Worker)
 	t.Kind, t.ReadyAt, t.LeaseUntil = store.TaskKind(kind), utc(t.ReadyAt), utc(t.LeaseUntil)
 	return t, err
 }

@@ -17,8 +17,8 @@ import (
 //
 //  1. One round trip sends BEGIN, takes the execution's advisory lock
 //     (pg_advisory_xact_lock, held until the transaction ends), reads the
-//     execution record and the highest signal number, and reads and
-//     row-locks the execution's tasks (FOR UPDATE).
+//     execution record with its signal counter (the highest signal Seq it
+//     gave out), and reads and row-locks the execution's tasks (FOR UPDATE).
 //  2. fn runs. Under the advisory lock nothing but this transaction writes
 //     the execution, its steps, journal or signals, and under the row locks
 //     no Claim, ExtendLeases or Release changes its tasks; so the records
@@ -85,7 +85,11 @@ type tx struct {
 
 	exec    *store.Execution // the execution as it now is; nil while it does not exist
 	tasks   []store.Task     // its tasks, by ID, as they now are
-	lastSig int64            // the highest signal Seq
+	lastSig int64            // the highest signal Seq given out (executions.signal_seq)
+	// sigs holds the Seqs of the inbox as it now is, once Signals has read
+	// it in this Update (nil before): PutSignal then needs no round trip to
+	// tell whether the signal exists.
+	sigs map[int64]bool
 
 	queue   []stmt // writes not sent yet
 	changed bool   // the execution, a step, journal entry or signal was written
@@ -95,8 +99,7 @@ type tx struct {
 
 const (
 	sqlLock        = `SELECT pg_advisory_xact_lock($1)`
-	sqlTxExecution = `SELECT ` + execCols + ` FROM executions WHERE id = $1`
-	sqlTxLastSig   = `SELECT coalesce(max(seq), 0) FROM signals WHERE exec = $1`
+	sqlTxExecution = `SELECT ` + execCols + `, signal_seq FROM executions WHERE id = $1`
 	sqlTxTasks     = `SELECT ` + taskCols + ` FROM tasks WHERE exec = $1 ORDER BY id FOR UPDATE`
 )
 
@@ -106,7 +109,6 @@ func (t *tx) begin() error {
 	b.Queue("BEGIN")
 	b.Queue(sqlLock, t.s.lockKey(t.id))
 	b.Queue(sqlTxExecution, t.id)
-	b.Queue(sqlTxLastSig, t.id)
 	b.Queue(sqlTxTasks, t.id)
 	return t.send("begin", b, func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
@@ -116,15 +118,14 @@ func (t *tx) begin() error {
 			return err
 		}
 		rows, _ := br.Query()
-		execs, err := pgx.CollectRows(rows, scanExec)
+		execs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Execution, error) {
+			return scanExecAnd(r, &t.lastSig)
+		})
 		if err != nil {
 			return err
 		}
 		if len(execs) > 0 {
 			t.exec = &execs[0]
-		}
-		if err := br.QueryRow().Scan(&t.lastSig); err != nil {
-			return err
 		}
 		rows, _ = br.Query()
 		t.tasks, err = pgx.CollectRows(rows, scanTask)
@@ -254,7 +255,7 @@ func (t *tx) CreateExecution(e *store.Execution) error {
 	}
 	t.exec, t.changed = normExec(t.id, e), true
 	return t.write("create execution", `INSERT INTO executions (`+execCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`, args...)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`, args...)
 }
 
 // PutExecution implements store.Tx; the update is queued.
@@ -270,7 +271,7 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	return t.write("put execution", `UPDATE executions SET run = $2, graph = $3, target = $4, codec = $5,
 		inputs = $6, status = $7, result_type = $8, result_data = $9, error = $10, cancel_requested = $11,
 		deadline = $12, created_at = $13, updated_at = $14, finished_at = $15, seq = $16, parent = $17,
-		parent_step = $18 WHERE id = $1`, args...)
+		parent_step = $18, runs = $19 WHERE id = $1`, args...)
 }
 
 // query reads rows in a round trip that also sends the queued writes.
@@ -302,13 +303,13 @@ func (t *tx) PutStep(s *store.Step) error {
 }
 
 const sqlPutStep = `INSERT INTO steps (` + stepCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 	ON CONFLICT (exec, name) DO UPDATE SET status = excluded.status, attempt = excluded.attempt,
 		output_type = excluded.output_type, output_data = excluded.output_data, error = excluded.error,
 		wait = excluded.wait, wake_at = excluded.wake_at, signal = excluded.signal,
 		heartbeat = excluded.heartbeat, seq = excluded.seq, ready_at = excluded.ready_at,
 		started_at = excluded.started_at, finished_at = excluded.finished_at, comp = excluded.comp,
-		comp_attempt = excluded.comp_attempt, comp_error = excluded.comp_error`
+		comp_attempt = excluded.comp_attempt, comp_error = excluded.comp_error, worker = excluded.worker`
 
 // DeleteStep implements store.Tx; the delete is queued.
 func (t *tx) DeleteStep(name string) error {
@@ -346,39 +347,92 @@ func (t *tx) TruncateJournal(step string, seq int) error {
 	return t.write("truncate journal", `DELETE FROM journal WHERE exec = $1 AND step = $2 AND seq >= $3`, t.id, step, seq)
 }
 
-// Signals implements store.Tx with a round trip.
+// Signals implements store.Tx with a round trip. It remembers which Seqs
+// the inbox holds, for PutSignal.
 func (t *tx) Signals() ([]store.Signal, error) {
-	return query(t, "signals", scanSignal, sqlSignals, t.id)
+	sigs, err := query(t, "signals", scanSignal, sqlSignals, t.id)
+	if err != nil {
+		return nil, err
+	}
+	t.sigs = make(map[int64]bool, len(sigs))
+	for _, s := range sigs {
+		t.sigs[s.Seq] = true
+	}
+	return sigs, nil
 }
 
 // AddSignal implements store.Tx; the insert is queued, numbered after the
-// highest signal read at the start.
+// highest Seq that the execution gave out, and the execution's counter is
+// moved on in the same statement.
 func (t *tx) AddSignal(s *store.Signal) error {
 	if err := t.needExec("add signal"); err != nil {
 		return err
 	}
 	seq := t.lastSig + 1
-	if err := t.write("add signal", `INSERT INTO signals (`+signalCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+	if err := t.write("add signal", `WITH s AS (
+			INSERT INTO signals (`+signalCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		)
+		UPDATE executions SET signal_seq = $2 WHERE id = $1`,
 		signalArgs(t.id, seq, s)...); err != nil {
 		return err
 	}
 	t.lastSig, t.changed = seq, true
+	if t.sigs != nil {
+		t.sigs[seq] = true
+	}
 	s.Exec, s.Seq = t.id, seq
 	return nil
 }
 
-// PutSignal implements store.Tx; the update is queued.
+const sqlPutSignal = `UPDATE signals SET name = $3, payload_type = $4, payload_data = $5, sent_at = $6,
+	consumed_by = $7 WHERE exec = $1 AND seq = $2`
+
+// PutSignal implements store.Tx. The update is queued when this Update
+// knows that the signal exists (it read the inbox with Signals); otherwise
+// it is sent in a round trip, which tells.
 func (t *tx) PutSignal(s *store.Signal) error {
 	if t.err != nil {
 		return t.err
 	}
-	// Signals are numbered from 1 without gaps and never deleted.
-	if t.exec == nil || s.Seq < 1 || s.Seq > t.lastSig {
-		return fmt.Errorf("postgres %s: signal %d of execution %q: %w", t.s.name, s.Seq, t.id, store.ErrNotFound)
+	notFound := fmt.Errorf("postgres %s: signal %d of execution %q: %w", t.s.name, s.Seq, t.id, store.ErrNotFound)
+	if t.exec == nil || s.Seq < 1 || s.Seq > t.lastSig || (t.sigs != nil && !t.sigs[s.Seq]) {
+		return notFound
+	}
+	if t.sigs != nil {
+		t.changed = true
+		return t.write("put signal", sqlPutSignal, signalArgs(t.id, s.Seq, s)...)
+	}
+	var n int64
+	b := &pgx.Batch{}
+	b.Queue(sqlPutSignal, signalArgs(t.id, s.Seq, s)...)
+	err := t.send("put signal", b, func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return notFound
 	}
 	t.changed = true
-	return t.write("put signal", `UPDATE signals SET name = $3, payload_type = $4, payload_data = $5, sent_at = $6,
-		consumed_by = $7 WHERE exec = $1 AND seq = $2`, signalArgs(t.id, s.Seq, s)...)
+	return nil
+}
+
+// DeleteSignal implements store.Tx; the delete is queued.
+func (t *tx) DeleteSignal(seq int64) error {
+	if t.exec == nil {
+		return t.err // nothing to delete
+	}
+	if t.sigs != nil {
+		if !t.sigs[seq] {
+			return t.err
+		}
+		delete(t.sigs, seq)
+	}
+	t.changed = true
+	return t.write("delete signal", `DELETE FROM signals WHERE exec = $1 AND seq = $2`, t.id, seq)
 }
 
 // Tasks implements store.Tx from the tasks read (and locked) at the start.
@@ -396,9 +450,10 @@ func (t *tx) AddTask(task *store.Task) error {
 	}
 	var id int64
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-		t.id, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims)
+	b.Queue(`INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		t.id, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
+		task.Queue, task.Worker)
 	err := t.send("add task", b, func(br pgx.BatchResults) error { return br.QueryRow().Scan(&id) })
 	if err != nil {
 		return err
@@ -435,8 +490,9 @@ func (t *tx) PutTask(task *store.Task) error {
 	t.tasks[i] = put
 	t.ready = t.ready || task.Owner == ""
 	return t.write("put task", `UPDATE tasks SET step = $2, kind = $3, ready_at = $4, owner = $5, lease_until = $6,
-		attempt = $7, claims = $8 WHERE id = $1`,
-		task.ID, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims)
+		attempt = $7, claims = $8, queue = $9, worker = $10 WHERE id = $1`,
+		task.ID, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
+		task.Queue, task.Worker)
 }
 
 // DeleteTask implements store.Tx; the delete is queued.

@@ -59,17 +59,22 @@ func TestPragmas(t *testing.T) {
 // TestQueryPlans checks that the hot queries use their indexes.
 func TestQueryPlans(t *testing.T) {
 	s := openT(t)
-	for _, c := range []struct{ query, want string }{
-		{`SELECT id FROM tasks WHERE ready_at <= 1 AND (owner = '' OR lease_until <= 1) ORDER BY ready_at, id LIMIT 4`, "USING INDEX tasks_ready"},
-		{`SELECT MIN(wake_at) FROM tasks WHERE wake_at > 5`, "INDEX tasks_wake"},
-		{`SELECT id FROM tasks WHERE exec = 'x' ORDER BY id`, "INDEX tasks_exec"},
-		{`SELECT id FROM executions WHERE graph = 'x' AND ord < 5 ORDER BY ord DESC LIMIT 10`, "INDEX executions_graph"},
-		{`SELECT id FROM executions WHERE status = 'x' ORDER BY ord DESC LIMIT 10`, "INDEX executions_status"},
-		{`SELECT id FROM executions WHERE id = 'x'`, "INDEX sqlite_autoindex_executions"},
-		{`SELECT name FROM steps WHERE exec = 'x' ORDER BY name`, "INDEX sqlite_autoindex_steps"},
-		{`SELECT seq FROM journal WHERE exec = 'x' AND step = 'a' ORDER BY seq`, "INDEX sqlite_autoindex_journal"},
+	for _, c := range []struct {
+		query, want string
+		args        []any
+	}{
+		{sqlClaim, "USING INDEX tasks_queue_ready (queue=? AND ready_at<?)", []any{"w", 10, 1, 4, "q"}},
+		{sqlClaim, "SEARCH workers USING PRIMARY KEY (id=?)", []any{"w", 10, 1, 4, "q"}},
+		{`DELETE FROM workers WHERE alive_until < 5`, "INDEX workers_alive", nil},
+		{`SELECT MIN(wake_at) FROM tasks WHERE wake_at > 5`, "INDEX tasks_wake", nil},
+		{`SELECT id FROM tasks WHERE exec = 'x' ORDER BY id`, "INDEX tasks_exec", nil},
+		{`SELECT id FROM executions WHERE graph = 'x' AND ord < 5 ORDER BY ord DESC LIMIT 10`, "INDEX executions_graph", nil},
+		{`SELECT id FROM executions WHERE status = 'x' ORDER BY ord DESC LIMIT 10`, "INDEX executions_status", nil},
+		{`SELECT id FROM executions WHERE id = 'x'`, "INDEX sqlite_autoindex_executions", nil},
+		{`SELECT name FROM steps WHERE exec = 'x' ORDER BY name`, "INDEX sqlite_autoindex_steps", nil},
+		{`SELECT seq FROM journal WHERE exec = 'x' AND step = 'a' ORDER BY seq`, "INDEX sqlite_autoindex_journal", nil},
 	} {
-		rows, err := s.w.Query("EXPLAIN QUERY PLAN " + c.query)
+		rows, err := s.w.Query("EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,9 +42,21 @@ func idList(ids []int64) string {
 	return string(b)
 }
 
+// sqlClaim leases the oldest claimable tasks of a queue: ?1 owner, ?2 the
+// new lease's end, ?3 now, ?4 limit, ?5 queue. It walks the index on
+// (queue, ready_at, id); the workers table is only looked at for tasks
+// pinned to another worker than the claimer.
+const sqlClaim = `UPDATE tasks SET owner = ?1, lease_until = ?2, claims = claims + 1
+	WHERE id IN (SELECT id FROM tasks
+		WHERE queue = ?5 AND ready_at <= ?3 AND (owner = '' OR lease_until <= ?3)
+			AND (worker = '' OR worker = ?1
+				OR NOT EXISTS (SELECT 1 FROM workers WHERE workers.id = tasks.worker AND workers.alive_until > ?3))
+		ORDER BY ready_at, id LIMIT ?4)
+	RETURNING ` + taskCols
+
 // Claim implements store.Store. It leases the tasks in one statement, oldest
 // ReadyAt first (ties by ID), and returns them in that order.
-func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
+func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -54,11 +66,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	var tasks []store.Task
 	err := s.write(ctx, "claim", func(tx *sql.Tx) error {
 		var err error
-		tasks, err = collect(ctx, tx, scanTask, `UPDATE tasks SET owner = ?1, lease_until = ?2, claims = claims + 1
-			WHERE id IN (SELECT id FROM tasks WHERE ready_at <= ?3 AND (owner = '' OR lease_until <= ?3)
-				ORDER BY ready_at, id LIMIT ?4)
-			RETURNING `+taskCols,
-			owner, micros(now.Add(lease)), micros(now), limit)
+		tasks, err = collect(ctx, tx, scanTask, sqlClaim, owner, micros(now.Add(lease)), micros(now), limit, queue)
 		return err
 	})
 	if err != nil {
@@ -73,16 +81,29 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, lease ti
 	return tasks, nil
 }
 
-// ExtendLeases implements store.Store.
+// deadFor is how long a worker's row stays in the workers table after it
+// stopped being alive.
+const deadFor = 24 * time.Hour
+
+// ExtendLeases implements store.Store. In the same transaction it records
+// that owner is alive until until, and deletes the rows of workers that
+// had been dead for more than a day by then.
 func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, until time.Time) ([]int64, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
 	var held []int64
 	err := s.write(ctx, "extend leases", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO workers (id, alive_until) VALUES (?, ?)
+			ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until`, owner, micros(until)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM workers WHERE alive_until < ?`, micros(until.Add(-deadFor))); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
 		var err error
 		held, err = collect(ctx, tx, scanID, `UPDATE tasks SET lease_until = ?
 			WHERE owner = ? AND id IN (SELECT value FROM json_each(?)) RETURNING id`,

@@ -30,6 +30,16 @@
 // would run completed steps, with their side effects, again.) Foreign keys are
 // enforced.
 //
+// Claim is one UPDATE ... RETURNING that leases the oldest claimable tasks
+// of one queue, walking the index on (queue, ready_at, id). A task pinned to
+// a worker other than the claimer is passed over while that worker's row in
+// the workers table says it is alive; the lookup (by primary key) is only
+// made for such tasks. ExtendLeases, with or without leases to extend,
+// records the owner's alive-until in that table (one row per worker) and
+// deletes the rows of workers that had been dead for more than a day. An
+// execution's signal counter (executions.signal_seq) numbers its signals,
+// so that the Seqs of deleted ones are never given again.
+//
 // Times are stored as INTEGER microseconds since the Unix epoch (UTC) and
 // come back in UTC. The schema is created and upgraded by numbered SQL files
 // embedded in the binary (migrations/0001_init.sql, ...), each applied in its

@@ -185,7 +185,8 @@ func checkReadOnly(t *testing.T, s store.Store, path string) {
 		}),
 		"CacheSet": s.CacheSet(ctx, "k", []byte("v"), base.Add(time.Hour)),
 	}
-	_, errs["Claim"] = s.Claim(ctx, "w", base.Add(time.Minute), time.Minute, 10)
+	_, errs["Claim"] = s.Claim(ctx, "w", "", base.Add(time.Minute), time.Minute, 10)
+	_, errs["ExtendLeases"] = s.ExtendLeases(ctx, "w", nil, base.Add(time.Minute)) // records liveness
 	for name, err := range errs {
 		if !errors.Is(err, store.ErrReadOnly) {
 			t.Errorf("%s on a read-only database: got %v, want ErrReadOnly", name, err)
@@ -393,7 +394,7 @@ func TestConcurrentWriters(t *testing.T) {
 					errs <- fmt.Errorf("%s Update %d: %w", id, i, err)
 					return
 				}
-				if _, err := s.Claim(t.Context(), id, base, time.Minute, 2); err != nil {
+				if _, err := s.Claim(t.Context(), id, "", base, time.Minute, 2); err != nil {
 					errs <- fmt.Errorf("%s Claim: %w", id, err)
 					return
 				}
@@ -460,7 +461,7 @@ func TestTwoHandles(t *testing.T) {
 						t.Errorf("handle %d goroutine %d Update %d: %v", h, g, i, err)
 						return
 					}
-					got, err := s.Claim(t.Context(), fmt.Sprintf("h%dg%d", h, g), base, time.Hour, 1)
+					got, err := s.Claim(t.Context(), fmt.Sprintf("h%dg%d", h, g), "", base, time.Hour, 1)
 					if err != nil {
 						t.Errorf("handle %d Claim: %v", h, err)
 						return

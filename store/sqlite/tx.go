@@ -55,23 +55,64 @@ func valueOf(typ sql.NullString, data []byte) *store.Value {
 type scanner interface{ Scan(dest ...any) error }
 
 const execCols = `id, run, graph, target, codec, inputs, status, result_type, result_data, error,
-	cancel_requested, deadline, created_at, updated_at, finished_at, seq, parent, parent_step`
+	cancel_requested, deadline, created_at, updated_at, finished_at, seq, parent, parent_step, runs`
 
 func execArgs(id string, e *store.Execution) ([]any, error) {
 	inputs, err := json.Marshal(e.Inputs)
 	if err != nil {
 		return nil, fmt.Errorf("encoding inputs: %w", err)
 	}
+	runs, err := encodeRuns(e.Runs)
+	if err != nil {
+		return nil, err
+	}
 	rt, rd := valueArgs(e.Result)
 	return []any{id, e.Run, e.Graph, e.Target, e.Codec, string(inputs), string(e.Status), rt, rd, e.Error,
 		boolInt(e.CancelRequested), micros(e.Deadline), micros(e.CreatedAt), micros(e.UpdatedAt),
-		micros(e.FinishedAt), e.Seq, e.Parent, e.ParentStep}, nil
+		micros(e.FinishedAt), e.Seq, e.Parent, e.ParentStep, runs}, nil
+}
+
+// encodeRuns encodes an execution's earlier runs as JSON (null for none),
+// with their times in UTC to the microsecond, as the other times are kept.
+func encodeRuns(runs []store.RunRecord) (string, error) {
+	if runs != nil {
+		runs = append([]store.RunRecord(nil), runs...)
+		for i := range runs {
+			runs[i].StartedAt = runs[i].StartedAt.Truncate(time.Microsecond).UTC()
+			runs[i].EndedAt = runs[i].EndedAt.Truncate(time.Microsecond).UTC()
+		}
+	}
+	b, err := json.Marshal(runs)
+	if err != nil {
+		return "", fmt.Errorf("encoding runs: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeRuns decodes what encodeRuns made.
+func decodeRuns(id, data string) ([]store.RunRecord, error) {
+	var runs []store.RunRecord
+	if err := json.Unmarshal([]byte(data), &runs); err != nil {
+		return nil, fmt.Errorf("decoding runs of %s: %w", id, err)
+	}
+	for i := range runs {
+		runs[i].StartedAt, runs[i].EndedAt = utc(runs[i].StartedAt), utc(runs[i].EndedAt)
+	}
+	return runs, nil
+}
+
+// utc returns a decoded time in UTC; the zero time stays the zero time.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 func scanExec(row scanner, extra ...any) (*store.Execution, error) {
 	var (
 		e                          store.Execution
-		inputs, status             string
+		inputs, status, runs       string
 		rt                         sql.NullString
 		rd                         []byte
 		cancel                     int64
@@ -79,12 +120,16 @@ func scanExec(row scanner, extra ...any) (*store.Execution, error) {
 		finished                   int64
 	)
 	dest := append([]any{&e.ID, &e.Run, &e.Graph, &e.Target, &e.Codec, &inputs, &status, &rt, &rd, &e.Error,
-		&cancel, &deadline, &created, &updated, &finished, &e.Seq, &e.Parent, &e.ParentStep}, extra...)
+		&cancel, &deadline, &created, &updated, &finished, &e.Seq, &e.Parent, &e.ParentStep, &runs}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(inputs), &e.Inputs); err != nil {
 		return nil, fmt.Errorf("decoding inputs of %s: %w", e.ID, err)
+	}
+	var err error
+	if e.Runs, err = decodeRuns(e.ID, runs); err != nil {
+		return nil, err
 	}
 	e.Status, e.Result, e.CancelRequested = store.Status(status), valueOf(rt, rd), cancel != 0
 	e.Deadline, e.CreatedAt, e.UpdatedAt, e.FinishedAt = fromMicros(deadline), fromMicros(created), fromMicros(updated), fromMicros(finished)
@@ -92,7 +137,7 @@ func scanExec(row scanner, extra ...any) (*store.Execution, error) {
 }
 
 const stepCols = `exec, name, status, attempt, output_type, output_data, error, wait, wake_at, heartbeat,
-	seq, ready_at, started_at, finished_at, comp, comp_attempt, comp_error, signal`
+	seq, ready_at, started_at, finished_at, comp, comp_attempt, comp_error, signal, worker`
 
 func scanStep(row scanner) (store.Step, error) {
 	var (
@@ -103,7 +148,7 @@ func scanStep(row scanner) (store.Step, error) {
 		wake, ready, started, finished int64
 	)
 	err := row.Scan(&s.Exec, &s.Name, &status, &s.Attempt, &ot, &od, &s.Error, &s.Wait, &wake, &s.Heartbeat,
-		&s.Seq, &ready, &started, &finished, &comp, &s.CompAttempt, &s.CompError, &s.Signal)
+		&s.Seq, &ready, &started, &finished, &comp, &s.CompAttempt, &s.CompError, &s.Signal, &s.Worker)
 	s.Status, s.Comp, s.Output = store.StepStatus(status), store.CompStatus(comp), valueOf(ot, od)
 	s.WakeAt, s.ReadyAt, s.StartedAt, s.FinishedAt = fromMicros(wake), fromMicros(ready), fromMicros(started), fromMicros(finished)
 	return s, err
@@ -122,7 +167,7 @@ func scanEntry(row scanner) (store.JournalEntry, error) {
 	return e, err
 }
 
-const taskCols = `id, exec, step, kind, ready_at, owner, lease_until, attempt, claims`
+const taskCols = `id, exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker`
 
 func scanTask(row scanner) (store.Task, error) {
 	var (
@@ -130,7 +175,7 @@ func scanTask(row scanner) (store.Task, error) {
 		kind         string
 		ready, until int64
 	)
-	err := row.Scan(&t.ID, &t.Exec, &t.Step, &kind, &ready, &t.Owner, &until, &t.Attempt, &t.Claims)
+	err := row.Scan(&t.ID, &t.Exec, &t.Step, &kind, &ready, &t.Owner, &until, &t.Attempt, &t.Claims, &t.Queue, &t.Worker)
 	t.Kind, t.ReadyAt, t.LeaseUntil = store.TaskKind(kind), fromMicros(ready), fromMicros(until)
 	return t, err
 }
@@ -237,7 +282,7 @@ func (t *tx) CreateExecution(e *store.Execution) error {
 		return err
 	}
 	n, err := t.exec("create execution", `INSERT INTO executions (`+execCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, args...)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, args...)
 	if err == nil && n == 0 {
 		return fmt.Errorf("sqlite %s: execution %q: %w", t.s.path, t.id, store.ErrExists)
 	}
@@ -251,7 +296,8 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	}
 	n, err := t.exec("put execution", `UPDATE executions SET run = ?, graph = ?, target = ?, codec = ?,
 		inputs = ?, status = ?, result_type = ?, result_data = ?, error = ?, cancel_requested = ?,
-		deadline = ?, created_at = ?, updated_at = ?, finished_at = ?, seq = ?, parent = ?, parent_step = ? WHERE id = ?`,
+		deadline = ?, created_at = ?, updated_at = ?, finished_at = ?, seq = ?, parent = ?, parent_step = ?, runs = ?
+		WHERE id = ?`,
 		append(args[1:], t.id)...)
 	if err == nil && n == 0 {
 		return t.notFound("execution")
@@ -267,9 +313,10 @@ func (t *tx) Steps() ([]store.Step, error) {
 func (t *tx) PutStep(s *store.Step) error {
 	ot, od := valueArgs(s.Output)
 	return t.write("put step", `INSERT OR REPLACE INTO steps (`+stepCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.id, s.Name, string(s.Status), s.Attempt, ot, od, s.Error, s.Wait, micros(s.WakeAt), s.Heartbeat,
-		s.Seq, micros(s.ReadyAt), micros(s.StartedAt), micros(s.FinishedAt), string(s.Comp), s.CompAttempt, s.CompError, s.Signal)
+		s.Seq, micros(s.ReadyAt), micros(s.StartedAt), micros(s.FinishedAt), string(s.Comp), s.CompAttempt, s.CompError, s.Signal,
+		s.Worker)
 }
 
 func (t *tx) Journal(step string) ([]store.JournalEntry, error) {
@@ -295,9 +342,10 @@ func (t *tx) Tasks() ([]store.Task, error) {
 
 func (t *tx) AddTask(task *store.Task) error {
 	var id int64
-	err := t.tx.QueryRowContext(t.ctx, `INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		t.id, task.Step, string(task.Kind), micros(task.ReadyAt), task.Owner, micros(task.LeaseUntil), task.Attempt, task.Claims).Scan(&id)
+	err := t.tx.QueryRowContext(t.ctx, `INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		t.id, task.Step, string(task.Kind), micros(task.ReadyAt), task.Owner, micros(task.LeaseUntil), task.Attempt, task.Claims,
+		task.Queue, task.Worker).Scan(&id)
 	if isForeignKey(err) {
 		return t.notFound("add task: execution")
 	}
@@ -309,9 +357,10 @@ func (t *tx) AddTask(task *store.Task) error {
 }
 
 func (t *tx) PutTask(task *store.Task) error {
-	n, err := t.exec("put task", `UPDATE tasks SET step = ?, kind = ?, ready_at = ?, owner = ?, lease_until = ?, attempt = ?, claims = ?
-		WHERE id = ? AND exec = ?`,
-		task.Step, string(task.Kind), micros(task.ReadyAt), task.Owner, micros(task.LeaseUntil), task.Attempt, task.Claims, task.ID, t.id)
+	n, err := t.exec("put task", `UPDATE tasks SET step = ?, kind = ?, ready_at = ?, owner = ?, lease_until = ?, attempt = ?, claims = ?,
+		queue = ?, worker = ? WHERE id = ? AND exec = ?`,
+		task.Step, string(task.Kind), micros(task.ReadyAt), task.Owner, micros(task.LeaseUntil), task.Attempt, task.Claims,
+		task.Queue, task.Worker, task.ID, t.id)
 	if err == nil && n == 0 {
 		return fmt.Errorf("sqlite %s: task %d of execution %q: %w", t.s.path, task.ID, t.id, store.ErrNotFound)
 	}
@@ -348,9 +397,16 @@ func (t *tx) Signals() ([]store.Signal, error) {
 	return sigs, t.s.wrap("signals", err)
 }
 
+// AddSignal implements store.Tx. The Seq comes from the execution's
+// signal counter, so that the Seqs of deleted signals are not given again.
 func (t *tx) AddSignal(s *store.Signal) error {
 	var seq int64
-	if err := t.tx.QueryRowContext(t.ctx, `SELECT coalesce(max(seq), 0) + 1 FROM signals WHERE exec = ?`, t.id).Scan(&seq); err != nil {
+	err := t.tx.QueryRowContext(t.ctx, `UPDATE executions SET signal_seq = signal_seq + 1 WHERE id = ? RETURNING signal_seq`,
+		t.id).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t.notFound("add signal: execution")
+	}
+	if err != nil {
 		return t.s.wrap("add signal", err)
 	}
 	data := s.Payload.Data
@@ -375,5 +431,11 @@ func (t *tx) PutSignal(s *store.Signal) error {
 	if err == nil && n == 0 {
 		return fmt.Errorf("sqlite %s: signal %d of execution %q: %w", t.s.path, s.Seq, t.id, store.ErrNotFound)
 	}
+	return err
+}
+
+// DeleteSignal implements store.Tx.
+func (t *tx) DeleteSignal(seq int64) error {
+	_, err := t.exec("delete signal", `DELETE FROM signals WHERE exec = ? AND seq = ?`, t.id, seq)
 	return err
 }

@@ -10,11 +10,17 @@ import (
 	"github.com/docket-run/docket/store"
 )
 
+// claim claims from the default queue.
 func claim(t *testing.T, s store.Store, owner string, now time.Time, lease time.Duration, limit int) []store.Task {
 	t.Helper()
-	got, err := s.Claim(t.Context(), owner, now, lease, limit)
+	return claimQ(t, s, owner, "", now, lease, limit)
+}
+
+func claimQ(t *testing.T, s store.Store, owner, queue string, now time.Time, lease time.Duration, limit int) []store.Task {
+	t.Helper()
+	got, err := s.Claim(t.Context(), owner, queue, now, lease, limit)
 	if err != nil {
-		t.Fatalf("Claim(%s, %v): %v", owner, now, err)
+		t.Fatalf("Claim(%s, queue %q, %v): %v", owner, queue, now, err)
 	}
 	return got
 }
@@ -136,7 +142,7 @@ func testClaimConcurrent(t *testing.T, s store.Store) {
 		owner := fmt.Sprintf("w%d", w)
 		wg.Go(func() {
 			for {
-				tasks, err := s.Claim(t.Context(), owner, at(100), time.Hour, 1)
+				tasks, err := s.Claim(t.Context(), owner, "", at(100), time.Hour, 1)
 				if err != nil {
 					t.Errorf("%s: Claim: %v", owner, err)
 					return

@@ -38,6 +38,10 @@ func full(id string) store.Execution {
 		Seq:             1<<40 + 7,
 		Parent:          "order-7",
 		ParentStep:      "ship",
+		Runs: []store.RunRecord{
+			{Run: 1, StartedAt: t0.Add(-2 * time.Hour), EndedAt: t0.Add(-time.Hour - 1), Steps: 4},
+			{Run: 2, StartedAt: t0.Add(-time.Hour), EndedAt: t0.Add(-1), Steps: 9},
+		},
 	}
 }
 
@@ -262,7 +266,7 @@ func testUpdateErrorNew(t *testing.T, s store.Store) {
 	if j, err := s.Journal(t.Context(), "doomed", "a"); err != nil || len(j) != 0 {
 		t.Errorf("Journal = %v, %v; want none", j, err)
 	}
-	if got, err := s.Claim(t.Context(), "w", at(100), time.Minute, 10); err != nil || len(got) != 0 {
+	if got, err := s.Claim(t.Context(), "w", "", at(100), time.Minute, 10); err != nil || len(got) != 0 {
 		t.Errorf("Claim = %v, %v; want nothing", got, err)
 	}
 	if _, ok, err := s.NextReadyAt(t.Context(), at(-100)); err != nil || ok {
@@ -335,7 +339,7 @@ func testUpdateErrorExisting(t *testing.T, s store.Store) {
 		t.Fatalf("Update returned %v, want fn's error", err)
 	}
 	check(t, "state after failed Update", take(t, s, id), before)
-	got, err := s.Claim(t.Context(), "w", at(10), time.Minute, 10)
+	got, err := s.Claim(t.Context(), "w", "", at(10), time.Minute, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,6 +478,7 @@ func testCopies(t *testing.T, s store.Store) {
 	in.Inputs[0].Data[0] = 'X'
 	in.Inputs[0].Type = "X"
 	in.Result.Data[0] = 'X'
+	in.Runs[0].Steps = -1
 	step.Output.Data[0] = 'X'
 	step.Heartbeat[0] = 'X'
 	entry.Data[0] = 'X'
@@ -484,6 +489,7 @@ func testCopies(t *testing.T, s store.Store) {
 	}
 	got.Inputs[0].Data[0] = 'Y'
 	got.Result.Data[0] = 'Y'
+	got.Runs[1].Run = -1
 	steps, err := s.Steps(t.Context(), "c")
 	if err != nil || len(steps) != 1 {
 		t.Fatalf("Steps = %v, %v", steps, err)

@@ -239,8 +239,9 @@ func testClose(t *testing.T, s store.Store) {
 	checks := map[string]error{
 		"Update": s.Update(ctx, "e", func(store.Tx) error { called = true; return nil }),
 	}
-	_, checks["Claim"] = s.Claim(ctx, "w", at(10), time.Minute, 1)
+	_, checks["Claim"] = s.Claim(ctx, "w", "", at(10), time.Minute, 1)
 	_, checks["ExtendLeases"] = s.ExtendLeases(ctx, "w", []int64{task.ID}, at(10))
+	_, checks["ExtendLeases without IDs"] = s.ExtendLeases(ctx, "w", nil, at(10))
 	checks["Release"] = s.Release(ctx, "w", []int64{task.ID})
 	_, _, checks["NextReadyAt"] = s.NextReadyAt(ctx, base)
 	_, checks["Execution"] = s.Execution(ctx, "e")

@@ -117,3 +117,144 @@ func testDeleteStep(t *testing.T, s store.Store) {
 		t.Errorf("journal of b: %+v", j)
 	}
 }
+
+// testDeleteSignal: DeleteSignal removes one signal of one execution;
+// deleting a missing one is not an error; Seqs are never given again, not
+// even the deleted last one's; a failed Update deletes nothing.
+func testDeleteSignal(t *testing.T, s store.Store) {
+	create(t, s, minimal("e1"))
+	create(t, s, minimal("e2"))
+	sent := base
+	sig := func(name string) store.Signal {
+		return store.Signal{Name: name, Payload: store.Value{Type: "string", Data: []byte(`"` + name + `"`)}, SentAt: sent}
+	}
+	add := func(exec string, names ...string) []store.Signal {
+		t.Helper()
+		out := make([]store.Signal, len(names))
+		update(t, s, exec, func(tx store.Tx) error {
+			for i, n := range names {
+				out[i] = sig(n)
+				if err := tx.AddSignal(&out[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	inbox := func(exec string) []store.Signal {
+		t.Helper()
+		got, err := s.Signals(t.Context(), exec)
+		if err != nil {
+			t.Fatalf("Signals(%s): %v", exec, err)
+		}
+		return got
+	}
+	del := func(exec string, seqs ...int64) {
+		t.Helper()
+		update(t, s, exec, func(tx store.Tx) error {
+			for _, seq := range seqs {
+				if err := tx.DeleteSignal(seq); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	e1 := add("e1", "a", "b", "c")
+	e2 := add("e2", "a", "b")
+	a, b, c := e1[0], e1[1], e1[2]
+
+	// Deleting b of e1 leaves e2's b alone; deleting it again, or a Seq
+	// never given, is not an error.
+	del("e1", b.Seq)
+	check(t, "e1 after deleting b", inbox("e1"), []store.Signal{a, c})
+	check(t, "e2 after deleting e1's b", inbox("e2"), e2)
+	del("e1", b.Seq, 99, 0, -1)
+	check(t, "e1 after deleting missing signals", inbox("e1"), []store.Signal{a, c})
+	del("nope", 1) // of an execution that does not exist
+
+	// The deleted signal cannot be put.
+	err := s.Update(t.Context(), "e1", func(tx store.Tx) error { return tx.PutSignal(&b) })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("PutSignal of a deleted signal: %v, want ErrNotFound", err)
+	}
+	update(t, s, "e1", func(tx store.Tx) error {
+		if _, err := tx.Signals(); err != nil {
+			return err
+		}
+		if err := tx.PutSignal(&b); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("PutSignal of a deleted signal after reading the inbox: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+
+	// Deleting the last signal does not free its Seq.
+	del("e1", c.Seq)
+	d := add("e1", "d")[0]
+	if d.Seq <= c.Seq {
+		t.Errorf("AddSignal after deleting the last signal (Seq %d) gave Seq %d; Seqs must not be reused", c.Seq, d.Seq)
+	}
+	check(t, "e1 after adding d", inbox("e1"), []store.Signal{a, d})
+
+	// In one Update: the Tx sees its deletes, and adds after them number on.
+	var e, f store.Signal
+	update(t, s, "e1", func(tx store.Tx) error {
+		if err := tx.DeleteSignal(d.Seq); err != nil {
+			return err
+		}
+		got, err := tx.Signals()
+		if err != nil {
+			return err
+		}
+		check(t, "Tx.Signals after DeleteSignal", got, []store.Signal{a})
+		e = sig("e")
+		if err := tx.AddSignal(&e); err != nil {
+			return err
+		}
+		if err := tx.DeleteSignal(e.Seq); err != nil {
+			return err
+		}
+		f = sig("f")
+		if err := tx.AddSignal(&f); err != nil {
+			return err
+		}
+		got, err = tx.Signals()
+		if err != nil {
+			return err
+		}
+		check(t, "Tx.Signals after add, delete, add", got, []store.Signal{a, f})
+		// Consuming one after reading the inbox.
+		f.ConsumedBy = "step"
+		return tx.PutSignal(&f)
+	})
+	if e.Seq <= d.Seq || f.Seq <= e.Seq {
+		t.Errorf("Seqs %d (after deleting %d), %d (after deleting %d): want them increasing", e.Seq, d.Seq, f.Seq, e.Seq)
+	}
+	check(t, "e1 after one Update of deletes and adds", inbox("e1"), []store.Signal{a, f})
+
+	// A failed Update deletes nothing.
+	err = s.Update(t.Context(), "e1", func(tx store.Tx) error {
+		if err := tx.DeleteSignal(a.Seq); err != nil {
+			return err
+		}
+		return errBoom
+	})
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("Update returned %v", err)
+	}
+	check(t, "e1 after a failed delete", inbox("e1"), []store.Signal{a, f})
+
+	// Emptying the inbox does not restart the numbering.
+	del("e1", a.Seq, f.Seq)
+	check(t, "e1 emptied", inbox("e1"), []store.Signal(nil))
+	g := add("e1", "g")[0]
+	if g.Seq <= f.Seq {
+		t.Errorf("AddSignal after emptying the inbox gave Seq %d, want more than %d", g.Seq, f.Seq)
+	}
+	check(t, "e1 at the end", inbox("e1"), []store.Signal{g})
+	// e2 numbers on its own.
+	if h := add("e2", "h")[0]; h.Seq != 3 {
+		t.Errorf("e2's next Seq = %d, want 3", h.Seq)
+	}
+}

@@ -17,10 +17,26 @@
 //   - Tx.PutExecution, PutStep, PutJournal and AddTask fail with
 //     store.ErrNotFound while the execution does not exist; PutTask fails with
 //     store.ErrNotFound for a task that is not the execution's.
+//   - Execution.Runs, Step.Worker, Task.Queue and Task.Worker round-trip;
+//     the times in Runs come back like other times, and nil and empty Runs
+//     are not told apart.
 //   - Task IDs increase and are never reused, even after deletes.
-//   - Claim returns the tasks it leased oldest ReadyAt first (ties by ID). A
-//     task is claimable when ReadyAt <= now and its lease is free or
-//     LeaseUntil <= now. Release clears Owner and LeaseUntil.
+//   - Claim returns the tasks it leased oldest ReadyAt first (ties by ID),
+//     only from the queue it was asked for ("" is the default queue; names
+//     match exactly). A task is claimable when ReadyAt <= now and its lease
+//     is free or LeaseUntil <= now. Release clears Owner and LeaseUntil.
+//   - A task pinned to a worker (Task.Worker) is claimable by other workers
+//     only while that worker is not alive at now: it never called
+//     ExtendLeases, or its last call's until is <= now. The pinned worker
+//     itself may claim it whenever the lease rules allow. ExtendLeases
+//     records liveness with or without IDs and whether or not it still held
+//     them; the last call says (a later until extends, an earlier one
+//     shortens). Forgetting long-dead workers must not change any of this.
+//   - Tx.DeleteSignal removes one signal (a missing one, or one of an
+//     execution that does not exist, is no error); a deleted signal is
+//     store.ErrNotFound to PutSignal; Seqs are never given twice, not even
+//     after the last signal or all of them were deleted, while an Update
+//     that fails gives none.
 //   - NextReadyAt reports the earliest time strictly after now at which a
 //     task becomes claimable: its ReadyAt or, while leased, the later of
 //     ReadyAt and LeaseUntil.
@@ -61,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Execution/Exists", testExecutionExists},
 		{"Execution/Put", testExecutionPut},
 		{"Execution/NotFound", testExecutionNotFound},
+		{"Execution/Runs", testExecutionRuns},
 		{"Update/ErrorDiscardsNew", testUpdateErrorNew},
 		{"Update/ErrorDiscardsChanges", testUpdateErrorExisting},
 		{"Update/Panic", testUpdatePanic},
@@ -68,16 +85,22 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Update/Isolation", testUpdateIsolation},
 		{"Update/Copies", testCopies},
 		{"Steps", testSteps},
+		{"Steps/Worker", testStepWorker},
 		{"Journal", testJournal},
 		{"Signals", testSignals},
+		{"Signals/Delete", testDeleteSignal},
 		{"DeleteStep", testDeleteStep},
 		{"Tasks", testTasks},
 		{"Tasks/OtherExecution", testTasksOtherExec},
+		{"Tasks/QueueAndPin", testTaskQueueAndPin},
 		{"Claim/Order", testClaimOrder},
 		{"Claim/Leases", testClaimLeases},
 		{"Claim/Eager", testClaimEager},
 		{"Claim/Concurrent", testClaimConcurrent},
+		{"Claim/Queues", testClaimQueues},
+		{"Claim/Pinned", testClaimPinned},
 		{"ExtendLeases", testExtendLeases},
+		{"ExtendLeases/Liveness", testExtendLeasesLiveness},
 		{"Release", testRelease},
 		{"NextReadyAt", testNextReadyAt},
 		{"List/Order", testListOrder},

@@ -1,0 +1,121 @@
+package postgres
+
+import (
+	"testing"
+	"time"
+
+	"github.com/docket-run/docket/store"
+	"github.com/docket-run/docket/store/postgres/pgtest"
+)
+
+// TestUpgradeTo2 migrates a schema of version 1 with signals and a task in
+// it: migration 0002 keeps them, gives the task the default queue and no
+// pin, and numbers the next signal after the existing ones, also when the
+// last of them is deleted first.
+func TestUpgradeTo2(t *testing.T) {
+	url := pgtest.URL(t)
+	conn := pgtest.Connect(t, url)
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		ms[0].sql,
+		createMigrations,
+		`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init')`,
+		`INSERT INTO executions (id, run, graph, target, codec, inputs, status, error, cancel_requested, deadline,
+			created_at, updated_at, finished_at, seq, parent, parent_step)
+			VALUES ('e', 1, 'g', '', '', 'null', 'running', '', false, '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', 0, '', '')`,
+		`INSERT INTO signals (exec, seq, name, payload_type, payload_data, sent_at, consumed_by) VALUES
+			('e', 1, 'a', 'int', '\x31', '0001-01-01Z', ''), ('e', 2, 'b', 'int', '\x32', '0001-01-01Z', '')`,
+		`INSERT INTO steps (exec, name, status, attempt, error, wait, wake_at, signal, seq, ready_at, started_at, finished_at,
+			comp, comp_attempt, comp_error)
+			VALUES ('e', 'a', 'ready', 0, '', '', '0001-01-01Z', '', 0, '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', '', 0, '')`,
+		`INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims)
+			VALUES ('e', 'a', 'step', '0001-01-01Z', '', '0001-01-01Z', 0, 0)`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e, err := s.Execution(t.Context(), "e")
+	if err != nil || len(e.Runs) != 0 {
+		t.Fatalf("execution after the upgrade: %+v, %v", e, err)
+	}
+	steps, err := s.Steps(t.Context(), "e")
+	if err != nil || len(steps) != 1 || steps[0].Worker != "" {
+		t.Fatalf("steps after the upgrade: %+v, %v", steps, err)
+	}
+	tasks, err := s.Claim(t.Context(), "w", "", time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), time.Minute, 10)
+	if err != nil || len(tasks) != 1 || tasks[0].Queue != "" || tasks[0].Worker != "" {
+		t.Fatalf("claim after the upgrade: %+v, %v", tasks, err)
+	}
+	var next store.Signal
+	err = s.Update(t.Context(), "e", func(tx store.Tx) error {
+		if err := tx.DeleteSignal(2); err != nil {
+			return err
+		}
+		next = store.Signal{Name: "c", Payload: store.Value{Type: "int", Data: []byte("3")}}
+		return tx.AddSignal(&next)
+	})
+	if err != nil || next.Seq != 3 {
+		t.Fatalf("AddSignal after the upgrade: Seq %d, %v; want 3", next.Seq, err)
+	}
+}
+
+// TestWorkersPruned: ExtendLeases keeps a row per worker and deletes the
+// rows of workers dead for more than a day.
+func TestWorkersPruned(t *testing.T) {
+	url := pgtest.URL(t)
+	s, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn := pgtest.Connect(t, url)
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	extend := func(w string, until time.Time) {
+		t.Helper()
+		if _, err := s.ExtendLeases(t.Context(), w, nil, until); err != nil {
+			t.Fatal(err)
+		}
+	}
+	workers := func() []string {
+		t.Helper()
+		rows, err := conn.Query(t.Context(), `SELECT id FROM workers ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, id)
+		}
+		return out
+	}
+	for range 3 {
+		extend("a", t0)
+		extend("b", t0.Add(time.Hour))
+	}
+	extend("c", t0.Add(24*time.Hour)) // a is dead for exactly a day: kept
+	if got := workers(); len(got) != 3 {
+		t.Errorf("workers = %q, want a, b, c", got)
+	}
+	extend("c", t0.Add(24*time.Hour+time.Microsecond))
+	if got := workers(); len(got) != 2 || got[0] != "b" {
+		t.Errorf("workers = %q, want b, c", got)
+	}
+	extend("d", t0.Add(1000*time.Hour))
+	if got := workers(); len(got) != 1 || got[0] != "d" {
+		t.Errorf("workers = %q, want d", got)
+	}
+}
