@@ -101,8 +101,9 @@ func (s *Set) pause(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Examples returns, by graph name, start inputs for the UI's start form:
-// the JSON object of a StartRequest's inputs.
+// Examples returns sample JSON for the web UI's forms, keyed as
+// server.Config.Examples wants: start inputs by graph name, and the
+// approval's signal payload, update request and query name.
 func Examples() map[string]json.RawMessage {
 	raw := func(v any) json.RawMessage {
 		b, err := json.MarshalIndent(v, "", "  ")
@@ -119,6 +120,10 @@ func Examples() map[string]json.RawMessage {
 		Card:       raw(map[string]any{"demo.CardRequest": CardRequest{Name: "Ada", Languages: []string{"en", "fr", "de"}}}),
 		Greeting:   raw(map[string]any{"demo.Phrase": Phrase{Name: "Ada", Language: "it"}}),
 		Trip:       raw(map[string]any{"demo.TripRequest": TripRequest{Traveller: "ada", Destination: "Lisbon"}}),
+
+		Approval + "/signal/" + DecisionSignal: raw(Decision{Approved: true, By: "you", Note: "looks fine"}),
+		Approval + "/update/" + CommentUpdate:  raw(Comment{By: "you", Text: "receipts attached"}),
+		Approval + "/query/" + CommentsQuery:   nil,
 	}
 }
 
