@@ -13,24 +13,24 @@ import (
 // Error codes of ErrorDetail.Code. They are stable: programs may depend on
 // them.
 const (
-	CodeBadRequest      = "bad_request"       // 400: malformed JSON, a bad parameter
-	CodeInvalidInput    = "invalid_input"     // 400: inputs or payloads that do not fit the graph
-	CodeUpdateRejected  = "update_rejected"   // 400: the update's validator refused it
-	CodeBadCursor       = "bad_cursor"        // 400: a list cursor this server did not make
-	CodeNotFound        = "not_found"         // 404: no such execution
-	CodeUnknownGraph    = "unknown_graph"     // 404: no such graph on this server
-	CodeUnknownQuery    = "unknown_query"     // 404: no step answers that query
-	CodeUnknownUpdate   = "unknown_update"    // 404: no waiting step handles that update
-	CodeNoRoute         = "no_route"          // 404: no such API endpoint
-	CodeMethod          = "method_not_allowed" // 405
-	CodeAlreadyStarted  = "already_started"   // 409: the ID belongs to another graph or target
-	CodeFinished        = "finished"          // 409: the execution has already ended
-	CodeTooLarge        = "body_too_large"    // 413
-	CodeUpdateFailed    = "update_failed"     // 422: the update handler returned an error
-	CodeGraphNotServed  = "graph_not_served"  // 501: the execution's graph runs elsewhere
-	CodeUnavailable     = "unavailable"       // 503: the store is busy, read-only or full
-	CodeTimeout         = "timeout"           // 504: no answer in time
-	CodeInternal        = "internal"          // 500
+	CodeBadRequest     = "bad_request"        // 400: malformed JSON, a bad parameter
+	CodeInvalidInput   = "invalid_input"      // 400: inputs or payloads that do not fit the graph
+	CodeUpdateRejected = "update_rejected"    // 400: the update's validator refused it
+	CodeBadCursor      = "bad_cursor"         // 400: a list cursor this server did not make
+	CodeNotFound       = "not_found"          // 404: no such execution
+	CodeUnknownGraph   = "unknown_graph"      // 404: no such graph on this server
+	CodeUnknownQuery   = "unknown_query"      // 404: no step answers that query
+	CodeUnknownUpdate  = "unknown_update"     // 404: no waiting step handles that update
+	CodeNoRoute        = "no_route"           // 404: no such API endpoint
+	CodeMethod         = "method_not_allowed" // 405
+	CodeAlreadyStarted = "already_started"    // 409: the ID belongs to another graph or target
+	CodeFinished       = "finished"           // 409: the execution has already ended
+	CodeTooLarge       = "body_too_large"     // 413
+	CodeUpdateFailed   = "update_failed"      // 422: the update handler returned an error
+	CodeGraphNotServed = "graph_not_served"   // 501: the execution's graph runs elsewhere
+	CodeUnavailable    = "unavailable"        // 503: the store is busy, read-only or full
+	CodeTimeout        = "timeout"            // 504: no answer in time
+	CodeInternal       = "internal"           // 500
 )
 
 // apiError is an error with its code and HTTP status.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-
 )
 
 // Event streams (server-sent events). The engine has no change feed, so a
