@@ -158,7 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, pattern := s.mux.Handler(r)
-	if pattern == "" && strings.HasPrefix(r.URL.Path, s.cfg.BasePath+"/api/") {
+	if pattern == "" {
 		// The mux's own 404 and 405 are plain text: answer in JSON.
 		rec := &statusRecorder{header: http.Header{}}
 		h.ServeHTTP(rec, r)
@@ -170,7 +170,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if rec.Code == http.StatusNotFound {
-			writeError(w, errorf(rec.Code, CodeNoRoute, "no API endpoint %s %s (see %s/api/v1/openapi.yaml)", r.Method, r.URL.Path, s.cfg.BasePath))
+			writeError(w, errorf(rec.Code, CodeNoRoute, "nothing at %s %s (the API is described at %s/api/v1/openapi.yaml)", r.Method, r.URL.Path, s.cfg.BasePath))
 			return
 		}
 	}
@@ -200,7 +200,7 @@ func (s *Server) routes() {
 		s.mux.HandleFunc(method+" "+api+path, func(w http.ResponseWriter, r *http.Request) {
 			if err := h(w, r); err != nil {
 				ae := classify(err)
-				if ae.status >= 500 {
+				if ae.status == http.StatusInternalServerError {
 					s.log.Error("docket server: request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 				}
 				writeError(w, ae)
