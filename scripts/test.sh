@@ -22,5 +22,6 @@ if ! staticcheck -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
 fi
 staticcheck ./...
 
+./scripts/chromium.sh
 echo "== go test -race"
 go test -race -count=1 "$@" ./...
