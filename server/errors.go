@@ -40,6 +40,7 @@ type apiError struct {
 	msg    string
 }
 
+// Error returns the message.
 func (e *apiError) Error() string { return e.msg }
 
 func errorf(status int, code, format string, args ...any) *apiError {

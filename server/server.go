@@ -280,8 +280,10 @@ type statusRecorder struct {
 	Code   int
 }
 
+// Header returns the recorded headers.
 func (r *statusRecorder) Header() http.Header { return r.header }
 
+// Write drops the body, noting the status.
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.Code == 0 {
 		r.Code = http.StatusOK
@@ -289,6 +291,7 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// WriteHeader notes the status.
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.Code == 0 {
 		r.Code = code

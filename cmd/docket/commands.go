@@ -197,8 +197,10 @@ func runGraphs(ctx context.Context, e *env, args []string) error {
 // inputFlags collects repeated --input TYPE=JSON flags.
 type inputFlags map[string]json.RawMessage
 
+// String is for the flag package.
 func (f inputFlags) String() string { return "" }
 
+// Set adds one TYPE=JSON input.
 func (f inputFlags) Set(v string) error {
 	typ, val, ok := strings.Cut(v, "=")
 	if !ok || typ == "" {

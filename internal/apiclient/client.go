@@ -44,6 +44,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns the server's message and code.
 func (e *Error) Error() string { return e.Message + " (" + e.Code + ")" }
 
 // do sends a request and decodes the JSON answer into out (when not nil).

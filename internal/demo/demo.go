@@ -438,6 +438,7 @@ type (
 		Name     string `json:"name"`
 		Language string `json:"language"`
 	}
+	// GreetingText is the child graph's result.
 	GreetingText string
 	// CardText is the card's result.
 	CardText string
