@@ -50,6 +50,13 @@
 // (unknown_graph), and so do updates and custom queries, which run the
 // graph's code (graph_not_served, 501).
 //
+// # Security
+//
+// The server has no authentication of its own: anyone who reaches it can
+// start, signal, update and cancel executions and read their values. The
+// docket command binds to 127.0.0.1; to serve others, mount the handler
+// behind your own authentication middleware.
+//
 // # Event streams
 //
 // The engine has no change feed, so a stream reads the execution (or the

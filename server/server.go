@@ -134,9 +134,10 @@ func Handler(eng *docket.Engine) http.Handler {
 	return s
 }
 
-// Close ends the server's open event streams, so that an http.Server
-// shutting down is not kept waiting for them (http.Server.RegisterOnShutdown
-// is a good place to call it). The server goes on answering other requests.
+// Close ends the server's event streams, so that an http.Server shutting
+// down is not kept waiting for them (http.Server.RegisterOnShutdown is a
+// good place to call it). The server goes on answering other requests, but
+// a stream opened after Close ends after its first event.
 func (s *Server) Close() {
 	select {
 	case <-s.done:

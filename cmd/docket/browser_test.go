@@ -158,6 +158,21 @@ func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// click clicks the element, trying again if live updates replaced it
+// between finding and clicking it.
+func (p *page) click(sel string) {
+	p.t.Helper()
+	var err error
+	for range 5 {
+		if err = chromedp.Do(p.ctx, chromedp.Click(chromedp.CSS(sel))); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.screenshot("error")
+	p.t.Fatalf("clicking %s: %v", sel, err)
+}
+
 func (p *page) eval(expr string) string {
 	p.t.Helper()
 	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](expr))
@@ -257,12 +272,12 @@ func TestBrowser(t *testing.T) {
 	p.screenshot("started-and-finished")
 
 	// Its page shows every step done and the result.
-	p.do(chromedp.Click(chromedp.CSS(`#executions tr[data-id="shop-e2e"] a`)))
+	p.click(`#executions tr[data-id="shop-e2e"] a`)
 	p.waitJS("shop-e2e's graph, all done", `document.querySelectorAll('#exec-graph g.node[data-state="done"]').length === 6 && !!document.querySelector('#exec-result')`, 5*time.Second)
 	if got := p.eval(`document.querySelector('#exec-result pre').textContent`); !strings.Contains(got, "Welcome back, Customer c-e2e") {
 		t.Errorf("result shown: %q", got)
 	}
-	p.do(chromedp.Click(chromedp.CSS(`#exec-graph g.node[data-step="render-page"]`)))
+	p.click(`#exec-graph g.node[data-step="render-page"]`)
 	p.waitJS("the selected step's details", `!!document.querySelector('#selected-step pre')`, 3*time.Second)
 	p.screenshot("execution-completed")
 

@@ -145,9 +145,17 @@ export function executionView(root, id) {
     replace(banners, bs);
   }
 
+  let drawn = '';
   function renderGraphBox() {
     const steps = new Map(x.steps.map((s) => [s.name, s]));
-    replace(graphBox, renderGraph(x.layout, { steps, selected, onSelect: (name) => { selected = selected === name ? null : name; renderAll(); } }));
+    const svg = renderGraph(x.layout, { steps, selected, onSelect: (name) => { selected = selected === name ? null : name; renderAll(); } });
+    // Redraw only when the drawing changed, so hovering and clicking are
+    // not disturbed by live updates.
+    const key = svg.outerHTML;
+    if (key !== drawn) {
+      drawn = key;
+      replace(graphBox, svg);
+    }
     replace(graphNote, x.layout.partial
       ? h('p', { className: 'muted small' }, `This server does not run graph “${x.graph}”, so it does not know how the steps connect; they are shown by when they became ready.`)
       : null);
