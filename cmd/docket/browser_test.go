@@ -254,6 +254,11 @@ func TestBrowser(t *testing.T) {
 	p.waitJS("the storefront to complete", `!!document.querySelector('#executions tr[data-id="storefront-1"][data-status="completed"]')`, 15*time.Second)
 	p.screenshot("executions")
 
+	// The graphs, each drawn.
+	p.do(chromedp.Navigate(url + "#/graphs"))
+	p.waitJS("the graph cards", `document.querySelectorAll('.graph-card svg.graph').length === 7`, 5*time.Second)
+	p.screenshot("graphs")
+
 	// Start a storefront from its graph page.
 	p.do(chromedp.Navigate(url + "#/g/storefront"))
 	p.waitJS("the start form", `!!document.querySelector('#start-form') && document.querySelectorAll('svg.graph g.node').length === 7`, 5*time.Second)
