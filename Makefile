@@ -8,5 +8,6 @@ test:
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
 
+# The dev server: demos, API and web UI on http://127.0.0.1:7070/.
 run:
-	go run ./examples/hello
+	go run ./cmd/docket dev

@@ -22,6 +22,7 @@ if ! staticcheck -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
 fi
 staticcheck ./...
 
+./scripts/chromium.sh
 echo "== go test -race"
 source scripts/postgres.sh
 go test -race -count=1 "$@" ./...
