@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -229,17 +227,9 @@ func (s *Server) signal(w http.ResponseWriter, r *http.Request) error {
 	if req.Name == "" {
 		return errorf(http.StatusBadRequest, CodeBadRequest, `"name" is required`)
 	}
-	err := s.eng.SignalEncoded(r.Context(), id, req.Name, req.Payload)
-	var ug *docket.UnknownGraphError
-	if errors.As(err, &ug) {
-		// The graph runs elsewhere: put the signal in the inbox ourselves.
-		if err := storeSignal(r.Context(), s.eng.Store(), id, req.Name, req.Payload); err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusAccepted, Accepted{ID: id, Note: fmt.Sprintf(
-			"signal recorded; this server does not run graph %q, so its payload was not checked against a declared type", ug.Graph)})
-	}
-	if err != nil {
+	// An engine without the graph (docket server) records the signal
+	// without checking its payload's type; the receiving step decodes it.
+	if err := s.eng.SignalEncoded(r.Context(), id, req.Name, req.Payload); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusAccepted, Accepted{ID: id})
@@ -277,16 +267,9 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	err := s.eng.Cancel(r.Context(), id)
-	var ug *docket.UnknownGraphError
-	if errors.As(err, &ug) {
-		if err := storeCancel(r.Context(), s.eng.Store(), id, time.Now()); err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusAccepted, Accepted{ID: id, Note: fmt.Sprintf(
-			"cancellation requested; a worker that runs graph %q stops the execution and compensates it", ug.Graph)})
-	}
-	if err != nil {
+	// An engine without the graph records the request; a worker that runs
+	// the graph stops the execution and compensates it.
+	if err := s.eng.Cancel(r.Context(), id); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusAccepted, Accepted{ID: id})

@@ -310,7 +310,7 @@ func TestDevAndServer(t *testing.T) {
 	if code, o, e := cli(t, vars, "describe", "trip-1"); code != 0 || !strings.Contains(o, "book-car") {
 		t.Errorf("server describe: %d %s %s", code, o, e)
 	}
-	if code, o, _ := cli(t, vars, "cancel", "approval-1"); code != 0 || !strings.Contains(o, "note: cancellation requested") {
+	if code, o, _ := cli(t, vars, "cancel", "approval-1"); code != 0 || !strings.Contains(o, "cancelling approval-1") {
 		t.Errorf("server cancel: %d %s", code, o)
 	}
 	if code, _, e := cli(t, vars, "update", "approval-1", "comment", "{}"); code != 1 || !strings.Contains(e, "(graph_not_served)") {

@@ -17,6 +17,7 @@ import (
 	"github.com/docket-run/docket/internal/demo"
 	"github.com/docket-run/docket/internal/version"
 	"github.com/docket-run/docket/server"
+	"github.com/docket-run/docket/store/postgres"
 )
 
 const defaultAddr = "127.0.0.1:7070"
@@ -153,4 +154,33 @@ func displayAddr(a net.Addr) string {
 		return net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
 	}
 	return ta.String()
+}
+
+// runMigrate brings a store's schema up to date, as an operator's step of
+// its own (engines also do it when they open a store).
+func runMigrate(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "migrate")
+	storeURL := fs.String("store", e.getenv("DOCKET_STORE"), "the store, e.g. postgres://user@host/db or sqlite:path/to/docket.db ($DOCKET_STORE)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *storeURL == "":
+		return usagef("--store is required, e.g. --store postgres://docket@localhost/docket")
+	case strings.HasPrefix(*storeURL, "postgres://") || strings.HasPrefix(*storeURL, "postgresql://"):
+		if err := postgres.Migrate(ctx, *storeURL); err != nil {
+			return fmt.Errorf("migrating %s: %w", *storeURL, err)
+		}
+		fmt.Fprintf(e.stdout, "schema is at version %d\n", postgres.SchemaVersion())
+	default:
+		st, err := docket.OpenStore(ctx, *storeURL) // opening migrates
+		if err != nil {
+			return fmt.Errorf("migrating %s: %w", *storeURL, err)
+		}
+		if err := st.Close(); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "schema is up to date\n")
+	}
+	return nil
 }

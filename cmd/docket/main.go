@@ -48,6 +48,7 @@ func init() {
 	commands = []command{
 		{"dev", "[--db FILE] [--addr HOST:PORT]", "run a dev server: SQLite file, workers, demo graphs, API and web UI", runDev},
 		{"server", "--store URL [--addr HOST:PORT]", "serve the API and web UI over an existing store (no workers)", runServer},
+		{"migrate", "--store URL", "create or upgrade a store's schema (PostgreSQL or SQLite)", runMigrate},
 		{"graphs", "", "list the graphs the server runs", runGraphs},
 		{"start", "GRAPH [INPUT-JSON] [--id ID] [--input TYPE=JSON]...", "start an execution", runStart},
 		{"list", "[--graph G] [--status S] [--limit N] [--cursor C]", "list executions, newest first", runList},
