@@ -355,19 +355,41 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	// Loading is not interrupted by a cancellation that arrives meanwhile:
 	// the task must get as far as recording it.
 	lctx := context.WithoutCancel(ctx)
-	x, _, p, ok := w.load(lctx, t)
-	if !ok {
-		return nil
+	var (
+		x    *store.Execution
+		p    *plan
+		recs map[string]*store.Step
+		ok   bool
+	)
+	pl := w.takePreload(t.ID)
+	if pl != nil {
+		// A successor this worker leased when it recorded its predecessor:
+		// what that transaction saw and wrote is what there is.
+		x, recs = pl.x, pl.recs
+		g, err := e.graph(x.Graph)
+		if err != nil {
+			return nil
+		}
+		if p, err = e.planOf(g.index(), x); err != nil {
+			pl = nil
+		}
+	}
+	if pl == nil {
+		if x, _, p, ok = w.load(lctx, t); !ok {
+			return nil
+		}
 	}
 	i, ok := p.byName[t.Step]
 	if !ok {
 		return w.finishWith(ctx, t, fmt.Sprintf("step %q is no longer in graph %q", t.Step, x.Graph))
 	}
-	steps, err := e.st.Steps(lctx, x.ID)
-	if err != nil {
-		return nil // the lease runs out and the task is tried again
+	if pl == nil {
+		steps, err := e.st.Steps(lctx, x.ID)
+		if err != nil {
+			return nil // the lease runs out and the task is tried again
+		}
+		recs = byName(steps)
 	}
-	recs := byName(steps)
 	rec := recs[t.Step]
 	if rec == nil {
 		rec = &store.Step{Name: t.Step}
@@ -377,7 +399,8 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 		if next, run := w.joinSession(lctx, p, t, key); !run {
 			return next
 		}
-		if steps, err = e.st.Steps(lctx, x.ID); err != nil {
+		steps, err := e.st.Steps(lctx, x.ID)
+		if err != nil {
 			return nil
 		}
 		recs = byName(steps)
@@ -389,9 +412,11 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	if err != nil {
 		return w.finishWith(ctx, t, fmt.Sprintf("step %q cannot start: %v", t.Step, err))
 	}
-	journal, err := e.st.Journal(lctx, x.ID, t.Step)
-	if err != nil {
-		return nil
+	var journal []store.JournalEntry
+	if pl == nil { // a step just made ready has no journal yet
+		if journal, err = e.st.Journal(lctx, x.ID, t.Step); err != nil {
+			return nil
+		}
 	}
 	// Claims beyond the first are attempts that died without recording
 	// anything; they count.
@@ -458,6 +483,27 @@ func (w *worker) attempt(r *run, f *frame) (out any, err error) {
 	return out, err
 }
 
+// preload is what a worker knows of an execution after recording a step:
+// the successor it leased to itself starts from it without reading it back.
+type preload struct {
+	x    *store.Execution
+	recs map[string]*store.Step
+}
+
+func (w *worker) keepPreload(task int64, pl *preload) {
+	w.mu.Lock()
+	w.preloads[task] = pl
+	w.mu.Unlock()
+}
+
+func (w *worker) takePreload(task int64) *preload {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pl := w.preloads[task]
+	delete(w.preloads, task)
+	return pl
+}
+
 // handBack releases a task interrupted by shutdown, keeping its journal.
 func (w *worker) handBack(t store.Task, f *frame, d *durableStep) {
 	_ = d.save(context.Background(), f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
@@ -491,8 +537,9 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 		delay    time.Duration
 		retry    bool
 	)
+	var carry *preload
 	err := e.st.Update(context.WithoutCancel(ctx), d.exec.ID, func(tx store.Tx) error {
-		next, finished, retry = nil, false, false
+		next, finished, retry, carry = nil, false, false, nil
 		task, err := w.fence(tx, d.task.ID)
 		if err != nil {
 			return err
@@ -554,6 +601,9 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			if next, err = w.schedule(tx, p, recs, ps.out, now, w.leaseTo(true, d.task.Queue)); err != nil {
 				return err
 			}
+			if next != nil {
+				carry = &preload{x: x, recs: recs}
+			}
 			return tx.PutExecution(x)
 		}
 		if can, ok := asContinue(runErr); ok {
@@ -592,6 +642,9 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 		return nil
 	}
 	d.saved = len(d.journal)
+	if carry != nil && next != nil {
+		w.keepPreload(next.ID, carry)
+	}
 	if retry {
 		r.retryScheduled(f, f.attempt, runErr, delay)
 	}

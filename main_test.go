@@ -14,6 +14,10 @@ func TestMain(m *testing.M) {
 		crashWorker(db)
 		return
 	}
+	if spec := os.Getenv(benchWorkerEnv); spec != "" {
+		benchWorker(spec)
+		return
+	}
 	if db := os.Getenv(sessionWorkerEnv); db != "" {
 		sessionWorker(db)
 		return

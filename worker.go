@@ -34,6 +34,9 @@ type worker struct {
 	// reclaimed holds tasks claimed again while this worker was still
 	// finishing them, with their claim count then (see reclaimLater).
 	reclaimed map[int64]int
+	// preloads holds, by task, what the worker saw when it leased a
+	// successor to itself (see preload).
+	preloads map[int64]*preload
 
 	ctx      context.Context // ends when the worker stops claiming
 	stopLoop context.CancelFunc
@@ -57,7 +60,7 @@ type activeTask struct {
 
 func newWorker(e *Engine, id string, queues map[string]int) *worker {
 	w := &worker{eng: e, id: id, queues: map[string]*queueSlots{}, wake: make(chan struct{}, 1),
-		active: map[int64]*activeTask{}, reclaimed: map[int64]int{}, drained: make(chan struct{})}
+		active: map[int64]*activeTask{}, reclaimed: map[int64]int{}, preloads: map[int64]*preload{}, drained: make(chan struct{})}
 	for name, n := range queues {
 		q := &queueSlots{name: name, cap: n, slots: make(chan struct{}, n)}
 		w.queues[name] = q

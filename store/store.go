@@ -310,10 +310,13 @@ type EventKind string
 // Event kinds.
 const (
 	// EventTask: a task of execution Exec may have become claimable (added,
-	// put back without an owner, or released).
+	// put back without an owner, or released; not one parked at the far
+	// future until a signal wakes it).
 	EventTask EventKind = "task"
-	// EventExec: execution Exec changed (a step, journal entry, signal or
-	// the execution record was written).
+	// EventExec: something callers wait on changed in execution Exec: its
+	// status, cancel request or run number, or its inbox (a signal added,
+	// or consumed and answered). Completed steps alone send no event, so
+	// that busy executions do not flood the channel.
 	EventExec EventKind = "exec"
 	// EventReset: events may have been missed (the connection that carries
 	// them was lost and re-established); listeners should look at

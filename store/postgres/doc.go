@@ -79,11 +79,15 @@
 //
 // Store implements store.Notifier with LISTEN/NOTIFY on one channel per
 // schema, "docket_events_" and the schema name (or a hash of it when that
-// is too long for a channel name). An Update that commits writes sends, in
-// its transaction, one notification whose payload is the kinds of change
-// and the execution ID: "x:ID" when the execution, a step, journal entry or
-// signal was written (store.EventExec), "t:ID" when a task was added or put
-// without an owner (store.EventTask), "xt:ID" for both. Release sends "t:ID"
+// is too long for a channel name). An Update whose changes someone may
+// wait for sends, in its transaction, one notification whose payload is
+// the kinds of change and the execution ID: "x:ID" when the execution's
+// status, cancel request or run changed or its inbox was written
+// (store.EventExec), "t:ID" when a task was added or put without an owner
+// and not parked until a signal (store.EventTask), "xt:ID" for both.
+// Other Updates — a step completing and leasing its successor to the same
+// worker, say — send nothing: PostgreSQL serializes the commits of
+// notifying transactions, so notifications are kept to what listeners need. Release sends "t:ID"
 // for each execution whose tasks it released. PostgreSQL delivers them at
 // commit, to every listening connection of the database, in commit order.
 //

@@ -75,7 +75,36 @@ func TestNotify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch.expect(t, "step and task", exec("e1"), task("e1"))
+	ch.expect(t, "step and task", task("e1"))
+
+	// Steps, journals and progress of the execution record say nothing;
+	// its end does.
+	err = b.Update(t.Context(), "e1", func(tx store.Tx) error {
+		x, err := tx.Execution()
+		if err != nil {
+			return err
+		}
+		if err := tx.PutStep(&store.Step{Name: "z", Status: store.StepDone}); err != nil {
+			return err
+		}
+		if err := tx.PutJournal(&store.JournalEntry{Step: "z", Kind: "run", Done: true}); err != nil {
+			return err
+		}
+		x.Seq++
+		return tx.PutExecution(x)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.none(t, "progress")
+	err = b.Update(t.Context(), "e1", func(tx store.Tx) error {
+		// A task parked until a signal is not news for idle workers.
+		return tx.AddTask(&store.Task{Step: "p", Kind: store.TaskStep, ReadyAt: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.none(t, "parked task")
 
 	// Only a task, leased at once: nothing became claimable, nothing else changed.
 	err = b.Update(t.Context(), "e1", func(tx store.Tx) error {

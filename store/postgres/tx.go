@@ -267,7 +267,12 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	if err != nil {
 		return err
 	}
-	t.exec, t.changed = normExec(t.id, e), true
+	// Waiters care about the end, a cancel request and a new run, not
+	// about every completed step.
+	if old := t.exec; old.Status != e.Status || old.CancelRequested != e.CancelRequested || old.Run != e.Run {
+		t.changed = true
+	}
+	t.exec = normExec(t.id, e)
 	return t.write("put execution", `UPDATE executions SET run = $2, graph = $3, target = $4, codec = $5,
 		inputs = $6, status = $7, result_type = $8, result_data = $9, error = $10, cancel_requested = $11,
 		deadline = $12, created_at = $13, updated_at = $14, finished_at = $15, seq = $16, parent = $17,
@@ -298,7 +303,6 @@ func (t *tx) PutStep(s *store.Step) error {
 	if err := t.needExec("put step"); err != nil {
 		return err
 	}
-	t.changed = true
 	return t.write("put step", sqlPutStep, stepArgs(t.id, s)...)
 }
 
@@ -316,7 +320,6 @@ func (t *tx) DeleteStep(name string) error {
 	if t.exec == nil {
 		return t.err // nothing to delete
 	}
-	t.changed = true
 	return t.write("delete step", `WITH j AS (DELETE FROM journal WHERE exec = $1 AND step = $2)
 		DELETE FROM steps WHERE exec = $1 AND name = $2`, t.id, name)
 }
@@ -331,7 +334,6 @@ func (t *tx) PutJournal(e *store.JournalEntry) error {
 	if err := t.needExec("put journal"); err != nil {
 		return err
 	}
-	t.changed = true
 	return t.write("put journal", `INSERT INTO journal (`+journalCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (exec, step, seq) DO UPDATE SET kind = excluded.kind, name = excluded.name,
 			data = excluded.data, error = excluded.error, done = excluded.done, wake_at = excluded.wake_at`,
@@ -343,7 +345,6 @@ func (t *tx) TruncateJournal(step string, seq int) error {
 	if t.exec == nil {
 		return t.err
 	}
-	t.changed = true
 	return t.write("truncate journal", `DELETE FROM journal WHERE exec = $1 AND step = $2 AND seq >= $3`, t.id, step, seq)
 }
 
@@ -431,7 +432,6 @@ func (t *tx) DeleteSignal(seq int64) error {
 		}
 		delete(t.sigs, seq)
 	}
-	t.changed = true
 	return t.write("delete signal", `DELETE FROM signals WHERE exec = $1 AND seq = $2`, t.id, seq)
 }
 
@@ -461,7 +461,7 @@ func (t *tx) AddTask(task *store.Task) error {
 	task.ID, task.Exec = id, t.id
 	i, _ := slices.BinarySearchFunc(t.tasks, id, byID)
 	t.tasks = slices.Insert(t.tasks, i, normTask(*task))
-	t.ready = t.ready || task.Owner == ""
+	t.ready = t.ready || claimable(task)
 	return nil
 }
 
@@ -488,7 +488,7 @@ func (t *tx) PutTask(task *store.Task) error {
 	put := normTask(*task)
 	put.Exec = t.id
 	t.tasks[i] = put
-	t.ready = t.ready || task.Owner == ""
+	t.ready = t.ready || claimable(task)
 	return t.write("put task", `UPDATE tasks SET step = $2, kind = $3, ready_at = $4, owner = $5, lease_until = $6,
 		attempt = $7, claims = $8, queue = $9, worker = $10 WHERE id = $1`,
 		task.ID, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
@@ -506,4 +506,10 @@ func (t *tx) DeleteTask(id int64) error {
 	}
 	t.tasks = slices.Delete(t.tasks, i, i+1)
 	return t.write("delete task", `DELETE FROM tasks WHERE id = $1`, id)
+}
+
+// claimable reports whether a task written without an owner is one that
+// idle workers should hear about: not one parked until a signal wakes it.
+func claimable(task *store.Task) bool {
+	return task.Owner == "" && task.ReadyAt.Year() < 9999
 }

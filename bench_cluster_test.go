@@ -1,0 +1,207 @@
+package docket_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docket-run/docket"
+	"github.com/docket-run/docket/store/postgres/pgtest"
+)
+
+// Benchmarks of a PostgreSQL cluster: worker processes (this test binary
+// re-executed) on one database, driven by a client engine in the
+// benchmark's process.
+
+const benchWorkerEnv = "DOCKET_BENCH_WORKER"
+
+type (
+	BenchIn   struct{ N int }
+	BenchA    int
+	BenchB    int
+	BenchOut  int
+	BenchPing struct{ N int }
+)
+
+// benchGraphs are the 3-step chain and a step that waits for a signal.
+func benchGraphs() []*docket.Graph {
+	chain := docket.NewGraph("bench-chain", docket.Input[BenchIn]())
+	docket.Register1(chain, func(_ context.Context, in BenchIn) (BenchA, error) { return BenchA(in.N), nil }, docket.Name("a"))
+	docket.Register1(chain, func(_ context.Context, a BenchA) (BenchB, error) { return BenchB(a + 1), nil }, docket.Name("b"))
+	docket.Register1(chain, func(_ context.Context, v BenchB) (BenchOut, error) { return BenchOut(v * 2), nil }, docket.Name("c"))
+	wait := docket.NewGraph("bench-wait", docket.Input[BenchIn]())
+	docket.Register1(wait, func(ctx context.Context, in BenchIn) (BenchOut, error) {
+		p, err := docket.Receive[BenchPing](ctx, "ping")
+		return BenchOut(p.N), err
+	}, docket.Name("wait"))
+	return []*docket.Graph{chain, wait}
+}
+
+// benchWorker is a worker process: DOCKET_BENCH_WORKER is "url workers".
+func benchWorker(spec string) {
+	url, n, _ := strings.Cut(spec, " ")
+	workers, _ := strconv.Atoi(n)
+	eng, err := docket.Open(context.Background(), docket.Config{Store: url, Graphs: benchGraphs(), Workers: workers})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench worker:", err)
+		os.Exit(2)
+	}
+	defer eng.Close()
+	select {}
+}
+
+// benchCluster starts n worker processes on a fresh schema and returns a
+// client engine on it.
+func benchCluster(b *testing.B, n, workers int) (*docket.Engine, []*docket.Graph) {
+	u := pgtest.URL(b)
+	if pool := os.Getenv("DOCKET_BENCH_POOL"); pool != "" {
+		u = pgtest.WithParam(b, u, "pool_max_conns", pool)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	graphs := benchGraphs()
+	client, err := docket.Open(context.Background(), docket.Config{Store: u, Graphs: graphs, Workers: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { client.Close() })
+	for range n {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", benchWorkerEnv, u, workers))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+	// Warm up: every worker has connected once some executions went through.
+	runChains(b, client, graphs[0], "warm", 200, 32)
+	return client, graphs
+}
+
+// runChains runs n chain executions from conc client goroutines and
+// returns each one's start-to-result latency.
+func runChains(b *testing.B, eng *docket.Engine, g *docket.Graph, prefix string, n, conc int) []time.Duration {
+	ctx := context.Background()
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				h, err := docket.Start[BenchOut](ctx, eng, g, fmt.Sprintf("%s-%d", prefix, i), BenchIn{i})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if out, err := h.Result(ctx); err != nil || int(out) != 2*(i+1) {
+					b.Errorf("%s-%d: %v %v", prefix, i, out, err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	return lat
+}
+
+// BenchmarkPostgresChain measures the 3-step chain on PostgreSQL with 1, 2
+// and 4 worker processes: executions per second and start-to-result
+// latency, with 64 executions in flight from a client engine.
+func BenchmarkPostgresChain(b *testing.B) {
+	for _, procs := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
+			client, graphs := benchCluster(b, procs, 64/procs)
+			b.ResetTimer()
+			t0 := time.Now()
+			lat := runChains(b, client, graphs[0], "run", b.N, 64)
+			elapsed := time.Since(t0)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
+			reportPercentiles(b, lat)
+		})
+	}
+}
+
+// BenchmarkPostgresSignal measures signal-to-reaction across processes:
+// from Signal in the client to the client's Result returning, for an
+// execution suspended in Receive on a worker process. The wake-up of the
+// worker and of the waiting client both come by LISTEN/NOTIFY.
+func BenchmarkPostgresSignal(b *testing.B) {
+	client, graphs := benchCluster(b, 1, 16)
+	ctx := context.Background()
+	hs := make([]*docket.Handle[BenchOut], b.N)
+	for i := range b.N {
+		h, err := docket.Start[BenchOut](ctx, client, graphs[1], fmt.Sprint("w-", i), BenchIn{i})
+		if err != nil {
+			b.Fatal(err)
+		}
+		hs[i] = h
+	}
+	for i := range b.N { // all suspended
+		for {
+			d, err := client.Describe(ctx, hs[i].ID())
+			if err == nil && len(d.Waiting) == 1 {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		if err := client.Signal(ctx, hs[i].ID(), "ping", BenchPing{i}); err != nil {
+			b.Fatal(err)
+		}
+		if out, err := hs[i].Result(ctx); err != nil || int(out) != i {
+			b.Fatalf("%v %v", out, err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+// BenchmarkPostgresChainInProcess is BenchmarkPostgresChain with the
+// workers in the benchmark's own process (and starts leased to them at
+// once): the same work without the hop to another process, and easy to
+// profile.
+func BenchmarkPostgresChainInProcess(b *testing.B) {
+	u := pgtest.URL(b)
+	for _, kv := range strings.Fields(os.Getenv("DOCKET_BENCH_PARAMS")) { // e.g. "synchronous_commit=off"
+		k, v, _ := strings.Cut(kv, "=")
+		u = pgtest.WithParam(b, u, k, v)
+	}
+	graphs := benchGraphs()
+	eng, err := docket.Open(context.Background(), docket.Config{Store: u, Graphs: graphs, Workers: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	runChains(b, eng, graphs[0], "warm", 200, 32)
+	b.ResetTimer()
+	t0 := time.Now()
+	lat := runChains(b, eng, graphs[0], "run", b.N, 64)
+	elapsed := time.Since(t0)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
+	reportPercentiles(b, lat)
+}
