@@ -124,14 +124,20 @@ func runChains(b *testing.B, eng *docket.Engine, g *docket.Graph, prefix string,
 
 // BenchmarkPostgresChain measures the 3-step chain on PostgreSQL with 1, 2
 // and 4 worker processes: executions per second and start-to-result
-// latency, with 64 executions in flight from a client engine.
+// latency, with 64 executions in flight from a client engine
+// (DOCKET_BENCH_CONC sets another number; 1 gives the latency of one
+// execution at a time).
 func BenchmarkPostgresChain(b *testing.B) {
+	conc := 64
+	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
+		conc = c
+	}
 	for _, procs := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
-			client, graphs := benchCluster(b, procs, 64/procs)
+			client, graphs := benchCluster(b, procs, max(64/procs, 8))
 			b.ResetTimer()
 			t0 := time.Now()
-			lat := runChains(b, client, graphs[0], "run", b.N, 64)
+			lat := runChains(b, client, graphs[0], "run", b.N, conc)
 			elapsed := time.Since(t0)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
