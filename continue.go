@@ -131,6 +131,9 @@ func pruneInbox(tx store.Tx) error {
 
 // asContinue finds a continue-as-new request in a step's error.
 func asContinue(err error) (*continueAsNew, bool) {
+	if err == nil {
+		return nil, false // and no allocation for errors.As on the hot path
+	}
 	var can *continueAsNew
 	ok := errors.As(err, &can)
 	return can, ok

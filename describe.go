@@ -58,7 +58,7 @@ type StepInfo struct {
 	Wait     string // what a suspended step waits on
 	WakeAt   time.Time
 	// ReadyAt is when the step first became ready; StartedAt when its first
-	// attempt was recorded; FinishedAt when it ended.
+	// recorded attempt began; FinishedAt when it ended.
 	ReadyAt    time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time

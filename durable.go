@@ -34,6 +34,9 @@ type durableStep struct {
 	// broken is the first failure to record a durable call: the attempt is
 	// handed back to run again rather than judged on what it returns.
 	broken error
+	// started is when this attempt began: the step's StartedAt, if it is
+	// the first one recorded.
+	started time.Time
 	// inHandler is set while an update handler runs: handlers run inside
 	// a wait and cannot make durable calls of their own.
 	inHandler bool
@@ -226,7 +229,7 @@ func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, 
 		}
 		rec.Status, rec.Wait, rec.WakeAt, rec.Signal, rec.Worker = store.StepSuspended, wait, wake, signal, d.w.id
 		if rec.StartedAt.IsZero() {
-			rec.StartedAt = d.w.eng.clock.Now()
+			rec.StartedAt = d.started
 		}
 		if wake.Equal(forever) {
 			rec.WakeAt = time.Time{}
@@ -424,7 +427,8 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	if rec.Heartbeat != nil {
 		f.hb.Store(&beat{data: rec.Heartbeat})
 	}
-	d := &durableStep{w: w, task: t, exec: x, step: t.Step, journal: journal, loaded: len(journal), saved: len(journal)}
+	d := &durableStep{w: w, task: t, exec: x, step: t.Step, journal: journal, loaded: len(journal), saved: len(journal),
+		started: e.clock.Now()}
 	f.d = d
 
 	if x.CancelRequested {
@@ -566,7 +570,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			rec.Heartbeat = data
 		}
 		if rec.StartedAt.IsZero() {
-			rec.StartedAt = now
+			rec.StartedAt = d.started
 		}
 		if x.Status.Finished() {
 			return tx.DeleteTask(task.ID)
