@@ -229,6 +229,11 @@ func (h *Handle[Out]) Result(ctx context.Context) (Out, error) {
 // with a backoff from 1ms up to maxWait.
 func (e *Engine) await(ctx context.Context, key string, maxWait time.Duration, check func() (bool, error)) error {
 	backoff := time.Millisecond
+	if e.listening {
+		// The store's events wake this wait; polling is only the fallback.
+		backoff = e.cfg.PollInterval
+		maxWait = max(maxWait, backoff)
+	}
 	for {
 		ch := e.waitChan(key)
 		done, err := check()

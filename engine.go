@@ -44,7 +44,10 @@ type Config struct {
 	// after it.
 	Lease time.Duration
 	// PollInterval is the longest an idle worker waits before looking for
-	// tasks that another process created (default 500ms).
+	// tasks that another process created (default 500ms). On a store that
+	// announces changes (PostgreSQL's LISTEN/NOTIFY) workers and callers
+	// of Result and Update are woken at once, and also use it as the
+	// interval of their fallback polling.
 	PollInterval time.Duration
 	// ShutdownTimeout is how long Close lets running steps finish before
 	// cancelling them and handing their tasks back (default 10s).
@@ -81,6 +84,7 @@ type Engine struct {
 
 	listenCtx  context.Context
 	stopListen context.CancelFunc
+	listening  bool // the store's events wake waiters and the worker
 
 	closeOnce sync.Once
 	closeErr  error
@@ -166,6 +170,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if n, ok := e.st.(store.Notifier); ok {
 		if err := n.Listen(e.listenCtx, e.event); err != nil {
 			e.log.Warn("docket: listening for the store's events failed; polling instead", "error", err)
+		} else {
+			e.listening = true
 		}
 	}
 	if e.w != nil {
