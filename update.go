@@ -412,7 +412,7 @@ func (e *Engine) validateUpdate(ctx context.Context, id, name string, req []byte
 		if h == nil {
 			return false
 		}
-		found = step
+		found, verr = step, nil // a replay repeated after a new run starts afresh
 		if h.validate != nil {
 			if err := h.validate(req); err != nil {
 				verr = &UpdateRejectedError{Name: name, Err: err}
