@@ -138,6 +138,20 @@
 // suspends until the child ends, and a parent that fails or is cancelled
 // cancels the children it waits for (unless Abandon).
 //
+// A step can also start things without waiting for them: Go (journaled
+// work beside the step), NewTimer (a durable timer) and CallAsync (a child)
+// return a Future. A Selector waits for whichever comes first of futures
+// and signals; its choices are journaled, and a step waiting only on
+// signals, timers and children is suspended. AwaitFirst races futures and
+// cancels the losers.
+//
+// Steps can be routed to task queues (Queue) that only some workers serve
+// (Config.Queues), and steps of one execution that share an Affinity key
+// run on one worker, their session, which is run again from its first step
+// elsewhere if that worker dies. On PostgreSQL ("postgres://..." as
+// Config.Store) any number of worker processes share the work, woken by
+// LISTEN/NOTIFY.
+//
 // A sleeping step is suspended: its goroutine ends (runtime.Goexit, which a
 // recover in user code cannot catch) and nothing of it stays in memory; a
 // timer task resumes it on whichever worker is alive. Package docktest runs
