@@ -144,3 +144,53 @@ func ExampleExecuteBatch() {
 	// ["1" "4" "" "16"]
 	// true 1
 }
+
+// A step races a lookup against a deadline: whichever future ends first
+// wins and the other is cancelled. The same code runs durably, where the
+// timer is a durable one and the choice is journaled.
+func ExampleAwaitFirst() {
+	type Query string
+	type Answer string
+	g := docket.NewGraph("lookup", docket.Input[Query]())
+	docket.Register1(g, func(ctx context.Context, q Query) (Answer, error) {
+		lookup := docket.Go(ctx, "lookup", func(ctx context.Context) (string, error) {
+			return "answer to " + string(q), nil
+		})
+		deadline := docket.Go(ctx, "deadline", func(ctx context.Context) (string, error) {
+			select {
+			case <-time.After(time.Hour):
+				return "too late", nil
+			case <-ctx.Done():
+				return "", ctx.Err() // cancelled: the lookup won
+			}
+		})
+		i, v, err := docket.AwaitFirst(ctx, lookup, deadline)
+		return Answer(fmt.Sprint(i, " ", v)), err
+	}, docket.Name("ask"))
+	a, err := docket.Execute[Answer](context.Background(), g, Query("life"))
+	fmt.Println(a, err)
+	// Output: 0 answer to life <nil>
+}
+
+// A Selector waits for the first of several futures and runs its case.
+func ExampleSelector() {
+	type Job string
+	type Report string
+	g := docket.NewGraph("watch", docket.Input[Job]())
+	docket.Register1(g, func(ctx context.Context, j Job) (Report, error) {
+		work := docket.Go(ctx, "work", func(ctx context.Context) (int, error) { return len(j), nil })
+		timer := docket.NewTimer(ctx, time.Hour)
+		var r Report
+		sel := docket.NewSelector()
+		docket.AddFuture(sel, work, func(n int, err error) { r = Report(fmt.Sprintf("done: %d", n)) })
+		docket.AddFuture(sel, timer, func(time.Time, error) { r = "still running after an hour" })
+		if err := sel.Select(ctx); err != nil {
+			return "", err
+		}
+		timer.Cancel()
+		return r, nil
+	}, docket.Name("watch"))
+	r, err := docket.Execute[Report](context.Background(), g, Job("resize"))
+	fmt.Println(r, err)
+	// Output: done: 6 <nil>
+}
