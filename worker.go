@@ -29,8 +29,9 @@ type worker struct {
 	order  []*queueSlots // the queues in claiming order
 	wake   chan struct{}
 
-	mu     sync.Mutex
-	active map[int64]*activeTask
+	mu       sync.Mutex
+	stopping bool // set by stop: no new task goroutines
+	active   map[int64]*activeTask
 	// reclaimed holds tasks claimed again while this worker was still
 	// finishing them, with their claim count then (see reclaimLater).
 	reclaimed map[int64]int
@@ -95,10 +96,34 @@ func (w *worker) start() {
 	go func() { defer w.loops.Done(); w.leaseLoop() }()
 }
 
+// track counts a task about to run on a goroutine of its own, unless the
+// worker is stopping. Counting and the stop's flag share the mutex, so no
+// task is counted once stop waits for the count to drain.
+func (w *worker) track() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopping {
+		return false
+	}
+	w.tasks.Add(1)
+	return true
+}
+
+// giveBack releases the lease of a task the stopping worker will not run,
+// so another worker takes it at once rather than after the lease.
+func (w *worker) giveBack(t store.Task) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = w.eng.st.Release(ctx, w.id, []int64{t.ID})
+}
+
 // stop ends claiming, lets running tasks finish for up to grace, then
 // cancels them; their tasks are handed back, not failed.
 func (w *worker) stop(grace time.Duration) {
 	w.stopLoop()
+	w.mu.Lock()
+	w.stopping = true
+	w.mu.Unlock()
 	done := make(chan struct{})
 	go func() { w.tasks.Wait(); close(done) }()
 	select {
@@ -146,7 +171,11 @@ func (w *worker) releaseSlot(q string) {
 // launch runs a task (and the tasks it hands on) on a new goroutine; the
 // caller holds a slot for it.
 func (w *worker) launch(t store.Task) {
-	w.tasks.Add(1)
+	if !w.track() {
+		w.releaseSlot(t.Queue)
+		w.giveBack(t)
+		return
+	}
 	go func() {
 		defer w.tasks.Done()
 		defer w.releaseSlot(t.Queue)
@@ -353,7 +382,10 @@ func (w *worker) run(t store.Task) *store.Task {
 // launchHeld runs a task this worker already leased on a goroutine of its
 // own, waiting for a slot.
 func (w *worker) launchHeld(t store.Task) {
-	w.tasks.Add(1)
+	if !w.track() {
+		w.giveBack(t)
+		return
+	}
 	go func() {
 		defer w.tasks.Done()
 		w.queues[t.Queue].slots <- struct{}{}
