@@ -232,39 +232,7 @@ func TestDevAndServer(t *testing.T) {
 
 	start := func(args ...string) (string, *syncBuffer, *syncBuffer, func() int) {
 		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		var out, errOut syncBuffer
-		done := make(chan int, 1)
-		go func() {
-			done <- run(ctx, args, &env{stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }})
-		}()
-		re := regexp.MustCompile(`web UI\s+(http://\S+)`)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if m := re.FindStringSubmatch(out.String()); m != nil && strings.Contains(out.String(), "\n\n") &&
-				(args[0] != "dev" || strings.Contains(out.String(), "Ctrl-C")) {
-				return m[1], &out, &errOut, func() int {
-					cancel()
-					select {
-					case code := <-done:
-						return code
-					case <-time.After(15 * time.Second):
-						t.Fatal("the command did not stop")
-						return -1
-					}
-				}
-			}
-			select {
-			case code := <-done:
-				cancel()
-				t.Fatalf("exited with %d: %s %s", code, out.String(), errOut.String())
-			case <-time.After(20 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				cancel()
-				t.Fatalf("no URL: %s %s", out.String(), errOut.String())
-			}
-		}
+		return startCommand(t, args...)
 	}
 
 	url, out, errOut, stop := start("dev", "--db", db, "--addr", busy.Addr().String())
@@ -318,5 +286,45 @@ func TestDevAndServer(t *testing.T) {
 	}
 	if code := stop(); code != 0 {
 		t.Errorf("server stopped with %d", code)
+	}
+}
+
+// startCommand runs a serving command (dev or server) until its URL is
+// printed, and returns the URL, its outputs and a function that stops it
+// and returns its exit code.
+func startCommand(t *testing.T, args ...string) (string, *syncBuffer, *syncBuffer, func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, args, &env{stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }})
+	}()
+	re := regexp.MustCompile(`web UI\s+(http://\S+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(out.String()); m != nil && strings.Contains(out.String(), "\n\n") &&
+			(args[0] != "dev" || strings.Contains(out.String(), "Ctrl-C")) {
+			return m[1], &out, &errOut, func() int {
+				cancel()
+				select {
+				case code := <-done:
+					return code
+				case <-time.After(15 * time.Second):
+					t.Fatal("the command did not stop")
+					return -1
+				}
+			}
+		}
+		select {
+		case code := <-done:
+			cancel()
+			t.Fatalf("exited with %d: %s %s", code, out.String(), errOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no URL: %s %s", out.String(), errOut.String())
+		}
 	}
 }
