@@ -2,13 +2,11 @@ package docket_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/exec"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -41,31 +39,8 @@ func TestPostgresCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	graphs := cfg.Graphs
-	const chains, sagas, inboxes, counters, updatesEach = 1500, 150, 60, 6, 15
-	start := func(g *docket.Graph, prefix string, n int) {
-		for i := range n {
-			var err error
-			switch prefix {
-			case "chain":
-				_, err = docket.Start[CrashSum](ctx, client, g, fmt.Sprintf("%s-%d", prefix, i), CrashSeed(i))
-			case "saga":
-				_, err = docket.Start[CrashDone](ctx, client, g, fmt.Sprintf("%s-%d", prefix, i), CrashSeed(i))
-			case "inbox":
-				_, err = docket.Start[CrashSignalled](ctx, client, g, fmt.Sprintf("%s-%d", prefix, i), CrashSeed(i))
-			case "counter":
-				_, err = docket.Start[CrashCount](ctx, client, g, fmt.Sprintf("%s-%d", prefix, i), CrashSeed(i))
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	start(graphs[3], "counter", counters)
-	start(graphs[2], "inbox", inboxes)
-	start(graphs[1], "saga", sagas)
-	start(graphs[0], "chain", chains)
-
+	w := crashWorkload{chains: 1500, sagas: 150, inboxes: 60, counters: 6, updatesEach: 15}
+	w.start(t, client, cfg.Graphs)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -87,15 +62,15 @@ func TestPostgresCluster(t *testing.T) {
 	defer func() {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, w := range workers {
-			_ = w.Process.Kill()
-			_ = w.Wait()
+		for _, cmd := range workers {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
 		}
 	}()
 
 	// Signals and updates arrive all through the faults.
 	var wg sync.WaitGroup
-	for i := range inboxes {
+	for i := range w.inboxes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -107,31 +82,7 @@ func TestPostgresCluster(t *testing.T) {
 			}
 		}()
 	}
-	answers := make([][]int, counters)
-	for i := range counters {
-		for k := range updatesEach {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				time.Sleep(time.Duration(rand.IntN(8000)) * time.Millisecond)
-				for try := 0; ; try++ {
-					uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-					n, err := docket.Update[int](uctx, client, fmt.Sprintf("counter-%d", i), "add", 1, docket.UpdateID(fmt.Sprint("u-", k)))
-					cancel()
-					if err == nil {
-						mu.Lock()
-						answers[i] = append(answers[i], n)
-						mu.Unlock()
-						return
-					}
-					if try > 30 {
-						t.Errorf("counter-%d update %d: %v", i, k, err)
-						return
-					}
-				}
-			}()
-		}
-	}
+	answers := w.sendUpdates(t, client, 8*time.Second, nil)
 
 	// Faults: kill and restart a worker now and then; cut every worker's
 	// connections twice.
@@ -155,59 +106,8 @@ func TestPostgresCluster(t *testing.T) {
 
 	waitCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	for i := range chains {
-		got, err := docket.HandleFor[CrashSum](client, fmt.Sprintf("chain-%d", i)).Result(waitCtx)
-		if err != nil {
-			t.Fatalf("chain-%d: %v", i, err)
-		}
-		if want := crashChainResult(i); int(got) != want {
-			t.Errorf("chain-%d = %d, want %d", i, got, want)
-		}
-	}
-	for i := range sagas {
-		id := fmt.Sprintf("saga-%d", i)
-		_, err := docket.HandleFor[CrashDone](client, id).Result(waitCtx)
-		var xe *docket.ExecutionError
-		if !errors.As(err, &xe) || xe.Status != "failed" {
-			t.Fatalf("%s: %v", id, err)
-		}
-		d, err := client.Describe(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range d.Steps {
-			if s.Name != "flight" && s.Compensation != "compensated" {
-				t.Errorf("%s/%s: compensation %q", id, s.Name, s.Compensation)
-			}
-		}
-	}
-	for i := range inboxes {
-		got, err := docket.HandleFor[CrashSignalled](client, fmt.Sprintf("inbox-%d", i)).Result(waitCtx)
-		if want := 600 + crashChainResult(i); err != nil || int(got) != want {
-			t.Errorf("inbox-%d = %d, %v; want %d (each signal once, and the child's result)", i, got, err, want)
-		}
-	}
-	for i := range counters {
-		id := fmt.Sprintf("counter-%d", i)
-		if err := client.Signal(ctx, id, "done", true); err != nil {
-			t.Fatal(err)
-		}
-		c, err := docket.HandleFor[CrashCount](client, id).Result(waitCtx)
-		if err != nil {
-			t.Fatalf("%s: %v", id, err)
-		}
-		got := append([]int(nil), answers[i]...)
-		slices.Sort(got)
-		for k, n := range got {
-			if n != k+1 {
-				t.Fatalf("%s: answers %v, want 1..%d each once", id, got, updatesEach)
-			}
-		}
-		if c.Total != updatesEach || len(got) != updatesEach || c.Fired != 1 {
-			t.Errorf("%s: total %d from %d answers, timer chosen %d times; want %d, %d, 1", id, c.Total, len(got), c.Fired, updatesEach, updatesEach)
-		}
-	}
-	t.Logf("%d executions; %d worker kills, %d worker connections cut", chains+sagas+inboxes+counters, kills, cuts)
+	w.check(t, waitCtx, client, answers())
+	t.Logf("%d executions; %d worker kills, %d worker connections cut", w.chains+w.sagas+w.inboxes+w.counters, kills, cuts)
 	if kills == 0 || cuts == 0 {
 		t.Fatal("no faults were injected")
 	}

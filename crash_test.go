@@ -248,72 +248,11 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	graphs := cfg.Graphs
-	const chains, sagas = 24, 8
-	for i := range chains {
-		if _, err := docket.Start[CrashSum](ctx, client, graphs[0], fmt.Sprintf("chain-%d", i), CrashSeed(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range sagas {
-		if _, err := docket.Start[CrashDone](ctx, client, graphs[1], fmt.Sprintf("saga-%d", i), CrashSeed(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const inboxes = 6
-	for i := range inboxes {
-		if _, err := docket.Start[CrashSignalled](ctx, client, graphs[2], fmt.Sprintf("inbox-%d", i), CrashSeed(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Updates to the counters are sent all through the kills: each by its
-	// own client, which retries with the same update ID until it gets an
-	// answer. Each adds 1, so the answers of one counter must be exactly
-	// 1..n: none lost, none applied twice.
-	const counters, updatesEach = 4, 12
-	for i := range counters {
-		if _, err := docket.Start[CrashCount](ctx, client, graphs[3], fmt.Sprintf("counter-%d", i), CrashSeed(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	answers := make([][]int, counters)
-	var updMu sync.Mutex
-	var updWG sync.WaitGroup
+	w := crashWorkload{chains: 24, sagas: 8, inboxes: 6, counters: 4, updatesEach: 12}
+	w.start(t, client, cfg.Graphs)
+	// Updates to the counters are sent all through the kills.
 	stopUpdates := make(chan struct{})
-	for i := range counters {
-		for k := range updatesEach {
-			updWG.Add(1)
-			go func() {
-				defer updWG.Done()
-				select { // spread them over the kill cycles
-				case <-time.After(time.Duration(rand.IntN(5000)) * time.Millisecond):
-				case <-stopUpdates:
-				}
-				id := fmt.Sprintf("counter-%d", i)
-				for try := 0; ; try++ {
-					uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-					n, err := docket.Update[int](uctx, client, id, "add", 1, docket.UpdateID(fmt.Sprintf("u-%d", k)))
-					cancel()
-					if err == nil {
-						updMu.Lock()
-						answers[i] = append(answers[i], n)
-						updMu.Unlock()
-						return
-					}
-					if try > 100 {
-						t.Errorf("%s update %d: %v", id, k, err)
-						return
-					}
-				}
-			}()
-		}
-	}
-	// A rejected update records nothing.
-	var rej *docket.UpdateRejectedError
-	if _, err := docket.Update[int](ctx, client, "counter-0", "add", -1); !errors.As(err, &rej) {
-		t.Fatalf("invalid update: %v", err)
-	}
+	answers := w.sendUpdates(t, client, 5*time.Second, stopUpdates)
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -331,7 +270,7 @@ func TestCrashRecovery(t *testing.T) {
 		for _, g := range []struct {
 			prefix string
 			n      int
-		}{{"chain", chains}, {"saga", sagas}} {
+		}{{"chain", w.chains}, {"saga", w.sagas}} {
 			for i := range g.n {
 				id := fmt.Sprintf("%s-%d", g.prefix, i)
 				steps, err := client.Store().Steps(ctx, id)
@@ -387,7 +326,7 @@ func TestCrashRecovery(t *testing.T) {
 		snapshot(cycle)
 		// Signals arrive while no worker runs, and land in the next one.
 		if cycle <= 3 {
-			for i := range inboxes {
+			for i := range w.inboxes {
 				if err := client.Signal(ctx, fmt.Sprintf("inbox-%d", i), "n", 100*cycle); err != nil {
 					t.Fatal(err)
 				}
@@ -399,54 +338,8 @@ func TestCrashRecovery(t *testing.T) {
 
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for i := range chains {
-		got, err := docket.HandleFor[CrashSum](client, fmt.Sprintf("chain-%d", i)).Result(waitCtx)
-		if err != nil {
-			t.Fatalf("chain-%d: %v", i, err)
-		}
-		if want := crashChainResult(i); int(got) != want {
-			t.Errorf("chain-%d = %d, want %d", i, got, want)
-		}
-	}
-	for i := range sagas {
-		id := fmt.Sprintf("saga-%d", i)
-		_, err := docket.HandleFor[CrashDone](client, id).Result(waitCtx)
-		var xe *docket.ExecutionError
-		if !errors.As(err, &xe) || xe.Status != "failed" || !strings.Contains(xe.Message, "no flights") {
-			t.Fatalf("%s: %v", id, err)
-		}
-		d, err := client.Describe(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range d.Steps {
-			if s.Name != "flight" && s.Compensation != "compensated" {
-				t.Errorf("%s/%s: compensation %q", id, s.Name, s.Compensation)
-			}
-		}
-	}
 	close(stopUpdates)
-	updWG.Wait()
-	for i := range counters {
-		id := fmt.Sprintf("counter-%d", i)
-		if err := client.Signal(ctx, id, "done", true); err != nil {
-			t.Fatal(err)
-		}
-		c, err := docket.HandleFor[CrashCount](client, id).Result(waitCtx)
-		if err != nil {
-			t.Fatalf("%s: %v", id, err)
-		}
-		got := append([]int(nil), answers[i]...)
-		slices.Sort(got)
-		for k, n := range got {
-			if n != k+1 {
-				t.Fatalf("%s: answers %v, want 1..%d each once", id, got, updatesEach)
-			}
-		}
-		if c.Total != updatesEach || len(got) != updatesEach || c.Fired != 1 {
-			t.Errorf("%s: total %d from %d answers, timer chosen %d times; want %d, %d, 1", id, c.Total, len(got), c.Fired, updatesEach, updatesEach)
-		}
-	}
+	w.check(t, waitCtx, client, answers())
 	snapshot(cycles + 1)
 
 	// Nothing ran again after it was recorded.
@@ -485,6 +378,164 @@ func TestCrashRecovery(t *testing.T) {
 	t.Logf("%d kills, %d ledger lines, %d step outputs recorded before the last worker", kills, lines, reruns)
 	if kills < cycles {
 		t.Fatal("the workers were not killed")
+	}
+}
+
+// crashWorkload is how many executions of each crash graph a test runs.
+// Every execution's ID is its graph's prefix and its number.
+type crashWorkload struct {
+	chains, sagas, inboxes, counters int
+	updatesEach                      int // "add" updates per counter
+}
+
+// start starts the workload's executions from client, which was opened
+// with graphs (crashConfig's).
+func (w crashWorkload) start(t *testing.T, client *docket.Engine, graphs []*docket.Graph) {
+	t.Helper()
+	ctx := context.Background()
+	byName := map[string]*docket.Graph{}
+	for _, g := range graphs {
+		byName[g.Name()] = g
+	}
+	starts := []struct {
+		n     int
+		start func(i int) error
+	}{
+		{w.counters, func(i int) error {
+			_, err := docket.Start[CrashCount](ctx, client, byName["crash-counter"], fmt.Sprintf("counter-%d", i), CrashSeed(i))
+			return err
+		}},
+		{w.inboxes, func(i int) error {
+			_, err := docket.Start[CrashSignalled](ctx, client, byName["crash-inbox"], fmt.Sprintf("inbox-%d", i), CrashSeed(i))
+			return err
+		}},
+		{w.sagas, func(i int) error {
+			_, err := docket.Start[CrashDone](ctx, client, byName["crash-saga"], fmt.Sprintf("saga-%d", i), CrashSeed(i))
+			return err
+		}},
+		{w.chains, func(i int) error {
+			_, err := docket.Start[CrashSum](ctx, client, byName["crash-chain"], fmt.Sprintf("chain-%d", i), CrashSeed(i))
+			return err
+		}},
+	}
+	for _, st := range starts {
+		for i := range st.n {
+			if err := st.start(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A rejected update records nothing.
+	if w.counters > 0 {
+		var rej *docket.UpdateRejectedError
+		if _, err := docket.Update[int](ctx, client, "counter-0", "add", -1); !errors.As(err, &rej) {
+			t.Fatalf("invalid update: %v", err)
+		}
+	}
+}
+
+// sendUpdates sends the counters their updates, each from a goroutine of
+// its own after a random delay of up to spread (cut short when stop is
+// closed), retrying under the same update ID until it gets an answer. Each
+// adds 1, so the answers of one counter must come out exactly 1..n: none
+// lost, none applied twice. The returned function waits for all of them
+// and returns the answers, by counter.
+func (w crashWorkload) sendUpdates(t *testing.T, client *docket.Engine, spread time.Duration, stop <-chan struct{}) func() [][]int {
+	answers := make([][]int, w.counters)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range w.counters {
+		for k := range w.updatesEach {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case <-time.After(time.Duration(rand.Int64N(int64(spread)))):
+				case <-stop:
+				}
+				id := fmt.Sprintf("counter-%d", i)
+				for try := 0; ; try++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					n, err := docket.Update[int](ctx, client, id, "add", 1, docket.UpdateID(fmt.Sprintf("u-%d", k)))
+					cancel()
+					if err == nil {
+						mu.Lock()
+						answers[i] = append(answers[i], n)
+						mu.Unlock()
+						return
+					}
+					if try > 100 {
+						t.Errorf("%s update %d: %v", id, k, err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	return func() [][]int {
+		wg.Wait()
+		return answers
+	}
+}
+
+// check waits for every execution of the workload and checks its outcome:
+// each chain's sum; each saga failed at the flight with the other bookings
+// compensated; each inbox got its three signals (100+200+300) once and its
+// child's result; and, once told they are done, each counter applied each
+// update once and chose its timer case once.
+func (w crashWorkload) check(t *testing.T, ctx context.Context, client *docket.Engine, answers [][]int) {
+	t.Helper()
+	for i := range w.chains {
+		got, err := docket.HandleFor[CrashSum](client, fmt.Sprintf("chain-%d", i)).Result(ctx)
+		if err != nil {
+			t.Fatalf("chain-%d: %v", i, err)
+		}
+		if want := crashChainResult(i); int(got) != want {
+			t.Errorf("chain-%d = %d, want %d", i, got, want)
+		}
+	}
+	for i := range w.sagas {
+		id := fmt.Sprintf("saga-%d", i)
+		_, err := docket.HandleFor[CrashDone](client, id).Result(ctx)
+		var xe *docket.ExecutionError
+		if !errors.As(err, &xe) || xe.Status != "failed" || !strings.Contains(xe.Message, "no flights") {
+			t.Fatalf("%s: %v", id, err)
+		}
+		d, err := client.Describe(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range d.Steps {
+			if s.Name != "flight" && s.Compensation != "compensated" {
+				t.Errorf("%s/%s: compensation %q", id, s.Name, s.Compensation)
+			}
+		}
+	}
+	for i := range w.inboxes {
+		got, err := docket.HandleFor[CrashSignalled](client, fmt.Sprintf("inbox-%d", i)).Result(ctx)
+		if want := 600 + crashChainResult(i); err != nil || int(got) != want {
+			t.Errorf("inbox-%d = %d, %v; want %d (each signal once, and the child's result)", i, got, err, want)
+		}
+	}
+	for i := range w.counters {
+		id := fmt.Sprintf("counter-%d", i)
+		if err := client.Signal(ctx, id, "done", true); err != nil {
+			t.Fatal(err)
+		}
+		c, err := docket.HandleFor[CrashCount](client, id).Result(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		got := append([]int(nil), answers[i]...)
+		slices.Sort(got)
+		for k, n := range got {
+			if n != k+1 {
+				t.Fatalf("%s: answers %v, want 1..%d each once", id, got, w.updatesEach)
+			}
+		}
+		if c.Total != w.updatesEach || len(got) != w.updatesEach || c.Fired != 1 {
+			t.Errorf("%s: total %d from %d answers, timer chosen %d times; want %d, %d, 1", id, c.Total, len(got), c.Fired, w.updatesEach, w.updatesEach)
+		}
 	}
 }
 
