@@ -20,7 +20,7 @@ func TestUpgradeTo2(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
-		ms[0].sql,
+		ms[0].SQL,
 		createMigrations,
 		`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init')`,
 		`INSERT INTO executions (id, run, graph, target, codec, inputs, status, error, cancel_requested, deadline,

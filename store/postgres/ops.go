@@ -6,12 +6,12 @@ import (
 	"errors"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/docket-run/docket/store"
+	"github.com/docket-run/docket/store/internal/sqlstore"
 )
 
 // Statements outside Update run on any pooled connection, each on its own
@@ -238,65 +238,23 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]store.Execution,
 	if err := s.check(ctx); err != nil {
 		return nil, "", err
 	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 100
+	sql, args, limit, err := sqlstore.ListSQL(q, execCols, sqlstore.Dialect{
+		Param: func(n int) string { return "$" + strconv.Itoa(n) },
+		Time:  func(t time.Time) any { return t },
+	})
+	if err != nil {
+		return nil, "", s.wrap("list", err)
 	}
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, arg any) {
-		args = append(args, arg)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
-	if q.Cursor != "" {
-		ord, err := strconv.ParseInt(q.Cursor, 10, 64)
-		if err != nil || ord <= 0 {
-			return nil, "", s.wrap("list: cursor "+strconv.Quote(q.Cursor), store.ErrBadCursor)
-		}
-		add("ord < ?", ord)
-	}
-	if q.Graph != "" {
-		add("graph = ?", q.Graph)
-	}
-	if q.Status != "" {
-		add("status = ?", string(q.Status))
-	}
-	if !q.CreatedAfter.IsZero() {
-		add("created_at > ?", q.CreatedAfter)
-	}
-	if !q.CreatedBefore.IsZero() {
-		add("created_at < ?", q.CreatedBefore)
-	}
-	sql := `SELECT ` + execCols + `, ord FROM executions`
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, limit+1)
-	sql += " ORDER BY ord DESC LIMIT $" + strconv.Itoa(len(args))
-	type row struct {
-		e   store.Execution
-		ord int64
-	}
-	rows, err := read(ctx, s, "list", func(r pgx.CollectableRow) (row, error) {
-		var out row
+	rows, err := read(ctx, s, "list", func(r pgx.CollectableRow) (sqlstore.Listed, error) {
+		var out sqlstore.Listed
 		var err error
-		out.e, err = scanExecAnd(r, &out.ord)
+		out.Exec, err = scanExecAnd(r, &out.Ord)
 		return out, err
 	}, sql, args...)
 	if err != nil {
 		return nil, "", err
 	}
-	next := ""
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = strconv.FormatInt(rows[limit-1].ord, 10)
-	}
-	out := make([]store.Execution, len(rows))
-	for i, r := range rows {
-		out[i] = r.e
-	}
+	out, next := sqlstore.Page(rows, limit)
 	return out, next, nil
 }
 

@@ -8,10 +8,10 @@ import (
 	"errors"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/docket-run/docket/store"
+	"github.com/docket-run/docket/store/internal/sqlstore"
 )
 
 // write runs fn in an immediate transaction on the writer connection.
@@ -205,63 +205,25 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]store.Execution,
 	if err := s.check(ctx); err != nil {
 		return nil, "", err
 	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = 100
+	query, args, limit, err := sqlstore.ListSQL(q, execCols, sqlstore.Dialect{
+		Param: func(int) string { return "?" },
+		Time:  func(t time.Time) any { return micros(t) },
+	})
+	if err != nil {
+		return nil, "", s.wrap("list", err)
 	}
-	var (
-		where []string
-		args  []any
-	)
-	if q.Cursor != "" {
-		ord, err := strconv.ParseInt(q.Cursor, 10, 64)
-		if err != nil || ord <= 0 {
-			return nil, "", s.wrap("list: cursor "+strconv.Quote(q.Cursor), store.ErrBadCursor)
-		}
-		where, args = append(where, "ord < ?"), append(args, ord)
-	}
-	if q.Graph != "" {
-		where, args = append(where, "graph = ?"), append(args, q.Graph)
-	}
-	if q.Status != "" {
-		where, args = append(where, "status = ?"), append(args, string(q.Status))
-	}
-	if !q.CreatedAfter.IsZero() {
-		where, args = append(where, "created_at > ?"), append(args, micros(q.CreatedAfter))
-	}
-	if !q.CreatedBefore.IsZero() {
-		where, args = append(where, "created_at < ?"), append(args, micros(q.CreatedBefore))
-	}
-	query := `SELECT ` + execCols + `, ord FROM executions`
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY ord DESC LIMIT ?"
-	args = append(args, limit+1)
-	type row struct {
-		e   store.Execution
-		ord int64
-	}
-	rows, err := collect(ctx, s.r, func(sc scanner) (row, error) {
-		var r row
-		e, err := scanExec(sc, &r.ord)
+	rows, err := collect(ctx, s.r, func(sc scanner) (sqlstore.Listed, error) {
+		var r sqlstore.Listed
+		e, err := scanExec(sc, &r.Ord)
 		if err == nil {
-			r.e = *e
+			r.Exec = *e
 		}
 		return r, err
 	}, query, args...)
 	if err != nil {
 		return nil, "", s.wrap("list", err)
 	}
-	next := ""
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = strconv.FormatInt(rows[limit-1].ord, 10)
-	}
-	out := make([]store.Execution, len(rows))
-	for i, r := range rows {
-		out[i] = r.e
-	}
+	out, next := sqlstore.Page(rows, limit)
 	return out, next, nil
 }
 
