@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/docket-run/docket/store"
@@ -118,7 +117,7 @@ func pruneInbox(tx store.Tx) error {
 		if sg.ConsumedBy == "" {
 			continue
 		}
-		if strings.HasPrefix(sg.Name, updatePrefix) && answers < keptAnswers {
+		if _, _, isUpdate := splitUpdateName(sg.Name); isUpdate && answers < keptAnswers {
 			answers++
 			continue
 		}

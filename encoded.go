@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/docket-run/docket/store"
@@ -361,15 +360,6 @@ func (e *Engine) History(ctx context.Context, id string) ([]HistoryEvent, error)
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
 	return evs, nil
-}
-
-// splitUpdateName reads an update's inbox name: update:<name>:<id>.
-func splitUpdateName(inboxName string) (name, uid string, ok bool) {
-	rest, ok := strings.CutPrefix(inboxName, updatePrefix)
-	if !ok {
-		return "", "", false
-	}
-	return strings.Cut(rest, ":")
 }
 
 func joinDetail(a, b string) string {

@@ -32,6 +32,18 @@ var ErrDurableCallInHandler = errors.New("docket: durable calls cannot be made i
 // "update:<name>:<update ID>".
 const updatePrefix = "update:"
 
+// updateInboxName is the inbox name of update name with ID uid.
+func updateInboxName(name, uid string) string { return updatePrefix + name + ":" + uid }
+
+// splitUpdateName reads an update's inbox name: update:<name>:<id>.
+func splitUpdateName(inboxName string) (name, uid string, ok bool) {
+	rest, ok := strings.CutPrefix(inboxName, updatePrefix)
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ":")
+}
+
 type updateHandler struct {
 	validate func(req []byte) error
 	handle   func(ctx context.Context, req []byte) ([]byte, error)
@@ -119,10 +131,10 @@ func (d *durableStep) applyUpdates(f *frame, signal string) error {
 		if signal != "" && s.ConsumedBy == "" && s.Name == signal {
 			break // that signal comes first
 		}
-		if s.ConsumedBy != "" || !strings.HasPrefix(s.Name, updatePrefix) {
+		name, uid, isUpdate := splitUpdateName(s.Name)
+		if s.ConsumedBy != "" || !isUpdate {
 			continue
 		}
-		name, uid, _ := strings.Cut(strings.TrimPrefix(s.Name, updatePrefix), ":")
 		h := d.updates[name]
 		if h == nil {
 			continue
@@ -174,11 +186,8 @@ func updateKey(exec, name, uid string) string {
 
 // handlesUpdate reports whether an inbox entry is an update this step handles.
 func (d *durableStep) handlesUpdate(inboxName string) bool {
-	if !strings.HasPrefix(inboxName, updatePrefix) {
-		return false
-	}
-	name, _, _ := strings.Cut(strings.TrimPrefix(inboxName, updatePrefix), ":")
-	return d.updates[name] != nil
+	name, _, ok := splitUpdateName(inboxName)
+	return ok && d.updates[name] != nil
 }
 
 // joinUpdate and splitUpdate pack an update's request and answer into one
@@ -283,12 +292,12 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 	if err != nil {
 		return nil, fmt.Errorf("docket: update %q request (%T) cannot be encoded: %w", name, req, err)
 	}
-	key := updatePrefix + name + ":" + cfg.id
-	answer, done, err := e.findUpdate(ctx, id, name+":"+cfg.id)
+	key := updateInboxName(name, cfg.id)
+	answer, err := e.findUpdate(ctx, id, key)
 	if err != nil {
 		return nil, err
 	}
-	if !done {
+	if answer == nil {
 		// Which step handles it, and does its validator accept it? Both
 		// come from a replay, before anything is recorded.
 		step, err := e.validateUpdate(ctx, id, name, reqData)
@@ -319,16 +328,16 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 		}
 		e.wakeStep(ctx, id, step)
 	}
-	// Wait for the answer to be journaled: woken at once when this process
-	// applies it, polling for other processes. An execution that ends
-	// without applying it ends the wait.
-	if done {
+	// Wait for the answer to reach the inbox: woken at once when this
+	// process applies it (or the store announces it), else polling. An
+	// execution that ends without applying it ends the wait.
+	if answer != nil {
 		return answerOf(name, answer)
 	}
 	err = e.await(ctx, updateKey(id, name, cfg.id), 50*time.Millisecond, func() (bool, error) {
 		var err error
-		if answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || done {
-			return done, err
+		if answer, err = e.findUpdate(ctx, id, key); err != nil || answer != nil {
+			return answer != nil, err
 		}
 		x, err := e.st.Execution(ctx, id)
 		if err != nil {
@@ -336,7 +345,7 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 		}
 		if x.Status.Finished() {
 			// One last look: it may have been applied just before the end.
-			if answer, done, err = e.findUpdate(ctx, id, name+":"+cfg.id); err != nil || !done {
+			if answer, err = e.findUpdate(ctx, id, key); err != nil || answer == nil {
 				return false, &FinishedError{ID: id, Status: string(x.Status)}
 			}
 			return true, nil
@@ -349,13 +358,13 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 	return answerOf(name, answer)
 }
 
-// answerOf turns an update's journal entry into its answer or error.
-func answerOf(name string, answer store.JournalEntry) ([]byte, error) {
-	if answer.Error != "" {
-		return nil, &UpdateError{Name: name, Message: answer.Error}
+// answerOf turns an answered request's payload into the handler's
+// response or error.
+func answerOf(name string, answer *store.Value) ([]byte, error) {
+	if answer.Type == updateErrorType {
+		return nil, &UpdateError{Name: name, Message: string(answer.Data)}
 	}
-	_, resp := splitUpdate(answer.Data)
-	return resp, nil
+	return answer.Data, nil
 }
 
 // Answered update requests keep their answer in the inbox, where callers
@@ -365,31 +374,24 @@ const (
 	updateErrorType = "docket.update.error"  // Data is the handler's error message
 )
 
-// findUpdate looks in the inbox for the answer to update entryName
-// ("name:id").
-func (e *Engine) findUpdate(ctx context.Context, id, entryName string) (answer store.JournalEntry, done bool, err error) {
+// findUpdate looks in the inbox for the answered request called key and
+// returns its answer (see answerOf), or nil while it has none.
+func (e *Engine) findUpdate(ctx context.Context, id, key string) (*store.Value, error) {
 	sigs, err := e.st.Signals(ctx, id)
 	if err != nil {
-		return answer, false, err
+		return nil, err
 	}
 	if len(sigs) == 0 {
 		if _, err := e.st.Execution(ctx, id); errors.Is(err, store.ErrNotFound) {
-			return answer, false, &NotFoundError{ID: id}
+			return nil, &NotFoundError{ID: id}
 		}
 	}
-	key := updatePrefix + entryName
 	for _, s := range sigs {
-		if s.Name != key || s.ConsumedBy == "" {
-			continue
-		}
-		switch s.Payload.Type {
-		case answerType:
-			return store.JournalEntry{Data: joinUpdate(nil, s.Payload.Data)}, true, nil
-		case updateErrorType:
-			return store.JournalEntry{Error: string(s.Payload.Data)}, true, nil
+		if s.Name == key && s.ConsumedBy != "" && (s.Payload.Type == answerType || s.Payload.Type == updateErrorType) {
+			return &s.Payload, nil
 		}
 	}
-	return answer, false, nil
+	return nil, nil
 }
 
 // validateUpdate finds, by replaying the waiting steps, the step that
