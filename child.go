@@ -53,41 +53,75 @@ func ChildStep[In, Out any](g *Graph, child *Graph, opts ...StepOption) {
 	}, append([]StepOption{Name("child:" + child.name)}, opts...)...)
 }
 
+// settleTask tells a finished execution's family that it ended: the parent
+// step waiting for it is woken, and if it did not complete, the children
+// it was waiting for (unless abandoned) are cancelled. While the parent's
+// step is running it cannot be woken (it looks at the child itself when it
+// next waits); the task then tries again, later and later.
+func (w *worker) settleTask(ctx context.Context, t store.Task) {
+	e := w.eng
+	busy, err := e.settleFamily(ctx, t.Exec)
+	switch {
+	case err != nil:
+		e.log.Warn("docket: telling an ended execution's parent or children failed; trying again", "execution", t.Exec, "error", err)
+		w.deferTask(ctx, t, time.Second)
+	case busy:
+		t.Attempt++
+		w.retrySettle(ctx, t, min(time.Second<<min(t.Attempt, 6), time.Minute))
+	default:
+		w.dropTask(ctx, t)
+	}
+}
+
+// retrySettle hands a settle task back, counting its tries, to run after d.
+func (w *worker) retrySettle(ctx context.Context, t store.Task, d time.Duration) {
+	_ = w.eng.st.Update(ctx, t.Exec, func(tx store.Tx) error {
+		task, err := w.fence(tx, t.ID)
+		if err != nil {
+			return err
+		}
+		task.Owner, task.LeaseUntil, task.ReadyAt, task.Claims, task.Attempt = "", time.Time{}, w.eng.clock.Now().Add(d), 0, t.Attempt
+		return tx.PutTask(task)
+	})
+}
+
 // settleFamily acts on execution id having finished: it wakes the parent
 // step waiting for it, and if it did not complete, cancels the children it
-// was waiting for that were not abandoned.
-func (e *Engine) settleFamily(id string) {
-	ctx := context.Background()
+// was waiting for that were not abandoned. busy reports that the parent's
+// step could not be woken because it is running.
+func (e *Engine) settleFamily(ctx context.Context, id string) (busy bool, err error) {
 	x, err := e.st.Execution(ctx, id)
 	if err != nil {
-		return
+		return false, err
 	}
 	if x.Parent != "" {
-		e.wakeStep(ctx, x.Parent, x.ParentStep)
+		if busy, err = e.wakeStep(ctx, x.Parent, x.ParentStep); err != nil {
+			return false, err
+		}
 	}
 	if x.Status == store.Completed {
-		return
+		return busy, nil
 	}
 	steps, err := e.st.Steps(ctx, id)
 	if err != nil {
-		return
+		return false, err
 	}
 	for _, s := range steps {
 		j, err := e.st.Journal(ctx, id, s.Name)
 		if err != nil {
-			continue
+			return false, err
 		}
 		for _, entry := range j {
 			if entry.Kind != "call" || entry.Done || string(entry.Data) == "abandon" {
 				continue
 			}
 			_, key, _ := cut(entry.Name)
-			child := id + "/" + s.Name + "/" + key
-			if err := e.Cancel(ctx, child); err != nil && !isFinishedOrMissing(err) {
-				e.log.Warn("docket: cancelling a child failed", "parent", id, "child", child, "error", err)
+			if err := e.Cancel(ctx, id+"/"+s.Name+"/"+key); err != nil && !isFinishedOrMissing(err) {
+				return false, err
 			}
 		}
 	}
+	return busy, nil
 }
 
 // cut splits a call entry's name "graph:key".
@@ -106,27 +140,36 @@ func isFinishedOrMissing(err error) bool {
 	return errors.As(err, &fe) || errors.As(err, &nf)
 }
 
-// wakeStep makes the suspended step of execution id ready to run now.
-func (e *Engine) wakeStep(ctx context.Context, id, step string) {
+// wakeStep makes the suspended step of execution id ready to run now. busy
+// reports that the step's task is leased (the step is running), so it was
+// left alone.
+func (e *Engine) wakeStep(ctx context.Context, id, step string) (busy bool, err error) {
 	// The wake-up is owed to the step even if the caller stops waiting.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err := e.st.Update(ctx, id, func(tx store.Tx) error {
+	err = e.st.Update(ctx, id, func(tx store.Tx) error {
+		busy = false
 		tasks, err := tx.Tasks()
 		if err != nil {
 			return err
 		}
 		for _, t := range tasks {
-			if t.Kind == store.TaskStep && t.Step == step && t.Owner == "" {
-				t.ReadyAt, t.Claims = e.clock.Now(), 0
-				return tx.PutTask(&t)
+			if t.Kind != store.TaskStep || t.Step != step {
+				continue
 			}
+			if t.Owner != "" {
+				busy = true
+				return nil
+			}
+			t.ReadyAt, t.Claims = e.clock.Now(), 0
+			return tx.PutTask(&t)
 		}
 		return nil
 	})
 	if err != nil {
 		e.log.Warn("docket: waking a suspended step failed; it looks again at its next timer", "execution", id, "step", step, "error", err)
-		return
+		return false, err
 	}
 	e.pokeWorker()
+	return busy, nil
 }

@@ -129,7 +129,10 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 			}
 			x.Status, x.Result, x.FinishedAt = store.Completed, &x.Inputs[k], now
 			finished = true
-			return tx.PutExecution(x)
+			if err := tx.PutExecution(x); err != nil {
+				return err
+			}
+			return endTasks(tx, x, now)
 		}
 		recs := map[string]*store.Step{}
 		for _, i := range p.roots {

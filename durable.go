@@ -15,6 +15,9 @@ import (
 // taskDeadline fires when an execution's timeout runs out.
 const taskDeadline store.TaskKind = "deadline"
 
+// taskSettle tells a finished execution's parent and children (see endTasks).
+const taskSettle store.TaskKind = "settle"
+
 // durableStep is the durable side of a step's frame: the task being run,
 // the step's journal of durable calls, and the position reached in it.
 type durableStep struct {
@@ -597,7 +600,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			if ps.out == p.target {
 				x.Status, x.Result, x.FinishedAt = store.Completed, outVal, now
 				finished = true
-				if err := deleteTasks(tx, nil); err != nil {
+				if err := endTasks(tx, x, now); err != nil {
 					return err
 				}
 				return tx.PutExecution(x)
@@ -981,10 +984,25 @@ func finish(tx store.Tx, x *store.Execution, now time.Time, finished *bool) erro
 		x.Status = store.Cancelled
 	}
 	*finished = true
-	if err := deleteTasks(tx, nil); err != nil {
+	if err := endTasks(tx, x, now); err != nil {
 		return err
 	}
 	return tx.PutExecution(x)
+}
+
+// endTasks replaces the tasks of an execution that has just ended with a
+// settle task when its family must hear of the end: a parent step waits
+// for it, or (when it did not complete) children it waits for are to be
+// cancelled. Being a task, the telling survives a crash right after the
+// end.
+func endTasks(tx store.Tx, x *store.Execution, now time.Time) error {
+	if err := deleteTasks(tx, nil); err != nil {
+		return err
+	}
+	if x.Parent == "" && x.Status == store.Completed {
+		return nil
+	}
+	return tx.AddTask(&store.Task{Kind: taskSettle, ReadyAt: now})
 }
 
 // settleCancel finishes a cancellation once no step of the execution is

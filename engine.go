@@ -269,7 +269,7 @@ func (e *Engine) dropWait(id string, ch chan struct{}) {
 // and a parent that did not complete cancels its children (see Call).
 func (e *Engine) finished(id string) {
 	e.notify(id)
-	e.settleFamily(id)
+	e.pokeWorker() // for the settle task
 }
 
 // notify wakes the callers of waitChan(key).

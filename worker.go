@@ -363,6 +363,8 @@ func (w *worker) run(t store.Task) *store.Task {
 		next = w.compensateTask(ctx, t)
 	case taskDeadline:
 		w.deadlineTask(ctx, t)
+	case taskSettle:
+		w.settleTask(ctx, t)
 	default:
 		w.eng.log.Error("docket: unknown task kind; dropping it", "kind", t.Kind, "execution", t.Exec)
 		w.dropTask(ctx, t)
