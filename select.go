@@ -89,13 +89,14 @@ func (s *Selector) Select(ctx context.Context) error {
 	if err := d.applyUpdates(f, ""); err != nil {
 		return err
 	}
-	e, err := d.next("select", s.describe())
+	desc := s.describe()
+	e, err := d.next("select", desc)
 	if err != nil {
 		return err
 	}
 	pos := d.seq - 1
 	if e == nil {
-		d.add(store.JournalEntry{Kind: "select", Name: s.describe()})
+		d.add(store.JournalEntry{Kind: "select", Name: desc})
 	}
 	for !d.journal[pos].Done {
 		d.waitPoint()
