@@ -86,6 +86,9 @@ func Run[T any](ctx context.Context, name string, fn func(ctx context.Context) (
 	// fn is the side effect itself: durable calls inside it happen live.
 	live := &frame{Context: f.Context, r: f.r, ps: f.ps, attempt: f.attempt, clock: d.w.eng.clock}
 	v, runErr := runLive(context.Context(liveCtx{ctx, live}), fn, &cfg)
+	if interrupted(f, runErr) {
+		return v, runErr // not the call's outcome: the next attempt makes it again
+	}
 	entry := store.JournalEntry{Kind: "run", Name: name, Done: true}
 	if runErr != nil {
 		entry.Error = runErr.Error()

@@ -380,21 +380,17 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 			pl = nil
 		}
 	}
+	var journal []store.JournalEntry // a step just made ready (preloaded) has none yet
 	if pl == nil {
-		if x, _, p, ok = w.load(lctx, t); !ok {
+		var snap *store.Snapshot
+		if snap, _, p, ok = w.load(lctx, t); !ok {
 			return nil
 		}
+		x, recs, journal = snap.Execution, byName(snap.Steps), snap.Journal
 	}
 	i, ok := p.byName[t.Step]
 	if !ok {
 		return w.finishWith(ctx, t, fmt.Sprintf("step %q is no longer in graph %q", t.Step, x.Graph))
-	}
-	if pl == nil {
-		steps, err := e.st.Steps(lctx, x.ID)
-		if err != nil {
-			return nil // the lease runs out and the task is tried again
-		}
-		recs = byName(steps)
 	}
 	rec := recs[t.Step]
 	if rec == nil {
@@ -405,11 +401,12 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 		if next, run := w.joinSession(lctx, p, t, key); !run {
 			return next
 		}
-		steps, err := e.st.Steps(lctx, x.ID)
+		// Joining may have restarted the session: read again.
+		snap, err := e.st.Snapshot(lctx, x.ID, t.Step)
 		if err != nil {
 			return nil
 		}
-		recs = byName(steps)
+		recs, journal = byName(snap.Steps), snap.Journal
 		if rec = recs[t.Step]; rec == nil {
 			rec = &store.Step{Name: t.Step}
 		}
@@ -417,12 +414,6 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	r, err := e.runFor(p, x, recs, ps)
 	if err != nil {
 		return w.finishWith(ctx, t, fmt.Sprintf("step %q cannot start: %v", t.Step, err))
-	}
-	var journal []store.JournalEntry
-	if pl == nil { // a step just made ready has no journal yet
-		if journal, err = e.st.Journal(lctx, x.ID, t.Step); err != nil {
-			return nil
-		}
 	}
 	// Claims beyond the first are attempts that died without recording
 	// anything; they count.
@@ -1050,18 +1041,20 @@ func (w *worker) finishWith(ctx context.Context, t store.Task, msg string) *stor
 	return nil
 }
 
-// load reads what a task needs to run: its execution (unless finished, in
-// which case the task is dropped), graph index and plan. ok is false when the
-// task was dealt with here.
-func (w *worker) load(ctx context.Context, t store.Task) (x *store.Execution, ix *index, p *plan, ok bool) {
+// load reads what a task needs to run, in one store call: its execution
+// (unless finished, in which case the task is dropped), the execution's
+// steps and the journal of the task's step; and finds the graph index and
+// plan. ok is false when the task was dealt with here.
+func (w *worker) load(ctx context.Context, t store.Task) (snap *store.Snapshot, ix *index, p *plan, ok bool) {
 	e := w.eng
-	x, err := e.st.Execution(ctx, t.Exec)
+	snap, err := e.st.Snapshot(ctx, t.Exec, t.Step)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			w.dropTask(ctx, t)
 		}
 		return nil, nil, nil, false // otherwise the lease runs out and it is tried again
 	}
+	x := snap.Execution
 	if x.Status.Finished() {
 		w.dropTask(ctx, t)
 		return nil, nil, nil, false
@@ -1077,7 +1070,7 @@ func (w *worker) load(ctx context.Context, t store.Task) (x *store.Execution, ix
 		w.finishWith(ctx, t, err.Error())
 		return nil, nil, nil, false
 	}
-	return x, ix, p, true
+	return snap, ix, p, true
 }
 
 // crashAllowance is how many attempts a step without a retry policy gets

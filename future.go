@@ -145,7 +145,7 @@ func (fu *future) dropLive() {
 func (fu *future) settle(v any, hasVal bool, err error) {
 	fu.resolved, fu.val, fu.hasVal, fu.err = true, v, hasVal, err
 	d := fu.d
-	if d == nil {
+	if d == nil || fu.kind == futureWork && interrupted(fu.f, err) {
 		return
 	}
 	e := d.journal[fu.pos]

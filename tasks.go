@@ -15,14 +15,11 @@ import (
 // newest completed step first.
 func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 	e := w.eng
-	x, ix, p, ok := w.load(ctx, t)
+	snap, ix, p, ok := w.load(ctx, t)
 	if !ok {
 		return nil
 	}
-	steps, err := e.st.Steps(ctx, x.ID)
-	if err != nil {
-		return nil
-	}
+	x, steps := snap.Execution, snap.Steps
 	var pending []*store.Step
 	for i := range steps {
 		if steps[i].Comp == store.CompPending {
@@ -56,7 +53,7 @@ func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 	}
 	now := e.clock.Now()
 	var next *store.Task
-	err = e.st.Update(context.WithoutCancel(ctx), x.ID, func(tx store.Tx) error {
+	err := e.st.Update(context.WithoutCancel(ctx), x.ID, func(tx store.Tx) error {
 		next = nil
 		task, err := w.fence(tx, t.ID)
 		if err != nil {
@@ -99,10 +96,11 @@ func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 // deadlineTask fails an execution whose timeout ran out.
 func (w *worker) deadlineTask(ctx context.Context, t store.Task) {
 	e := w.eng
-	x, _, p, ok := w.load(ctx, t)
+	snap, _, p, ok := w.load(ctx, t)
 	if !ok {
 		return
 	}
+	x := snap.Execution
 	finished := false
 	err := e.st.Update(ctx, x.ID, func(tx store.Tx) error {
 		finished = false

@@ -140,6 +140,13 @@ func (w *worker) stop(grace time.Duration) {
 	w.loops.Wait()
 }
 
+// interrupted reports whether err is the end of work that the worker's
+// shutdown cut short: such an outcome is not recorded, so that the step's
+// next attempt (on this or another worker) does the work again.
+func interrupted(f *frame, err error) bool {
+	return err != nil && context.Cause(f) == errShutdown
+}
+
 // poke wakes the claim loop.
 func (w *worker) poke() {
 	select {

@@ -99,3 +99,58 @@ func TestGracefulShutdownFinishesOrHandsBack(t *testing.T) {
 		t.Fatalf("a handed-back attempt must not count as failed: %+v", d.Steps[0])
 	}
 }
+
+// A Run or Go call that shutdown cuts short is not recorded: the step's
+// next attempt makes it again, rather than replaying the cancellation as
+// the call's outcome.
+func TestShutdownDoesNotRecordInterruptedCalls(t *testing.T) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "interrupted.db")
+	var started atomic.Int32
+	mk := func(block bool) *docket.Graph {
+		g := docket.NewGraph("cut", docket.Input[int]())
+		docket.Register1(g, func(ctx context.Context, n int) (string, error) {
+			work := func(ctx context.Context) (string, error) {
+				started.Add(1)
+				if block {
+					<-ctx.Done()
+					return "", ctx.Err()
+				}
+				return "done", nil
+			}
+			if n == 1 {
+				return docket.Run(ctx, "call", work)
+			}
+			return docket.Go(ctx, "call", work).Get(ctx)
+		}, docket.Name("work"), docket.Retry(docket.RetryPolicy{MaxAttempts: 1}))
+		return g
+	}
+	ctx := context.Background()
+	g1 := mk(true)
+	eng1, err := docket.Open(ctx, docket.Config{Store: db, Graphs: []*docket.Graph{g1}, ShutdownTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"run", "go"} {
+		if _, err := docket.Start[string](ctx, eng1, g1, id, map[string]int{"run": 1, "go": 2}[id]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, func() bool { return started.Load() == 2 })
+	if err := eng1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g2 := mk(false)
+	eng2, err := docket.Open(ctx, docket.Config{Store: db, Graphs: []*docket.Graph{g2}, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng2.Close()
+	for _, id := range []string{"run", "go"} {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		v, err := docket.HandleFor[string](eng2, id).Result(rctx)
+		cancel()
+		if err != nil || v != "done" {
+			t.Errorf("%s: %q, %v; want the call made again after the shutdown", id, v, err)
+		}
+	}
+}

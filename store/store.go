@@ -205,6 +205,13 @@ type JournalEntry struct {
 	WakeAt time.Time
 }
 
+// Snapshot is what Store.Snapshot reads.
+type Snapshot struct {
+	Execution *Execution
+	Steps     []Step         // by name
+	Journal   []JournalEntry // of the step asked for, in call order
+}
+
 // ListQuery filters and pages List.
 type ListQuery struct {
 	Graph         string
@@ -246,6 +253,11 @@ type Store interface {
 	Steps(ctx context.Context, id string) ([]Step, error)
 	// Journal returns a step's journal in call order.
 	Journal(ctx context.Context, id, step string) ([]JournalEntry, error)
+	// Snapshot returns an execution, its step records and the journal of
+	// one of its steps — what a worker reads before it runs a step — or
+	// ErrNotFound when the execution does not exist. Shared stores read
+	// them in one round trip; they need not be one consistent snapshot.
+	Snapshot(ctx context.Context, id, step string) (*Snapshot, error)
 	// Tasks returns an execution's tasks, by ID.
 	Tasks(ctx context.Context, id string) ([]Task, error)
 	// Signals returns an execution's inbox in arrival order.
@@ -340,4 +352,22 @@ type Notifier interface {
 	// or the store is closed. It returns once the listener is in place
 	// (changes committed after Listen returns are reported).
 	Listen(ctx context.Context, fn func(Event)) error
+}
+
+// ReadSnapshot implements Store.Snapshot with three reads of st, for
+// stores where a read costs no round trip.
+func ReadSnapshot(ctx context.Context, st Store, id, step string) (*Snapshot, error) {
+	x, err := st.Execution(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := st.Steps(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	journal, err := st.Journal(ctx, id, step)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{Execution: x, Steps: steps, Journal: journal}, nil
 }

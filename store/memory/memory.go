@@ -532,6 +532,11 @@ func (s *Store) Steps(ctx context.Context, id string) ([]store.Step, error) {
 	return t.Steps()
 }
 
+// Snapshot implements store.Store.
+func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot, error) {
+	return store.ReadSnapshot(ctx, s, id, step)
+}
+
 // Journal implements store.Store.
 func (s *Store) Journal(ctx context.Context, id, step string) ([]store.JournalEntry, error) {
 	if err := s.lock(ctx); err != nil {

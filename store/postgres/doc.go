@@ -37,18 +37,55 @@
 // Because nothing else changes an execution while its lock is held, the
 // execution record (with its signal counter, executions.signal_seq: the
 // highest signal Seq it ever gave out, so that the Seqs of deleted signals
-// are not given again) and its tasks are read once, in the round trip that
-// sends BEGIN and takes the lock, and the Tx answers from them. Writes are queued and sent pipelined ahead of the next
-// statement that needs an answer (a read of steps, journal or signals, or
-// AddTask, which needs the task's new ID), or ahead of COMMIT. A typical
-// Update costs two round trips, one more for each AddTask or read of steps,
-// journal or signals (pgx prepares and caches every statement per
-// connection). PutSignal is queued when the Update has read the inbox
+// are not given again), its tasks and its steps are read once, in the
+// round trip that sends BEGIN and takes the lock, and the Tx answers from
+// them, kept up to date with its own writes. Writes are queued and sent
+// pipelined ahead of the next statement that needs an answer (a read of
+// the journal or the inbox), or ahead of COMMIT. A typical Update costs two
+// round trips, one more for each read of the journal or the inbox (pgx
+// prepares and caches every statement per connection). AddTask needs no
+// round trip for the task's ID: each process reserves task IDs from the
+// identity sequence of the tasks table, 64 at a time (in the first round
+// trip of an Update, when it is running short), and hands them out itself;
+// the sequence gives every ID once, so IDs are unique across processes and
+// never reused. PutSignal is queued when the Update has read the inbox
 // (Signals), as the engine does before it consumes a signal; otherwise it
-// costs a round trip, which tells whether the signal still exists. A write that the server refuses loses the transaction:
-// later calls of the Tx return that error and Update returns it, even if fn
-// ignored it. If fn fails or panics the transaction is rolled back (and the
-// panic goes on); the connection goes back to the pool clean, or is closed.
+// costs a round trip, which tells whether the signal still exists. A write
+// that the server refuses loses the transaction: later calls of the Tx
+// return that error and Update returns it, even if fn ignored it. A name or
+// ID that a text column cannot hold (a NUL byte, invalid UTF-8) is refused
+// before it is sent, with ErrBadText, and fails only its own Update. If fn
+// fails or panics, its writes are dropped (and the panic goes on in the
+// caller); the connection goes back to the pool clean, or is closed.
+//
+// # Group commit
+//
+// When Updates arrive faster than they finish, they share transactions.
+// At most half the pool's connections (at least one) run Updates at a
+// time, each as the leader of a group; an Update that finds them all busy
+// waits in a queue, and the next group takes up to MaxGroup (32 by
+// default) waiting Updates of distinct executions. The group's first round
+// trip takes all their advisory locks (in key order, so that two groups
+// never wait for each other in a cycle) and reads all their records with
+// one statement per table; the fns run one after the other on the
+// leader's goroutine; the last round trip sends all their writes and one
+// COMMIT. On a busy store this divides the round trips, the commits and
+// their WAL flushes by the size of the groups, which is what limits
+// throughput on small machines; when Updates come one at a time, each is
+// a group of one and costs what it did alone.
+//
+// Each Update in a group still has its own outcome. A fn that fails or
+// panics has its writes dropped before they are sent, or, if it had sent
+// some already (a member that reads the journal or the inbox first sets a
+// savepoint), rolled back to its savepoint; the others commit. Only a
+// failure of the transaction itself — a lost connection, a statement the
+// server refuses, a failed COMMIT — fails the Updates whose fns had run;
+// those that had not run yet are queued again for the next group. An
+// Update returns only once the COMMIT holding its writes has succeeded, so
+// grouping weakens no guarantee. An Update's context counts while it waits
+// in the queue; once its group has started, the group's transaction is
+// cancelled only when every member's context has ended (or the store is
+// closed).
 //
 // # Claiming
 //
@@ -72,7 +109,7 @@
 // statements; they lock tasks in ID order, as Update does, so they never
 // deadlock with it, and they are run again if the server aborts them for a
 // deadlock or a serialization failure. Task IDs come from an identity
-// column and are never reused. NextReadyAt reads an index on a generated
+// column (reserved in blocks, see above) and are never reused. NextReadyAt reads an index on a generated
 // column, wake_at, the time a task is next claimable (in any queue).
 //
 // # Notifications
@@ -103,8 +140,10 @@
 // The pool holds pgxpool's default number of connections (four or the
 // number of CPUs, whichever is more) unless the URL sets pool_max_conns or
 // Open is given MaxConns. Every call holds one pooled connection while it
-// runs; an Update holds it for all of fn, including while it waits for the
-// execution's lock, so fn must not call the Store itself. Size the pool to
+// runs; a group of Updates holds one for all of its fns, including while
+// it waits for the executions' locks, so fn must not call the Store itself
+// (fns run on the group leader's goroutine and must not wait for anything
+// another Update's caller holds). Size the pool to
 // the number of calls that should run at once (the engine's workers plus
 // callers), and keep the sum over all processes, plus one connection per
 // Listen, below the server's max_connections. A call whose context ends

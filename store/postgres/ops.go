@@ -217,6 +217,49 @@ func (s *Store) Steps(ctx context.Context, id string) ([]store.Step, error) {
 	return read(ctx, s, "steps", scanStep, sqlSteps, id)
 }
 
+// Snapshot implements store.Store: the three reads go in one round trip.
+func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(sqlExecution, id)
+	b.Queue(sqlSteps, id)
+	b.Queue(sqlJournal, id, step)
+	var (
+		snap  store.Snapshot
+		found bool
+	)
+	br := s.pool.SendBatch(ctx, b)
+	err := func() error {
+		rows, _ := br.Query()
+		execs, err := pgx.CollectRows(rows, scanExec)
+		if err != nil {
+			return err
+		}
+		if found = len(execs) > 0; found {
+			snap.Execution = &execs[0]
+		}
+		rows, _ = br.Query()
+		if snap.Steps, err = pgx.CollectRows(rows, scanStep); err != nil {
+			return err
+		}
+		rows, _ = br.Query()
+		snap.Journal, err = pgx.CollectRows(rows, scanEntry)
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, s.ctxErr(ctx, "snapshot", err)
+	}
+	if !found {
+		return nil, s.wrap("execution "+strconv.Quote(id), store.ErrNotFound)
+	}
+	return &snap, nil
+}
+
 // Journal implements store.Store.
 func (s *Store) Journal(ctx context.Context, id, step string) ([]store.JournalEntry, error) {
 	return read(ctx, s, "journal", scanEntry, sqlJournal, id, step)

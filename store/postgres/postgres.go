@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,11 @@ var ErrSchemaTooNew = errors.New("postgres: database schema is newer than this v
 // missing or older than this version of docket needs: run Migrate first.
 var ErrSchemaTooOld = errors.New("postgres: database schema is older than this version of docket needs")
 
+// ErrBadText is returned for a name or ID that a text column cannot hold:
+// one with a NUL byte or invalid UTF-8. The Update that tried to write it
+// fails on its own, before anything reaches the server.
+var ErrBadText = errors.New("postgres: text with a NUL byte or invalid UTF-8 cannot be stored")
+
 // Store is a store.Store in a PostgreSQL database. It is safe for
 // concurrent use, and any number of Stores (in any number of processes) may
 // share one database schema.
@@ -35,6 +41,10 @@ type Store struct {
 	schema  string          // where the tables are
 	channel string          // the NOTIFY channel of this schema
 	seed    uint64          // hash state of the schema, for advisory lock keys
+	taskSeq string          // the sequence of task IDs
+
+	batch batcher // Updates waiting to run, in groups
+	ids   idPool  // task IDs reserved by this process
 
 	closed atomic.Bool
 	mu     sync.Mutex         // orders Listen against Close
@@ -53,7 +63,19 @@ type Option func(*options)
 
 type options struct {
 	maxConns int32
+	maxGroup int
 	noMigr   bool
+}
+
+// DefaultMaxGroup is how many Updates of different executions may share
+// one transaction unless MaxGroup says otherwise.
+const DefaultMaxGroup = 32
+
+// MaxGroup sets how many Updates of different executions may share one
+// transaction when they arrive together (see "Group commit" in the package
+// documentation); 1 gives every Update a transaction of its own.
+func MaxGroup(n int) Option {
+	return func(o *options) { o.maxGroup = n }
 }
 
 // MaxConns sets the size of the connection pool (by default the URL's
@@ -100,6 +122,13 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		}
 	}
 	s := &Store{listen: cfg.ConnConfig.Copy(), name: serverName(cfg.ConnConfig)}
+	// Half the pool leads groups of Updates; the rest is for claims,
+	// leases and reads, which must not wait behind them.
+	s.batch.maxLeaders = max(1, int(cfg.MaxConns)/2)
+	s.batch.maxGroup = DefaultMaxGroup
+	if o.maxGroup > 0 {
+		s.batch.maxGroup = o.maxGroup
+	}
 	s.stop, s.cancel = context.WithCancel(context.Background())
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		s.cancel()
@@ -133,9 +162,56 @@ func (s *Store) setup(ctx context.Context, o options) error {
 		if err != nil {
 			return s.wrap("reading schema version", err)
 		}
-		return s.checkVersion(v, true)
+		if err := s.checkVersion(v, true); err != nil {
+			return err
+		}
+	} else if err := s.migrate(ctx, c.Conn()); err != nil {
+		return err
 	}
-	return s.migrate(ctx, c.Conn())
+	err = c.Conn().QueryRow(ctx, `SELECT pg_get_serial_sequence(format('%I.tasks', $1::text), 'id')`, s.schema).Scan(&s.taskSeq)
+	return s.wrap("finding the task ID sequence", err)
+}
+
+// idBlock is how many task IDs a process reserves at a time.
+const idBlock = 64
+
+// idPool holds task IDs that this process reserved from the tasks table's
+// identity sequence, so that AddTask can name a task without asking the
+// server. The sequence gives every ID once, so IDs stay unique across
+// processes and are never reused; a process that exits leaves a gap.
+type idPool struct {
+	mu  sync.Mutex
+	ids []int64 // ascending
+}
+
+// take returns the next reserved ID.
+func (p *idPool) take() (int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ids) == 0 {
+		return 0, false
+	}
+	id := p.ids[0]
+	p.ids = p.ids[1:]
+	return id, true
+}
+
+// wanted returns how many IDs to reserve now (0 while enough are left).
+func (p *idPool) wanted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ids) >= idBlock/2 {
+		return 0
+	}
+	return idBlock
+}
+
+// put adds reserved IDs.
+func (p *idPool) put(ids []int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ids = append(p.ids, ids...)
+	slices.Sort(p.ids)
 }
 
 // serverName names the database for error messages, without credentials.

@@ -536,3 +536,63 @@ func TestClosed(t *testing.T) {
 		t.Errorf("Listen after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestGroupCommit runs many Updates of different executions at once on a
+// store with one group leader, so that they share transactions: each one's
+// outcome is still its own, including one refused for bad text, and the
+// executions they share a transaction with are not touched by it.
+func TestGroupCommit(t *testing.T) {
+	s := open(t, pgtest.URL(t), postgres.MaxConns(2)) // one leader
+	const n = 64
+	for i := range n {
+		create(t, s, fmt.Sprintf("g%02d", i))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.Update(t.Context(), fmt.Sprintf("g%02d", i), func(tx store.Tx) error {
+				if err := tx.PutStep(&store.Step{Name: "a", Status: store.StepDone, Seq: int64(i)}); err != nil {
+					return err
+				}
+				task := store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base}
+				if err := tx.AddTask(&task); err != nil {
+					return err
+				}
+				if i%10 == 3 {
+					// Refused before it reaches the server; fn ignores it.
+					_ = tx.PutStep(&store.Step{Name: "bad\x00", Status: store.StepDone})
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	if g := s.Grouped(); g == 0 {
+		t.Errorf("no Update ran in a group of more than one")
+	}
+	for i := range n {
+		id := fmt.Sprintf("g%02d", i)
+		steps, err := s.Steps(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks, err := s.Tasks(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 3 {
+			if !errors.Is(errs[i], postgres.ErrBadText) || len(steps)+len(tasks) != 0 {
+				t.Errorf("%s: %v, %d steps, %d tasks; want ErrBadText and nothing kept", id, errs[i], len(steps), len(tasks))
+			}
+			continue
+		}
+		if errs[i] != nil || len(steps) != 1 || steps[0].Seq != int64(i) || len(tasks) != 1 {
+			t.Errorf("%s: %v, steps %+v, %d tasks; want its own step and task", id, errs[i], steps, len(tasks))
+		}
+	}
+	// A bad execution ID fails at once.
+	if err := s.Update(t.Context(), "x\xff", func(store.Tx) error { return nil }); !errors.Is(err, postgres.ErrBadText) {
+		t.Errorf("Update with a bad ID: %v, want ErrBadText", err)
+	}
+}

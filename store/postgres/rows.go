@@ -37,6 +37,17 @@ func clean(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
+// badText returns the first string among args that a text column cannot
+// hold, if any.
+func badText(args []any) (string, bool) {
+	for _, a := range args {
+		if s, ok := a.(string); ok && (strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s)) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
 // valueArgs encodes an optional value as a (type, data) pair of columns.
 func valueArgs(v *store.Value) (any, any) {
 	if v == nil {
@@ -178,6 +189,26 @@ func scanStep(row pgx.CollectableRow) (store.Step, error) {
 	s.Status, s.Comp, s.Output = store.StepStatus(status), store.CompStatus(comp), valueOf(ot, od)
 	s.WakeAt, s.ReadyAt, s.StartedAt, s.FinishedAt = utc(s.WakeAt), utc(s.ReadyAt), utc(s.StartedAt), utc(s.FinishedAt)
 	return s, err
+}
+
+// normStep returns a copy of s as the database gives it back after a write.
+func normStep(exec string, s *store.Step) store.Step {
+	c := *s
+	c.Exec = exec
+	if s.Output != nil {
+		c.Output = &store.Value{Type: s.Output.Type, Data: append([]byte{}, s.Output.Data...)}
+	}
+	c.Heartbeat = clone(s.Heartbeat)
+	c.Error, c.Wait, c.CompError = clean(s.Error), clean(s.Wait), clean(s.CompError)
+	c.WakeAt, c.ReadyAt, c.StartedAt, c.FinishedAt = norm(s.WakeAt), norm(s.ReadyAt), norm(s.StartedAt), norm(s.FinishedAt)
+	return c
+}
+
+// copyStep returns a copy of s that shares no memory with it.
+func copyStep(s store.Step) store.Step {
+	s.Output = cloneValue(s.Output)
+	s.Heartbeat = clone(s.Heartbeat)
+	return s
 }
 
 const journalCols = `exec, step, seq, kind, name, data, error, done, wake_at`

@@ -13,61 +13,31 @@ import (
 	"github.com/docket-run/docket/store"
 )
 
-// An Update is one transaction on one pooled connection:
+// One group's transaction, on one pooled connection:
 //
-//  1. One round trip sends BEGIN, takes the execution's advisory lock
-//     (pg_advisory_xact_lock, held until the transaction ends), reads the
-//     execution record with its signal counter (the highest signal Seq it
-//     gave out), and reads and row-locks the execution's tasks (FOR UPDATE).
-//  2. fn runs. Under the advisory lock nothing but this transaction writes
-//     the execution, its steps, journal or signals, and under the row locks
-//     no Claim, ExtendLeases or Release changes its tasks; so the records
-//     read in step 1 stay exact, and the Tx answers Execution and Tasks from
-//     them, and decides ErrNotFound and ErrExists on its own. Writes are
-//     queued rather than sent.
+//  1. One round trip sends BEGIN, takes the advisory locks of the group's
+//     executions (in key order, so that groups never deadlock), reads their
+//     execution records with their signal counters (the highest signal Seq
+//     each gave out), reads and row-locks their tasks (FOR UPDATE, in ID
+//     order, as ExtendLeases and Release lock them), and reads their steps;
+//     and, when this process has few task IDs left, reserves more.
+//  2. Each member's fn runs. Under the advisory lock nothing but this
+//     transaction writes the execution, its steps, journal or signals, and
+//     under the row locks no Claim, ExtendLeases or Release changes its
+//     tasks; so the records read in step 1 stay exact, and the Tx answers
+//     Execution, Tasks and Steps from them (kept up to date with its own
+//     writes), and decides ErrNotFound and ErrExists on its own. Writes
+//     are queued rather than sent.
 //  3. Queued writes go to the server in the same round trip as the next
-//     statement that needs an answer (a read of steps, journal or signals,
-//     or AddTask, which needs its new ID), pipelined ahead of it.
-//  4. One last round trip sends what is queued, pg_notify for the change,
+//     statement that needs an answer (a read of the journal or the inbox),
+//     pipelined ahead of it. In a group of more than one, a member that
+//     sends something before its fn returns first sets a savepoint, so
+//     that its writes can be undone alone if its fn then fails.
+//  4. One last round trip sends what is queued, pg_notify for the changes,
 //     and COMMIT.
 //
-// An Update that reads the execution and its tasks and writes anything but
-// a new task therefore costs two round trips.
-
-// Update implements store.Store. It runs fn in one transaction that holds
-// the advisory lock of execution id; if fn returns an error or panics, the
-// transaction is rolled back (and a panic goes on).
-func (s *Store) Update(ctx context.Context, id string, fn func(store.Tx) error) error {
-	if err := s.check(ctx); err != nil {
-		return err
-	}
-	c, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return s.ctxErr(ctx, "update", err)
-	}
-	t := &tx{s: s, ctx: ctx, conn: c.Conn(), id: id}
-	committed := false
-	defer func() {
-		if !committed {
-			t.rollback()
-		}
-		c.Release()
-	}()
-	if err := t.begin(); err != nil {
-		return err
-	}
-	if err := fn(t); err != nil {
-		return err
-	}
-	if t.err != nil {
-		return t.err // fn went on after a failed write
-	}
-	if err := t.commit(); err != nil {
-		return err
-	}
-	committed = true
-	return nil
-}
+// An Update that reads the execution, its tasks and steps and writes
+// anything therefore costs two round trips, shared by the whole group.
 
 // stmt is a queued write.
 type stmt struct {
@@ -76,72 +46,149 @@ type stmt struct {
 	args []any
 }
 
-// tx is the store.Tx of one Update.
+// group is the transaction of a group of Updates.
+type group struct {
+	s     *Store
+	ctx   context.Context
+	conn  *pgx.Conn
+	multi bool // more than one member: a member's writes are undone alone
+
+	queue []stmt // writes not sent yet
+	err   error  // the first failure on the server; the transaction is lost
+}
+
+// tx is the store.Tx of one Update, a member of a group.
 type tx struct {
-	s    *Store
-	ctx  context.Context
-	conn *pgx.Conn
-	id   string
+	g  *group
+	s  *Store
+	id string
 
 	exec    *store.Execution // the execution as it now is; nil while it does not exist
 	tasks   []store.Task     // its tasks, by ID, as they now are
+	steps   []store.Step     // its steps, by name, as they now are
 	lastSig int64            // the highest signal Seq given out (executions.signal_seq)
 	// sigs holds the Seqs of the inbox as it now is, once Signals has read
 	// it in this Update (nil before): PutSignal then needs no round trip to
 	// tell whether the signal exists.
 	sigs map[int64]bool
 
-	queue   []stmt // writes not sent yet
-	changed bool   // the execution, a step, journal entry or signal was written
-	ready   bool   // a task was added or put without an owner
-	err     error  // the first failure on the server; the transaction is lost
+	bad     error // a write refused before it was sent: this Update fails
+	mark    int   // where this member's writes start in the group's queue
+	saved   bool  // a savepoint was set at mark
+	changed bool  // the execution, a step, journal entry or signal was written
+	ready   bool  // a task was added or put without an owner
 }
 
 const (
 	sqlLock        = `SELECT pg_advisory_xact_lock($1)`
-	sqlTxExecution = `SELECT ` + execCols + `, signal_seq FROM executions WHERE id = $1`
-	sqlTxTasks     = `SELECT ` + taskCols + ` FROM tasks WHERE exec = $1 ORDER BY id FOR UPDATE`
+	sqlLocks       = `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k`
+	sqlGroupExecs  = `SELECT ` + execCols + `, signal_seq FROM executions WHERE id = ANY($1)`
+	sqlGroupTasks  = `SELECT ` + taskCols + ` FROM tasks WHERE exec = ANY($1) ORDER BY id FOR UPDATE`
+	sqlGroupSteps  = `SELECT ` + stepCols + ` FROM steps WHERE exec = ANY($1) ORDER BY exec, name`
+	sqlReserveIDs  = `SELECT nextval($1::regclass) FROM generate_series(1, $2)`
+	sqlSavepoint   = `SAVEPOINT member`
+	sqlToSavepoint = `ROLLBACK TO SAVEPOINT member`
+	sqlNotify      = `SELECT pg_notify($1, $2)`
+	sqlNotifyMany  = `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`
 )
 
-// begin runs step 1 in one round trip.
-func (t *tx) begin() error {
+// begin runs step 1 in one round trip and returns the members' Txs.
+func (g *group) begin(members []*request) ([]*tx, error) {
+	txs := make([]*tx, len(members))
+	byExec := make(map[string]*tx, len(members))
+	ids := make([]string, len(members))
+	keys := make([]int64, len(members))
+	for i, m := range members {
+		txs[i] = &tx{g: g, s: g.s, id: m.id}
+		byExec[m.id] = txs[i]
+		ids[i], keys[i] = m.id, m.key
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(sqlLock, t.s.lockKey(t.id))
-	b.Queue(sqlTxExecution, t.id)
-	b.Queue(sqlTxTasks, t.id)
-	return t.send("begin", b, func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			return err
+	if len(keys) == 1 {
+		b.Queue(sqlLock, keys[0])
+	} else {
+		b.Queue(sqlLocks, keys)
+	}
+	b.Queue(sqlGroupExecs, ids)
+	b.Queue(sqlGroupTasks, ids)
+	b.Queue(sqlGroupSteps, ids)
+	reserve := g.s.ids.wanted()
+	if reserve > 0 {
+		b.Queue(sqlReserveIDs, g.s.taskSeq, reserve)
+	}
+	err := g.send(nil, "begin", b, func(br pgx.BatchResults) error {
+		for range 2 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 		}
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
+		var lastSig int64
 		rows, _ := br.Query()
 		execs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Execution, error) {
-			return scanExecAnd(r, &t.lastSig)
+			x, err := scanExecAnd(r, &lastSig)
+			if err == nil {
+				byExec[x.ID].lastSig = lastSig
+			}
+			return x, err
 		})
 		if err != nil {
 			return err
 		}
-		if len(execs) > 0 {
-			t.exec = &execs[0]
+		for i := range execs {
+			byExec[execs[i].ID].exec = &execs[i]
 		}
 		rows, _ = br.Query()
-		t.tasks, err = pgx.CollectRows(rows, scanTask)
-		return err
+		tasks, err := pgx.CollectRows(rows, scanTask)
+		if err != nil {
+			return err
+		}
+		for _, task := range tasks {
+			t := byExec[task.Exec]
+			t.tasks = append(t.tasks, task)
+		}
+		rows, _ = br.Query()
+		steps, err := pgx.CollectRows(rows, scanStep)
+		if err != nil {
+			return err
+		}
+		for _, st := range steps {
+			t := byExec[st.Exec]
+			t.steps = append(t.steps, st)
+		}
+		if reserve > 0 {
+			rows, _ = br.Query()
+			got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return err
+			}
+			g.s.ids.put(got)
+		}
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return txs, nil
 }
 
 // send sends the queued writes and then b in one round trip; read reads
-// the results of b. Any failure loses the transaction: it is kept in t.err
-// and returned by every later call.
-func (t *tx) send(op string, b *pgx.Batch, read func(pgx.BatchResults) error) error {
-	if t.err != nil {
-		return t.err
+// the results of b. t is the member whose fn is running, if any: in a
+// group of several, its first send sets a savepoint ahead of its writes.
+// Any failure loses the transaction: it is kept in g.err and returned by
+// every later call.
+func (g *group) send(t *tx, op string, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	if g.err != nil {
+		return g.err
 	}
-	queued := t.queue
-	t.queue = nil
+	if t != nil && g.multi && !t.saved {
+		g.queue = slices.Insert(g.queue, t.mark, stmt{op: "savepoint", sql: sqlSavepoint})
+		t.saved = true
+	}
+	queued := g.queue
+	g.queue = nil
 	if len(queued) > 0 {
 		all := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(queued)+len(b.QueuedQueries))}
 		for _, q := range queued {
@@ -150,7 +197,7 @@ func (t *tx) send(op string, b *pgx.Batch, read func(pgx.BatchResults) error) er
 		all.QueuedQueries = append(all.QueuedQueries, b.QueuedQueries...)
 		b = all
 	}
-	br := t.conn.SendBatch(t.ctx, b)
+	br := g.conn.SendBatch(g.ctx, b)
 	failed := ""
 	err := func() error {
 		for _, q := range queued {
@@ -166,28 +213,77 @@ func (t *tx) send(op string, b *pgx.Batch, read func(pgx.BatchResults) error) er
 		err = cerr
 	}
 	if err != nil {
-		t.err = t.s.ctxErr(t.ctx, fmt.Sprintf("%s of execution %q", failed, t.id), err)
+		what := failed
+		if t != nil {
+			what = fmt.Sprintf("%s of execution %q", failed, t.id)
+		}
+		g.err = g.s.ctxErr(g.ctx, what, err)
 	}
-	return t.err
+	if t != nil {
+		t.mark = 0 // what it queues from now on starts the queue
+	}
+	return g.err
 }
 
-// write queues a statement.
-func (t *tx) write(op, sql string, args ...any) error {
-	if t.err != nil {
-		return t.err
+// send sends what is queued and b for the running member.
+func (t *tx) send(op string, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	if err := t.lost(); err != nil {
+		return err
 	}
-	t.queue = append(t.queue, stmt{op: op, sql: sql, args: args})
+	for _, q := range b.QueuedQueries {
+		if bad, ok := badText(q.Arguments); ok {
+			t.bad = fmt.Errorf("postgres %s: %s of execution %q: %q: %w", t.s.name, op, t.id, bad, ErrBadText)
+			return t.bad
+		}
+	}
+	return t.g.send(t, op, b, read)
+}
+
+// write queues a statement. One with text that the server would refuse
+// fails this Update alone, rather than the group's transaction.
+func (t *tx) write(op, sql string, args ...any) error {
+	if err := t.lost(); err != nil {
+		return err
+	}
+	if bad, ok := badText(args); ok {
+		t.bad = fmt.Errorf("postgres %s: %s of execution %q: %q: %w", t.s.name, op, t.id, bad, ErrBadText)
+		return t.bad
+	}
+	t.g.queue = append(t.g.queue, stmt{op: op, sql: sql, args: args})
 	return nil
 }
 
+// lost returns the error that this Update fails with, if it is lost.
+func (t *tx) lost() error {
+	return cmp.Or(t.bad, t.g.err)
+}
+
+// undo drops what the member wrote, after its fn failed.
+func (t *tx) undo() {
+	g := t.g
+	if g.err != nil {
+		return
+	}
+	if t.saved {
+		g.queue = append(g.queue, stmt{op: "rollback to savepoint", sql: sqlToSavepoint})
+		return
+	}
+	clear(g.queue[t.mark:])
+	g.queue = g.queue[:t.mark]
+}
+
 // commit runs step 4.
-func (t *tx) commit() error {
+func (g *group) commit(payloads []string) error {
 	b := &pgx.Batch{}
-	if payload := eventPayload(t.id, t.changed, t.ready); payload != "" {
-		b.Queue(`SELECT pg_notify($1, $2)`, t.s.channel, payload)
+	switch len(payloads) {
+	case 0:
+	case 1:
+		b.Queue(sqlNotify, g.s.channel, payloads[0])
+	default:
+		b.Queue(sqlNotifyMany, g.s.channel, payloads)
 	}
 	b.Queue("COMMIT")
-	return t.send("commit", b, func(br pgx.BatchResults) error {
+	return g.send(nil, "commit", b, func(br pgx.BatchResults) error {
 		for range len(b.QueuedQueries) - 1 {
 			if _, err := br.Exec(); err != nil {
 				return err
@@ -203,14 +299,14 @@ func (t *tx) commit() error {
 
 // rollback ends a transaction that is not committed. A connection that
 // cannot roll back is closed, so that the pool drops it.
-func (t *tx) rollback() {
-	if t.conn.IsClosed() {
+func (g *group) rollback() {
+	if g.conn.IsClosed() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(g.ctx), 5*time.Second)
 	defer cancel()
-	if _, err := t.conn.Exec(ctx, "ROLLBACK"); err != nil {
-		_ = t.conn.Close(ctx)
+	if _, err := g.conn.Exec(ctx, "ROLLBACK"); err != nil {
+		_ = g.conn.Close(ctx)
 	}
 }
 
@@ -220,8 +316,8 @@ func (t *tx) notFound(what string) error {
 
 // needExec fails with store.ErrNotFound while the execution does not exist.
 func (t *tx) needExec(op string) error {
-	if t.err != nil {
-		return t.err
+	if err := t.lost(); err != nil {
+		return err
 	}
 	if t.exec == nil {
 		return t.notFound(op + ": execution")
@@ -232,8 +328,8 @@ func (t *tx) needExec(op string) error {
 // Execution implements store.Tx from the record read at the start (and
 // changed by this Update).
 func (t *tx) Execution() (*store.Execution, error) {
-	if t.err != nil {
-		return nil, t.err
+	if err := t.lost(); err != nil {
+		return nil, err
 	}
 	if t.exec == nil {
 		return nil, t.notFound("execution")
@@ -243,8 +339,8 @@ func (t *tx) Execution() (*store.Execution, error) {
 
 // CreateExecution implements store.Tx; the insert is queued.
 func (t *tx) CreateExecution(e *store.Execution) error {
-	if t.err != nil {
-		return t.err
+	if err := t.lost(); err != nil {
+		return err
 	}
 	if t.exec != nil {
 		return fmt.Errorf("postgres %s: execution %q: %w", t.s.name, t.id, store.ErrExists)
@@ -293,17 +389,36 @@ func query[T any](t *tx, op string, scan pgx.RowToFunc[T], sql string, args ...a
 	return out, err
 }
 
-// Steps implements store.Tx with a round trip.
+// Steps implements store.Tx from the steps read at the start (and changed
+// by this Update).
 func (t *tx) Steps() ([]store.Step, error) {
-	return query(t, "steps", scanStep, sqlSteps, t.id)
+	if err := t.lost(); err != nil {
+		return nil, err
+	}
+	out := make([]store.Step, len(t.steps))
+	for i := range t.steps {
+		out[i] = copyStep(t.steps[i])
+	}
+	return out, nil
 }
+
+func byName(s store.Step, name string) int { return cmp.Compare(s.Name, name) }
 
 // PutStep implements store.Tx; the upsert is queued.
 func (t *tx) PutStep(s *store.Step) error {
 	if err := t.needExec("put step"); err != nil {
 		return err
 	}
-	return t.write("put step", sqlPutStep, stepArgs(t.id, s)...)
+	if err := t.write("put step", sqlPutStep, stepArgs(t.id, s)...); err != nil {
+		return err
+	}
+	put := normStep(t.id, s)
+	if i, ok := slices.BinarySearchFunc(t.steps, s.Name, byName); ok {
+		t.steps[i] = put
+	} else {
+		t.steps = slices.Insert(t.steps, i, put)
+	}
+	return nil
 }
 
 const sqlPutStep = `INSERT INTO steps (` + stepCols + `)
@@ -318,7 +433,10 @@ const sqlPutStep = `INSERT INTO steps (` + stepCols + `)
 // DeleteStep implements store.Tx; the delete is queued.
 func (t *tx) DeleteStep(name string) error {
 	if t.exec == nil {
-		return t.err // nothing to delete
+		return t.lost() // nothing to delete
+	}
+	if i, ok := slices.BinarySearchFunc(t.steps, name, byName); ok {
+		t.steps = slices.Delete(t.steps, i, i+1)
 	}
 	return t.write("delete step", `WITH j AS (DELETE FROM journal WHERE exec = $1 AND step = $2)
 		DELETE FROM steps WHERE exec = $1 AND name = $2`, t.id, name)
@@ -343,7 +461,7 @@ func (t *tx) PutJournal(e *store.JournalEntry) error {
 // TruncateJournal implements store.Tx; the delete is queued.
 func (t *tx) TruncateJournal(step string, seq int) error {
 	if t.exec == nil {
-		return t.err
+		return t.lost()
 	}
 	return t.write("truncate journal", `DELETE FROM journal WHERE exec = $1 AND step = $2 AND seq >= $3`, t.id, step, seq)
 }
@@ -392,8 +510,8 @@ const sqlPutSignal = `UPDATE signals SET name = $3, payload_type = $4, payload_d
 // knows that the signal exists (it read the inbox with Signals); otherwise
 // it is sent in a round trip, which tells.
 func (t *tx) PutSignal(s *store.Signal) error {
-	if t.err != nil {
-		return t.err
+	if err := t.lost(); err != nil {
+		return err
 	}
 	notFound := fmt.Errorf("postgres %s: signal %d of execution %q: %w", t.s.name, s.Seq, t.id, store.ErrNotFound)
 	if t.exec == nil || s.Seq < 1 || s.Seq > t.lastSig || (t.sigs != nil && !t.sigs[s.Seq]) {
@@ -424,11 +542,11 @@ func (t *tx) PutSignal(s *store.Signal) error {
 // DeleteSignal implements store.Tx; the delete is queued.
 func (t *tx) DeleteSignal(seq int64) error {
 	if t.exec == nil {
-		return t.err // nothing to delete
+		return t.lost() // nothing to delete
 	}
 	if t.sigs != nil {
 		if !t.sigs[seq] {
-			return t.err
+			return t.lost()
 		}
 		delete(t.sigs, seq)
 	}
@@ -437,25 +555,42 @@ func (t *tx) DeleteSignal(seq int64) error {
 
 // Tasks implements store.Tx from the tasks read (and locked) at the start.
 func (t *tx) Tasks() ([]store.Task, error) {
-	if t.err != nil {
-		return nil, t.err
+	if err := t.lost(); err != nil {
+		return nil, err
 	}
 	return slices.Clone(t.tasks), nil
 }
 
-// AddTask implements store.Tx with a round trip, for the new ID.
+// AddTask implements store.Tx. The insert is queued: the task's ID comes
+// from the IDs this process reserved (see idPool), and only when they have
+// run out does reserving more cost a round trip.
 func (t *tx) AddTask(task *store.Task) error {
 	if err := t.needExec("add task"); err != nil {
 		return err
 	}
-	var id int64
-	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
-		t.id, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
-		task.Queue, task.Worker)
-	err := t.send("add task", b, func(br pgx.BatchResults) error { return br.QueryRow().Scan(&id) })
-	if err != nil {
+	id, ok := t.s.ids.take()
+	if !ok {
+		b := &pgx.Batch{}
+		b.Queue(sqlReserveIDs, t.s.taskSeq, idBlock)
+		err := t.send("reserve task IDs", b, func(br pgx.BatchResults) error {
+			rows, _ := br.Query()
+			got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err == nil {
+				t.s.ids.put(got)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if id, ok = t.s.ids.take(); !ok {
+			return t.fail("add task", errors.New("no task IDs were reserved"))
+		}
+	}
+	if err := t.write("add task", `INSERT INTO tasks (id, exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker)
+		OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		id, t.id, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
+		task.Queue, task.Worker); err != nil {
 		return err
 	}
 	task.ID, task.Exec = id, t.id
@@ -463,6 +598,12 @@ func (t *tx) AddTask(task *store.Task) error {
 	t.tasks = slices.Insert(t.tasks, i, normTask(*task))
 	t.ready = t.ready || claimable(task)
 	return nil
+}
+
+// fail loses the transaction with err.
+func (t *tx) fail(op string, err error) error {
+	t.g.err = t.s.wrap(fmt.Sprintf("%s of execution %q", op, t.id), err)
+	return t.g.err
 }
 
 func byID(task store.Task, id int64) int { return cmp.Compare(task.ID, id) }
@@ -478,8 +619,8 @@ func (t *tx) index(id int64) int {
 
 // PutTask implements store.Tx; the update is queued.
 func (t *tx) PutTask(task *store.Task) error {
-	if t.err != nil {
-		return t.err
+	if err := t.lost(); err != nil {
+		return err
 	}
 	i := t.index(task.ID)
 	if i < 0 {
@@ -497,8 +638,8 @@ func (t *tx) PutTask(task *store.Task) error {
 
 // DeleteTask implements store.Tx; the delete is queued.
 func (t *tx) DeleteTask(id int64) error {
-	if t.err != nil {
-		return t.err
+	if err := t.lost(); err != nil {
+		return err
 	}
 	i := t.index(id)
 	if i < 0 {

@@ -190,6 +190,11 @@ func (s *Store) Journal(ctx context.Context, id, step string) ([]store.JournalEn
 	return j, s.wrap("journal", err)
 }
 
+// Snapshot implements store.Store.
+func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot, error) {
+	return store.ReadSnapshot(ctx, s, id, step)
+}
+
 // Tasks implements store.Store.
 func (s *Store) Tasks(ctx context.Context, id string) ([]store.Task, error) {
 	if err := s.check(ctx); err != nil {

@@ -84,6 +84,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Update/CancelledContext", testUpdateCancelled},
 		{"Update/Isolation", testUpdateIsolation},
 		{"Update/Copies", testCopies},
+		{"Update/ConcurrentOutcomes", testUpdateConcurrentOutcomes},
+		{"Snapshot", testSnapshot},
 		{"Steps", testSteps},
 		{"Steps/Worker", testStepWorker},
 		{"Journal", testJournal},
