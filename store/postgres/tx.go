@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,15 +83,49 @@ type tx struct {
 const (
 	sqlLock        = `SELECT pg_advisory_xact_lock($1)`
 	sqlLocks       = `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k`
-	sqlGroupExecs  = `SELECT ` + execCols + `, signal_seq FROM executions WHERE id = ANY($1)`
-	sqlGroupTasks  = `SELECT ` + taskCols + ` FROM tasks WHERE exec = ANY($1) ORDER BY id FOR UPDATE`
-	sqlGroupSteps  = `SELECT ` + stepCols + ` FROM steps WHERE exec = ANY($1) ORDER BY exec, name`
 	sqlReserveIDs  = `SELECT nextval($1::regclass) FROM generate_series(1, $2)`
+	// The group's reads are lookups by primary key (or its prefix) of a few
+	// executions, and an index scan is always right for them; but on tables
+	// that grew fast since they were last analyzed (a new schema, say),
+	// PostgreSQL's estimates can make a sequential scan look cheaper, and a
+	// plan cached then is kept. So they are planned with sequential scans,
+	// hash and merge joins off, and the settings are put back after them.
+	sqlIndexPlans = `SELECT set_config('docket.seqscan', current_setting('enable_seqscan'), true),
+		set_config('docket.hashjoin', current_setting('enable_hashjoin'), true),
+		set_config('docket.mergejoin', current_setting('enable_mergejoin'), true),
+		set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+		set_config('enable_mergejoin', 'off', true)`
+	sqlAnyPlans = `SELECT set_config('enable_seqscan', current_setting('docket.seqscan'), true),
+		set_config('enable_hashjoin', current_setting('docket.hashjoin'), true),
+		set_config('enable_mergejoin', current_setting('docket.mergejoin'), true)`
 	sqlSavepoint   = `SAVEPOINT member`
 	sqlToSavepoint = `ROLLBACK TO SAVEPOINT member`
 	sqlNotify      = `SELECT pg_notify($1, $2)`
 	sqlNotifyMany  = `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`
 )
+
+// The group's reads join the array of IDs rather than test id = ANY($1):
+// pgx prepares statements, and the generic plan that PostgreSQL settles on
+// for ANY over an array can be a sequential scan (chosen while the tables
+// were small, and kept as they grow), which the join's nested loop over
+// the primary key never is.
+var (
+	sqlGroupExecs = `SELECT ` + qualify("e", execCols) + `, e.signal_seq FROM unnest($1::text[]) AS u(id)
+		JOIN executions e ON e.id = u.id`
+	sqlGroupTasks = `SELECT ` + qualify("t", taskCols) + ` FROM unnest($1::text[]) AS u(id)
+		JOIN tasks t ON t.exec = u.id ORDER BY t.id FOR UPDATE OF t`
+	sqlGroupSteps = `SELECT ` + qualify("s", stepCols) + ` FROM unnest($1::text[]) AS u(id)
+		JOIN steps s ON s.exec = u.id ORDER BY s.exec, s.name`
+)
+
+// qualify prefixes each column of a list with a table alias.
+func qualify(alias, cols string) string {
+	fields := strings.Split(cols, ",")
+	for i, f := range fields {
+		fields[i] = alias + "." + strings.TrimSpace(f)
+	}
+	return strings.Join(fields, ", ")
+}
 
 // begin runs step 1 in one round trip and returns the members' Txs.
 func (g *group) begin(members []*request) ([]*tx, error) {
@@ -112,15 +147,17 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 	} else {
 		b.Queue(sqlLocks, keys)
 	}
+	b.Queue(sqlIndexPlans)
 	b.Queue(sqlGroupExecs, ids)
 	b.Queue(sqlGroupTasks, ids)
 	b.Queue(sqlGroupSteps, ids)
+	b.Queue(sqlAnyPlans)
 	reserve := g.s.ids.wanted()
 	if reserve > 0 {
 		b.Queue(sqlReserveIDs, g.s.taskSeq, reserve)
 	}
 	err := g.send(nil, "begin", b, func(br pgx.BatchResults) error {
-		for range 2 {
+		for range 3 {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
@@ -157,6 +194,9 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 		for _, st := range steps {
 			t := byExec[st.Exec]
 			t.steps = append(t.steps, st)
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
 		if reserve > 0 {
 			rows, _ = br.Query()
