@@ -69,7 +69,11 @@
 // never wait for each other in a cycle) and reads all their records with
 // one statement per table; the fns run one after the other on the
 // leader's goroutine; the last round trip sends all their writes and one
-// COMMIT. On a busy store this divides the round trips, the commits and
+// COMMIT. Before they are sent, writes of the common kinds — step upserts,
+// task inserts and deletes, execution updates — are merged into one
+// statement per kind, their rows sent as arrays and unnested, wherever
+// moving them past the group's other writes changes nothing (never past a
+// savepoint, nor past a delete of the same step or task). On a busy store this divides the round trips, the commits and
 // their WAL flushes by the size of the groups, which is what limits
 // throughput on small machines; when Updates come one at a time, each is
 // a group of one and costs what it did alone.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -537,6 +538,15 @@ func TestClosed(t *testing.T) {
 	}
 }
 
+// fullStep is a step record with every field set, as the database gives it back.
+func fullStep(i int) *store.Step {
+	at := base.Add(time.Duration(i) * time.Second)
+	return &store.Step{Name: "a", Status: store.StepDone, Attempt: 2, Output: &store.Value{Type: "int", Data: []byte(fmt.Sprint(i))},
+		Error: "e", Wait: "w", WakeAt: at, Signal: "s1\ns2", Heartbeat: []byte{1, 2}, Worker: "w1", Seq: int64(i),
+		ReadyAt: at, StartedAt: at.Add(time.Millisecond), FinishedAt: at.Add(time.Second),
+		Comp: store.CompPending, CompAttempt: 1, CompError: "c"}
+}
+
 // TestGroupCommit runs many Updates of different executions at once on a
 // store with one group leader, so that they share transactions: each one's
 // outcome is still its own, including one refused for bad text, and the
@@ -552,7 +562,21 @@ func TestGroupCommit(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			errs[i] = s.Update(t.Context(), fmt.Sprintf("g%02d", i), func(tx store.Tx) error {
-				if err := tx.PutStep(&store.Step{Name: "a", Status: store.StepDone, Seq: int64(i)}); err != nil {
+				x, err := tx.Execution()
+				if err != nil {
+					return err
+				}
+				x.Seq, x.Status, x.Result, x.Runs = int64(i), store.Completed, &store.Value{Type: "int", Data: []byte("1")}, []store.RunRecord{{Run: 1, Steps: i}}
+				if err := tx.PutExecution(x); err != nil {
+					return err
+				}
+				if err := tx.PutStep(&store.Step{Name: "a", Status: store.StepReady}); err != nil {
+					return err
+				}
+				if err := tx.PutStep(fullStep(i)); err != nil { // replaces the first
+					return err
+				}
+				if err := tx.PutStep(&store.Step{Name: "b", Status: store.StepReady, Heartbeat: []byte{}}); err != nil {
 					return err
 				}
 				task := store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base}
@@ -587,8 +611,14 @@ func TestGroupCommit(t *testing.T) {
 			}
 			continue
 		}
-		if errs[i] != nil || len(steps) != 1 || steps[0].Seq != int64(i) || len(tasks) != 1 {
-			t.Errorf("%s: %v, steps %+v, %d tasks; want its own step and task", id, errs[i], steps, len(tasks))
+		want := []store.Step{*fullStep(i), {Exec: id, Name: "b", Status: store.StepReady, Heartbeat: []byte{}}}
+		want[0].Exec = id
+		if errs[i] != nil || !reflect.DeepEqual(steps, want) || len(tasks) != 1 {
+			t.Errorf("%s: %v, steps %+v, %d tasks; want its own steps %+v and task", id, errs[i], steps, len(tasks), want)
+		}
+		x, err := s.Execution(t.Context(), id)
+		if err != nil || x.Seq != int64(i) || x.Status != store.Completed || string(x.Result.Data) != "1" || len(x.Runs) != 1 || x.Runs[0].Steps != i {
+			t.Errorf("%s: execution %+v, %v", id, x, err)
 		}
 	}
 	// A bad execution ID fails at once.

@@ -45,6 +45,7 @@ type stmt struct {
 	op   string
 	sql  string
 	args []any
+	kind mergeKind // which merged statement it may join (see merge)
 }
 
 // group is the transaction of a group of Updates.
@@ -81,9 +82,9 @@ type tx struct {
 }
 
 const (
-	sqlLock        = `SELECT pg_advisory_xact_lock($1)`
-	sqlLocks       = `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k`
-	sqlReserveIDs  = `SELECT nextval($1::regclass) FROM generate_series(1, $2)`
+	sqlLock       = `SELECT pg_advisory_xact_lock($1)`
+	sqlLocks      = `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k`
+	sqlReserveIDs = `SELECT nextval($1::regclass) FROM generate_series(1, $2)`
 	// The group's reads are lookups by primary key (or its prefix) of a few
 	// executions, and an index scan is always right for them; but on tables
 	// that grew fast since they were last analyzed (a new schema, say),
@@ -224,10 +225,10 @@ func (g *group) send(t *tx, op string, b *pgx.Batch, read func(pgx.BatchResults)
 		return g.err
 	}
 	if t != nil && g.multi && !t.saved {
-		g.queue = slices.Insert(g.queue, t.mark, stmt{op: "savepoint", sql: sqlSavepoint})
+		g.queue = slices.Insert(g.queue, t.mark, stmt{op: "savepoint", sql: sqlSavepoint, kind: barrier})
 		t.saved = true
 	}
-	queued := g.queue
+	queued := merge(g.queue)
 	g.queue = nil
 	if len(queued) > 0 {
 		all := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(queued)+len(b.QueuedQueries))}
@@ -282,6 +283,11 @@ func (t *tx) send(op string, b *pgx.Batch, read func(pgx.BatchResults) error) er
 // write queues a statement. One with text that the server would refuse
 // fails this Update alone, rather than the group's transaction.
 func (t *tx) write(op, sql string, args ...any) error {
+	return t.writeAs(mergeNone, op, sql, args...)
+}
+
+// writeAs queues a statement that may be merged with others of its kind.
+func (t *tx) writeAs(kind mergeKind, op, sql string, args ...any) error {
 	if err := t.lost(); err != nil {
 		return err
 	}
@@ -289,7 +295,7 @@ func (t *tx) write(op, sql string, args ...any) error {
 		t.bad = fmt.Errorf("postgres %s: %s of execution %q: %q: %w", t.s.name, op, t.id, bad, ErrBadText)
 		return t.bad
 	}
-	t.g.queue = append(t.g.queue, stmt{op: op, sql: sql, args: args})
+	t.g.queue = append(t.g.queue, stmt{op: op, sql: sql, args: args, kind: kind})
 	return nil
 }
 
@@ -305,7 +311,7 @@ func (t *tx) undo() {
 		return
 	}
 	if t.saved {
-		g.queue = append(g.queue, stmt{op: "rollback to savepoint", sql: sqlToSavepoint})
+		g.queue = append(g.queue, stmt{op: "rollback to savepoint", sql: sqlToSavepoint, kind: barrier})
 		return
 	}
 	clear(g.queue[t.mark:])
@@ -409,7 +415,7 @@ func (t *tx) PutExecution(e *store.Execution) error {
 		t.changed = true
 	}
 	t.exec = normExec(t.id, e)
-	return t.write("put execution", `UPDATE executions SET run = $2, graph = $3, target = $4, codec = $5,
+	return t.writeAs(mergeExec, "put execution", `UPDATE executions SET run = $2, graph = $3, target = $4, codec = $5,
 		inputs = $6, status = $7, result_type = $8, result_data = $9, error = $10, cancel_requested = $11,
 		deadline = $12, created_at = $13, updated_at = $14, finished_at = $15, seq = $16, parent = $17,
 		parent_step = $18, runs = $19 WHERE id = $1`, args...)
@@ -449,7 +455,7 @@ func (t *tx) PutStep(s *store.Step) error {
 	if err := t.needExec("put step"); err != nil {
 		return err
 	}
-	if err := t.write("put step", sqlPutStep, stepArgs(t.id, s)...); err != nil {
+	if err := t.writeAs(mergeStep, "put step", sqlPutStep, stepArgs(t.id, s)...); err != nil {
 		return err
 	}
 	put := normStep(t.id, s)
@@ -478,7 +484,7 @@ func (t *tx) DeleteStep(name string) error {
 	if i, ok := slices.BinarySearchFunc(t.steps, name, byName); ok {
 		t.steps = slices.Delete(t.steps, i, i+1)
 	}
-	return t.write("delete step", `WITH j AS (DELETE FROM journal WHERE exec = $1 AND step = $2)
+	return t.writeAs(touchSteps, "delete step", `WITH j AS (DELETE FROM journal WHERE exec = $1 AND step = $2)
 		DELETE FROM steps WHERE exec = $1 AND name = $2`, t.id, name)
 }
 
@@ -627,7 +633,7 @@ func (t *tx) AddTask(task *store.Task) error {
 			return t.fail("add task", errors.New("no task IDs were reserved"))
 		}
 	}
-	if err := t.write("add task", `INSERT INTO tasks (id, exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker)
+	if err := t.writeAs(mergeAddTask, "add task", `INSERT INTO tasks (id, exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker)
 		OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		id, t.id, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
 		task.Queue, task.Worker); err != nil {
@@ -670,7 +676,7 @@ func (t *tx) PutTask(task *store.Task) error {
 	put.Exec = t.id
 	t.tasks[i] = put
 	t.ready = t.ready || claimable(task)
-	return t.write("put task", `UPDATE tasks SET step = $2, kind = $3, ready_at = $4, owner = $5, lease_until = $6,
+	return t.writeAs(touchTask, "put task", `UPDATE tasks SET step = $2, kind = $3, ready_at = $4, owner = $5, lease_until = $6,
 		attempt = $7, claims = $8, queue = $9, worker = $10 WHERE id = $1`,
 		task.ID, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
 		task.Queue, task.Worker)
@@ -686,7 +692,7 @@ func (t *tx) DeleteTask(id int64) error {
 		return nil // missing, or another execution's
 	}
 	t.tasks = slices.Delete(t.tasks, i, i+1)
-	return t.write("delete task", `DELETE FROM tasks WHERE id = $1`, id)
+	return t.writeAs(mergeDelTask, "delete task", `DELETE FROM tasks WHERE id = $1`, id)
 }
 
 // claimable reports whether a task written without an owner is one that

@@ -1,0 +1,243 @@
+package postgres
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Merging a group's writes. A group of Updates queues, for every step
+// commit, much the same statements: upserts of steps, inserts and deletes
+// of tasks, an update of the execution. Sent one by one, each costs the
+// server a statement; merged, each kind costs one statement per flush,
+// whatever the size of the group: the rows go as arrays and unnest turns
+// them back into rows.
+//
+// Merging moves statements, so it only happens where moving them changes
+// nothing. The queue is cut into segments at savepoints (a member's writes
+// must stay after its savepoint). Within a segment:
+//
+//   - step upserts merge when the segment deletes no step (a delete
+//     between two upserts of one step would be reordered); of two upserts
+//     of one step the later wins, as it would have;
+//   - task inserts merge when no other statement of the segment touches
+//     the tasks they insert (an update or a delete of a new task must come
+//     after it); task deletes merge alike, and then run last;
+//   - execution updates merge (the later of two for one execution wins);
+//     an insert of the execution stays before them, and the signal
+//     counter, which AddSignal moves, is not among their columns.
+//
+// Merged statements run at the end of their segment, with index lookups
+// forced as for the group's reads.
+
+// mergeKind says which merged statement a queued write can join.
+type mergeKind uint8
+
+const (
+	mergeNone    mergeKind = iota
+	mergeStep              // upsert of a step: args are stepArgs
+	mergeAddTask           // insert of a task: args are its row, ID first
+	mergeDelTask           // delete of a task: args are its ID
+	mergeExec              // update of an execution: args are execArgs
+	touchTask              // another write of a task (args[0] is its ID): not merged
+	touchSteps             // a delete of a step: not merged
+	barrier                // a savepoint or a rollback to one
+)
+
+// table describes the rows of a merged statement: the SQL type of each
+// column, in the order of the statements' args.
+type table []string
+
+var (
+	stepTypes = table{"text", "text", "text", "integer", "text", "bytea", "text", "text", "timestamptz", "text",
+		"bytea", "bigint", "timestamptz", "timestamptz", "timestamptz", "text", "integer", "text", "text"}
+	taskTypes = table{"bigint", "text", "text", "text", "timestamptz", "text", "timestamptz", "integer", "integer",
+		"text", "text"}
+	execTypes = table{"text", "integer", "text", "text", "text", "jsonb", "text", "text", "bytea", "text", "boolean",
+		"timestamptz", "timestamptz", "timestamptz", "timestamptz", "bigint", "text", "text", "jsonb"}
+)
+
+// unnest returns unnest($1::type[], ...) for the table; jsonb columns go
+// as text and are cast where they are used.
+func (tb table) unnest() string {
+	parts := make([]string, len(tb))
+	for i, typ := range tb {
+		if typ == "jsonb" {
+			typ = "text"
+		}
+		parts[i] = fmt.Sprintf("$%d::%s[]", i+1, typ)
+	}
+	return "unnest(" + strings.Join(parts, ", ") + ")"
+}
+
+var (
+	sqlPutSteps = `INSERT INTO steps (` + stepCols + `) SELECT * FROM ` + stepTypes.unnest() +
+		" " + sqlPutStep[strings.Index(sqlPutStep, "ON CONFLICT"):]
+	sqlAddTasks = `INSERT INTO tasks (` + taskCols + `) OVERRIDING SYSTEM VALUE SELECT * FROM ` + taskTypes.unnest()
+	sqlDelTasks = `DELETE FROM tasks WHERE id = ANY($1::bigint[])`
+	sqlPutExecs = putExecsSQL()
+)
+
+func putExecsSQL() string {
+	cols := strings.Split(execCols, ",")
+	var set []string
+	for i, c := range cols {
+		c = strings.TrimSpace(c)
+		cols[i] = c
+		switch {
+		case c == "id":
+		case execTypes[i] == "jsonb":
+			set = append(set, c+" = u."+c+"::jsonb")
+		default:
+			set = append(set, c+" = u."+c)
+		}
+	}
+	return `UPDATE executions e SET ` + strings.Join(set, ", ") + ` FROM ` + execTypes.unnest() +
+		` AS u(` + strings.Join(cols, ", ") + `) WHERE e.id = u.id`
+}
+
+// merge returns the queue with the writes that can be merged merged.
+func merge(queue []stmt) []stmt {
+	out := make([]stmt, 0, len(queue))
+	start := 0
+	for i, q := range queue {
+		if q.kind == barrier {
+			out = mergeSegment(out, queue[start:i])
+			out = append(out, q)
+			start = i + 1
+		}
+	}
+	return mergeSegment(out, queue[start:])
+}
+
+// mergeSegment appends a segment of the queue to out, merged.
+func mergeSegment(out, seg []stmt) []stmt {
+	var steps, adds, dels, execs int
+	stepsOK, tasksOK := true, true
+	added := map[int64]bool{}
+	for _, q := range seg {
+		switch q.kind {
+		case mergeStep:
+			steps++
+		case mergeAddTask:
+			adds++
+			added[q.args[0].(int64)] = true
+		case mergeDelTask:
+			dels++
+		case mergeExec:
+			execs++
+		case touchSteps:
+			stepsOK = false
+		}
+	}
+	for _, q := range seg {
+		if (q.kind == mergeDelTask || q.kind == touchTask) && added[q.args[0].(int64)] {
+			tasksOK = false
+		}
+	}
+	mergeSteps, mergeTasks := stepsOK && steps > 1, tasksOK && (adds > 1 || dels > 1)
+	mergeExecs := execs > 1
+	if !mergeSteps && !mergeTasks && !mergeExecs {
+		return append(out, seg...)
+	}
+	var stepRows, addRows, execRows [][]any
+	var delIDs []int64
+	stepAt, execAt := map[string]int{}, map[string]int{}
+	for _, q := range seg {
+		switch {
+		case q.kind == mergeStep && mergeSteps:
+			key := q.args[0].(string) + "\x00" + q.args[1].(string)
+			if i, ok := stepAt[key]; ok {
+				stepRows[i] = q.args // the later upsert wins
+			} else {
+				stepAt[key] = len(stepRows)
+				stepRows = append(stepRows, q.args)
+			}
+		case q.kind == mergeAddTask && mergeTasks:
+			addRows = append(addRows, q.args)
+		case q.kind == mergeDelTask && mergeTasks:
+			delIDs = append(delIDs, q.args[0].(int64))
+		case q.kind == mergeExec && mergeExecs:
+			id := q.args[0].(string)
+			if i, ok := execAt[id]; ok {
+				execRows[i] = q.args
+			} else {
+				execAt[id] = len(execRows)
+				execRows = append(execRows, q.args)
+			}
+		default:
+			out = append(out, q)
+		}
+	}
+	out = append(out, stmt{op: "plan index lookups", sql: sqlIndexPlans})
+	if len(execRows) > 0 {
+		out = append(out, stmt{op: "put executions", sql: sqlPutExecs, args: columns(execTypes, execRows)})
+	}
+	if len(stepRows) > 0 {
+		out = append(out, stmt{op: "put steps", sql: sqlPutSteps, args: columns(stepTypes, stepRows)})
+	}
+	if len(addRows) > 0 {
+		out = append(out, stmt{op: "add tasks", sql: sqlAddTasks, args: columns(taskTypes, addRows)})
+	}
+	if len(delIDs) > 0 {
+		out = append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{delIDs}})
+	}
+	return append(out, stmt{op: "plan as before", sql: sqlAnyPlans})
+}
+
+// columns turns rows into one array argument per column.
+func columns(tb table, rows [][]any) []any {
+	args := make([]any, len(tb))
+	for j, typ := range tb {
+		switch typ {
+		case "text":
+			col := make([]*string, len(rows))
+			for i, r := range rows {
+				if s, ok := r[j].(string); ok {
+					col[i] = &s
+				}
+			}
+			args[j] = col
+		case "jsonb":
+			col := make([]string, len(rows))
+			for i, r := range rows {
+				col[i] = string(r[j].([]byte))
+			}
+			args[j] = col
+		case "integer", "bigint":
+			col := make([]int64, len(rows))
+			for i, r := range rows {
+				switch v := r[j].(type) {
+				case int:
+					col[i] = int64(v)
+				case int64:
+					col[i] = v
+				}
+			}
+			args[j] = col
+		case "bytea":
+			col := make([][]byte, len(rows))
+			for i, r := range rows {
+				if b, ok := r[j].([]byte); ok {
+					col[i] = b
+				}
+			}
+			args[j] = col
+		case "timestamptz":
+			col := make([]time.Time, len(rows))
+			for i, r := range rows {
+				col[i] = r[j].(time.Time)
+			}
+			args[j] = col
+		case "boolean":
+			col := make([]bool, len(rows))
+			for i, r := range rows {
+				col[i] = r[j].(bool)
+			}
+			args[j] = col
+		default:
+			panic("postgres: no column type " + typ)
+		}
+	}
+	return args
+}

@@ -1,0 +1,59 @@
+package postgres
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func ops(q []stmt) string {
+	var out []string
+	for _, s := range q {
+		out = append(out, s.op)
+	}
+	return strings.Join(out, ",")
+}
+
+func stepW(exec, name string) stmt {
+	return stmt{op: "put step", kind: mergeStep, args: []any{exec, name, "done", 1, nil, nil, "", "", time.Time{}, "", []byte(nil),
+		int64(0), time.Time{}, time.Time{}, time.Time{}, "", 0, "", ""}}
+}
+
+func addW(id int64) stmt {
+	return stmt{op: "add task", kind: mergeAddTask, args: []any{id, "x", "s", "step", time.Time{}, "", time.Time{}, 1, 0, "", ""}}
+}
+
+func TestMergeRules(t *testing.T) {
+	del := func(id int64) stmt { return stmt{op: "delete task", kind: mergeDelTask, args: []any{id}} }
+	put := func(id int64) stmt { return stmt{op: "put task", kind: touchTask, args: []any{id}} }
+	other := stmt{op: "put journal"}
+	save := stmt{op: "savepoint", kind: barrier}
+	delStep := stmt{op: "delete step", kind: touchSteps}
+	for _, c := range []struct {
+		name string
+		in   []stmt
+		want string
+	}{
+		{"one of each is left alone", []stmt{stepW("x", "a"), addW(1), del(2), other}, "put step,add task,delete task,put journal"},
+		{"merged at the end", []stmt{stepW("x", "a"), del(1), addW(5), stepW("y", "a"), other, del(2)},
+			"put journal,plan index lookups,put steps,add tasks,delete tasks,plan as before"},
+		{"both task kinds merge together", []stmt{addW(5), addW(6), del(1)},
+			"plan index lookups,add tasks,delete tasks,plan as before"},
+		{"a deleted step keeps the order", []stmt{stepW("x", "a"), delStep, stepW("x", "a")}, "put step,delete step,put step"},
+		{"a new task written again keeps the order", []stmt{addW(5), addW(6), put(5)}, "add task,add task,put task"},
+		{"a new task deleted keeps the order", []stmt{addW(5), addW(6), del(6)}, "add task,add task,delete task"},
+		{"savepoints cut segments", []stmt{stepW("x", "a"), save, stepW("y", "a"), stepW("z", "a")},
+			"put step,savepoint,plan index lookups,put steps,plan as before"},
+	} {
+		if got := ops(merge(c.in)); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+	// Of two upserts of one step, the later wins.
+	later := stepW("x", "a")
+	later.args[2] = "failed"
+	got := merge([]stmt{stepW("x", "a"), stepW("y", "a"), later})
+	if rows := got[1].args[2].([]*string); len(rows) != 2 || *rows[0] != "failed" {
+		t.Errorf("merged statuses %v, want the later upsert's", got[1].args[2])
+	}
+}
