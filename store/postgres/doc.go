@@ -61,7 +61,7 @@
 // # Group commit
 //
 // When Updates arrive faster than they finish, they share transactions.
-// At most half the pool's connections (at least one) run Updates at a
+// At most a quarter of the pool's connections (at least one) run Updates at a
 // time, each as the leader of a group; an Update that finds them all busy
 // waits in a queue, and the next group takes up to MaxGroup (32 by
 // default) waiting Updates of distinct executions. The group's first round
@@ -90,6 +90,17 @@
 // in the queue; once its group has started, the group's transaction is
 // cancelled only when every member's context has ended (or the store is
 // closed).
+//
+// # Shared reads
+//
+// Execution and Snapshot (what a worker reads before it runs a claimed
+// task) go through the same kind of queue: reads that arrive while others
+// are in flight are sent together, in one round trip on one connection,
+// up to 64 at a time, by at most a quarter of the pool's connections (at
+// least one). They are not a transaction: each statement sees what is
+// committed when it runs, as it would alone. A read that the server
+// refuses spoils the rest of its round trip, so then each read of the
+// batch is sent again on its own, and only the bad one fails.
 //
 // # Claiming
 //
@@ -143,18 +154,21 @@
 //
 // The pool holds pgxpool's default number of connections (four or the
 // number of CPUs, whichever is more) unless the URL sets pool_max_conns or
-// Open is given MaxConns. Every call holds one pooled connection while it
-// runs; a group of Updates holds one for all of its fns, including while
-// it waits for the executions' locks, so fn must not call the Store itself
-// (fns run on the group leader's goroutine and must not wait for anything
-// another Update's caller holds). Size the pool to
-// the number of calls that should run at once (the engine's workers plus
-// callers), and keep the sum over all processes, plus one connection per
-// Listen, below the server's max_connections. A call whose context ends
-// while the server works closes its connection (pgx sends the server a
-// cancel request) and the pool opens another. Listen and Migrate need
-// session-level connections: behind PgBouncer, point them at a session
-// pool or at the server itself.
+// Open is given MaxConns. A quarter of them (at least one) lead groups of
+// Updates, as many lead batches of reads, and the rest serve claims, lease
+// renewals and the other reads, so that these never wait behind a group.
+// Every call holds one pooled connection while it runs; a group of Updates
+// holds one for all of its fns, including while it waits for the
+// executions' locks, so fn must not call the Store itself (fns run on the
+// group leader's goroutine and must not wait for anything another Update's
+// caller holds). Keep the sum of the pools over all processes, plus one
+// connection per Listen, below the server's max_connections. Fewer
+// connections make larger groups: on a small server (two cores) a pool of
+// two per process gave the most executions per second. A call whose
+// context ends while the server works closes its connection (pgx sends
+// the server a cancel request) and the pool opens another. Listen and
+// Migrate need session-level connections: behind PgBouncer, point them at
+// a session pool or at the server itself.
 //
 // Server settings in the URL apply to every connection; lock_timeout
 // bounds how long an Update waits for an execution that another process

@@ -4,4 +4,7 @@ package postgres
 func (s *Store) Channel() string { return s.channel }
 
 // Grouped returns how many Updates ran in a group of more than one.
-func (s *Store) Grouped() int64 { return s.batch.grouped.Load() }
+func (s *Store) Grouped() int64 { return s.grouped.Load() }
+
+// SharedReads returns how many reads shared a round trip with others.
+func (s *Store) SharedReads() int64 { return s.sharedReads.Load() }

@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/docket-run/docket/store"
@@ -32,32 +30,15 @@ import (
 
 // request is one Update waiting to run.
 type request struct {
-	ctx  context.Context
-	id   string
-	key  int64 // the execution's advisory lock key
-	fn   func(store.Tx) error
-	wake chan verdict // one verdict: lead a group, or the outcome
+	id  string
+	key int64 // the execution's advisory lock key
+	fn  func(store.Tx) error
 
 	// Set by the group that runs the request.
 	err      error
 	panicked bool
 	pval     any
 	retry    bool // fn did not run because the group failed first
-}
-
-// verdict is what a waiting request is told.
-type verdict struct {
-	lead bool // lead the next group
-}
-
-// batcher queues Updates and hands out the leading of groups.
-type batcher struct {
-	mu         sync.Mutex
-	queue      []*request
-	leaders    int // groups being led now
-	maxLeaders int
-	maxGroup   int
-	grouped    atomic.Int64 // Updates that ran in a group of more than one, for tests
 }
 
 // Update implements store.Store. It runs fn in one transaction that holds
@@ -71,35 +52,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(store.Tx) error) 
 	if bad, ok := badText([]any{id}); ok {
 		return fmt.Errorf("postgres %s: update of execution %q: %w", s.name, bad, ErrBadText)
 	}
-	r := &request{ctx: ctx, id: id, key: s.lockKey(id), fn: fn, wake: make(chan verdict, 1)}
-	b := &s.batch
-	b.mu.Lock()
-	if b.leaders < b.maxLeaders {
-		b.leaders++
-		b.mu.Unlock()
-		return s.lead(r)
-	}
-	b.queue = append(b.queue, r)
-	b.mu.Unlock()
-	select {
-	case v := <-r.wake:
-		return s.outcome(r, v)
-	case <-ctx.Done():
-		b.mu.Lock()
-		if i := slices.Index(b.queue, r); i >= 0 {
-			b.queue = slices.Delete(b.queue, i, i+1)
-			b.mu.Unlock()
-			return s.ctxErr(ctx, "update", ctx.Err())
-		}
-		b.mu.Unlock()
-		return s.outcome(r, <-r.wake) // a group has taken it
-	}
-}
-
-// outcome leads a group when told to, or returns what the group did.
-func (s *Store) outcome(r *request, v verdict) error {
-	if v.lead {
-		return s.lead(r)
+	r := &request{id: id, key: s.lockKey(id), fn: fn}
+	if !s.updates.do(ctx, r) {
+		return s.ctxErr(ctx, "update", ctx.Err())
 	}
 	if r.panicked {
 		panic(r.pval)
@@ -107,70 +62,57 @@ func (s *Store) outcome(r *request, v verdict) error {
 	return r.err
 }
 
-// lead runs a group that starts with r and takes what waits in the queue,
-// tells the other members their outcome, and hands the leading on to the
-// first request still queued (or gives it up).
-func (s *Store) lead(r *request) error {
-	b := &s.batch
-	b.mu.Lock()
-	members := []*request{r}
-	seen := map[string]bool{r.id: true}
-	kept := b.queue[:0]
-	for _, q := range b.queue {
-		if len(members) < b.maxGroup && !seen[q.id] {
-			seen[q.id] = true
-			members = append(members, q)
-		} else {
-			kept = append(kept, q)
+// pickGroup takes the leader's Update and up to maxGroup-1 queued Updates
+// of other executions; Updates of an execution already taken wait for the
+// next group.
+func pickGroup(maxGroup int) func(first *call[*request], queue []*call[*request]) (batch, rest []*call[*request]) {
+	return func(first *call[*request], queue []*call[*request]) (batch, rest []*call[*request]) {
+		batch = []*call[*request]{first}
+		seen := map[string]bool{first.req.id: true}
+		for _, q := range queue {
+			if len(batch) < maxGroup && !seen[q.req.id] {
+				seen[q.req.id] = true
+				batch = append(batch, q)
+			} else {
+				rest = append(rest, q)
+			}
 		}
+		return batch, rest
 	}
-	clear(b.queue[len(kept):])
-	b.queue = kept
-	b.mu.Unlock()
+}
 
+// runUpdates runs a group and returns the Updates to queue again.
+func (s *Store) runUpdates(batch []*call[*request]) (again []*call[*request]) {
+	members := make([]*request, len(batch))
+	ctxs := make([]context.Context, len(batch))
+	for i, c := range batch {
+		members[i], ctxs[i] = c.req, c.ctx
+	}
 	if len(members) > 1 {
-		b.grouped.Add(int64(len(members)))
+		s.grouped.Add(int64(len(members)))
 	}
-	s.runGroup(members)
-
-	var again []*request
-	for _, m := range members[1:] {
-		if m.retry {
-			m.retry, m.err = false, nil
-			again = append(again, m)
-			continue
+	s.runGroup(members, ctxs)
+	for _, c := range batch[1:] {
+		if c.req.retry {
+			c.req.retry, c.req.err = false, nil
+			again = append(again, c)
 		}
-		m.wake <- verdict{}
 	}
-	b.mu.Lock()
-	b.queue = append(again, b.queue...)
-	if len(b.queue) > 0 {
-		next := b.queue[0]
-		b.queue = b.queue[1:]
-		b.mu.Unlock()
-		next.wake <- verdict{lead: true}
-	} else {
-		b.leaders--
-		b.mu.Unlock()
-	}
-	if r.panicked {
-		panic(r.pval)
-	}
-	return r.err
+	return again
 }
 
-// groupContext is the context of a group's transaction: it ends when the
-// store closes or when every member's context has ended.
-func (s *Store) groupContext(members []*request) (context.Context, func()) {
-	if len(members) == 1 {
-		return members[0].ctx, func() {}
+// sharedContext returns the context of work done for several callers: it
+// ends when the store closes or when every caller's context has ended.
+func (s *Store) sharedContext(ctxs []context.Context) (context.Context, func()) {
+	if len(ctxs) == 1 {
+		return ctxs[0], func() {}
 	}
 	ctx, cancel := context.WithCancel(s.stop)
 	var left atomic.Int32
-	left.Store(int32(len(members)))
-	stops := make([]func() bool, len(members))
-	for i, m := range members {
-		stops[i] = context.AfterFunc(m.ctx, func() {
+	left.Store(int32(len(ctxs)))
+	stops := make([]func() bool, len(ctxs))
+	for i, c := range ctxs {
+		stops[i] = context.AfterFunc(c, func() {
 			if left.Add(-1) == 0 {
 				cancel()
 			}
@@ -185,8 +127,8 @@ func (s *Store) groupContext(members []*request) (context.Context, func()) {
 }
 
 // runGroup runs members in one transaction and records each one's outcome.
-func (s *Store) runGroup(members []*request) {
-	ctx, done := s.groupContext(members)
+func (s *Store) runGroup(members []*request, ctxs []context.Context) {
+	ctx, done := s.sharedContext(ctxs)
 	defer done()
 	fail := func(err error) {
 		for _, m := range members {
@@ -219,13 +161,13 @@ func (s *Store) runGroup(members []*request) {
 			m.err = g.err
 			continue
 		}
-		if err := m.ctx.Err(); err != nil {
-			m.err = s.ctxErr(m.ctx, "update", err)
+		if err := ctxs[i].Err(); err != nil {
+			m.err = s.ctxErr(ctxs[i], "update", err)
 			continue
 		}
 		t := txs[i]
 		t.mark = len(g.queue)
-		err, panicked, pval := call(m.fn, t)
+		err, panicked, pval := runFn(m.fn, t)
 		if err == nil && !panicked {
 			// fn went on after a refused write, or after the transaction failed.
 			err = cmp.Or(t.bad, g.err)
@@ -252,8 +194,8 @@ func (s *Store) runGroup(members []*request) {
 	}
 }
 
-// call runs fn, turning a panic into a value to re-raise in the caller.
-func call(fn func(store.Tx) error, t *tx) (err error, panicked bool, pval any) {
+// runFn runs fn, turning a panic into a value to re-raise in the caller.
+func runFn(fn func(store.Tx) error, t *tx) (err error, panicked bool, pval any) {
 	panicked = true
 	defer func() {
 		if panicked {

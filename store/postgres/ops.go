@@ -200,9 +200,18 @@ func read[T any](ctx context.Context, s *Store, op string, scan pgx.RowToFunc[T]
 	return out, nil
 }
 
-// Execution implements store.Store.
+// Execution implements store.Store. The read shares its round trip with
+// other reads that arrive at the same time.
 func (s *Store) Execution(ctx context.Context, id string) (*store.Execution, error) {
-	execs, err := read(ctx, s, "execution", scanExec, sqlExecution, id)
+	var execs []store.Execution
+	err := s.readBatched(ctx, &readRequest{op: "execution",
+		queue: func(b *pgx.Batch) { b.Queue(sqlExecution, id) },
+		read: func(br pgx.BatchResults) error {
+			rows, _ := br.Query()
+			var err error
+			execs, err = pgx.CollectRows(rows, scanExec)
+			return err
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -217,44 +226,37 @@ func (s *Store) Steps(ctx context.Context, id string) ([]store.Step, error) {
 	return read(ctx, s, "steps", scanStep, sqlSteps, id)
 }
 
-// Snapshot implements store.Store: the three reads go in one round trip.
+// Snapshot implements store.Store: the three reads go in one round trip,
+// shared with other reads that arrive at the same time.
 func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot, error) {
-	if err := s.check(ctx); err != nil {
+	var snap store.Snapshot
+	err := s.readBatched(ctx, &readRequest{op: "snapshot",
+		queue: func(b *pgx.Batch) {
+			b.Queue(sqlExecution, id)
+			b.Queue(sqlSteps, id)
+			b.Queue(sqlJournal, id, step)
+		},
+		read: func(br pgx.BatchResults) error {
+			rows, _ := br.Query()
+			execs, err := pgx.CollectRows(rows, scanExec)
+			if err != nil {
+				return err
+			}
+			if len(execs) > 0 {
+				snap.Execution = &execs[0]
+			}
+			rows, _ = br.Query()
+			if snap.Steps, err = pgx.CollectRows(rows, scanStep); err != nil {
+				return err
+			}
+			rows, _ = br.Query()
+			snap.Journal, err = pgx.CollectRows(rows, scanEntry)
+			return err
+		}})
+	if err != nil {
 		return nil, err
 	}
-	b := &pgx.Batch{}
-	b.Queue(sqlExecution, id)
-	b.Queue(sqlSteps, id)
-	b.Queue(sqlJournal, id, step)
-	var (
-		snap  store.Snapshot
-		found bool
-	)
-	br := s.pool.SendBatch(ctx, b)
-	err := func() error {
-		rows, _ := br.Query()
-		execs, err := pgx.CollectRows(rows, scanExec)
-		if err != nil {
-			return err
-		}
-		if found = len(execs) > 0; found {
-			snap.Execution = &execs[0]
-		}
-		rows, _ = br.Query()
-		if snap.Steps, err = pgx.CollectRows(rows, scanStep); err != nil {
-			return err
-		}
-		rows, _ = br.Query()
-		snap.Journal, err = pgx.CollectRows(rows, scanEntry)
-		return err
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, s.ctxErr(ctx, "snapshot", err)
-	}
-	if !found {
+	if snap.Execution == nil {
 		return nil, s.wrap("execution "+strconv.Quote(id), store.ErrNotFound)
 	}
 	return &snap, nil

@@ -43,8 +43,11 @@ type Store struct {
 	seed    uint64          // hash state of the schema, for advisory lock keys
 	taskSeq string          // the sequence of task IDs
 
-	batch batcher // Updates waiting to run, in groups
-	ids   idPool  // task IDs reserved by this process
+	updates     coalescer[*request]     // Updates, run in groups
+	reads       coalescer[*readRequest] // reads, sent together
+	grouped     atomic.Int64            // Updates that ran in a group of more than one, for tests
+	sharedReads atomic.Int64            // reads that shared a round trip, for tests
+	ids         idPool                  // task IDs reserved by this process
 
 	closed atomic.Bool
 	mu     sync.Mutex         // orders Listen against Close
@@ -122,13 +125,17 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		}
 	}
 	s := &Store{listen: cfg.ConnConfig.Copy(), name: serverName(cfg.ConnConfig)}
-	// Half the pool leads groups of Updates; the rest is for claims,
-	// leases and reads, which must not wait behind them.
-	s.batch.maxLeaders = max(1, int(cfg.MaxConns)/2)
-	s.batch.maxGroup = DefaultMaxGroup
+	// A quarter of the pool (at least one connection) leads groups of
+	// Updates; the rest is for claims, leases and reads, which must not
+	// wait behind them. Few leaders make large groups: on a busy store one
+	// group is in flight while the next gathers.
+	leaders := max(1, int(cfg.MaxConns)/4)
+	maxGroup := DefaultMaxGroup
 	if o.maxGroup > 0 {
-		s.batch.maxGroup = o.maxGroup
+		maxGroup = o.maxGroup
 	}
+	s.updates = coalescer[*request]{maxLeaders: leaders, pick: pickGroup(maxGroup), run: s.runUpdates}
+	s.reads = coalescer[*readRequest]{maxLeaders: leaders, pick: pickReads, run: s.runReads}
 	s.stop, s.cancel = context.WithCancel(context.Background())
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		s.cancel()

@@ -626,3 +626,53 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("Update with a bad ID: %v, want ErrBadText", err)
 	}
 }
+
+// TestSharedReads reads many executions at once on a store with one
+// reading leader, so that reads share round trips: each still gets its own
+// answer, and one that the server refuses fails alone.
+func TestSharedReads(t *testing.T) {
+	s := open(t, pgtest.URL(t), postgres.MaxConns(2))
+	const n = 48
+	for i := range n {
+		create(t, s, fmt.Sprintf("r%02d", i))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n+1)
+	got := make([]string, n+1)
+	for i := range n + 1 {
+		wg.Go(func() {
+			id := fmt.Sprintf("r%02d", i)
+			if i == n {
+				id = "bad\x00id" // the server refuses it
+			}
+			if i%2 == 0 {
+				x, err := s.Execution(t.Context(), id)
+				if err == nil {
+					got[i] = x.ID
+				}
+				errs[i] = err
+				return
+			}
+			snap, err := s.Snapshot(t.Context(), id, "a")
+			if err == nil {
+				got[i] = snap.Execution.ID
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if want := fmt.Sprintf("r%02d", i); errs[i] != nil || got[i] != want {
+			t.Errorf("read %d: %q, %v; want %s", i, got[i], errs[i], want)
+		}
+	}
+	if errs[n] == nil {
+		t.Errorf("a read of an ID with a NUL byte succeeded")
+	}
+	if s.SharedReads() == 0 {
+		t.Errorf("no read shared a round trip")
+	}
+	if _, err := s.Execution(t.Context(), "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Execution(missing) = %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,96 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"sync"
+)
+
+// A coalescer runs calls that arrive together as one batch. At most
+// maxLeaders batches run at a time, each led by the goroutine of one of
+// its calls; a call that finds every leader busy waits in a queue, and
+// when a batch ends its leader hands the leading on to the first call
+// still queued, which takes what has queued up meanwhile. So a lone call
+// runs at once, alone, and under load each batch gathers the calls that
+// arrived while the one before it ran. Updates (group commit) and reads
+// both go through one.
+type coalescer[T any] struct {
+	mu         sync.Mutex
+	queue      []*call[T]
+	leaders    int // batches running now
+	maxLeaders int
+
+	// pick chooses a batch led by first from the queue and returns the
+	// rest, which stays queued.
+	pick func(first *call[T], queue []*call[T]) (batch, rest []*call[T])
+	// run runs a batch, recording each call's outcome in its request, and
+	// returns the calls (never the first) to queue again.
+	run func(batch []*call[T]) (again []*call[T])
+}
+
+// call is one caller's request in a coalescer.
+type call[T any] struct {
+	ctx  context.Context
+	req  T
+	wake chan bool // true: lead a batch; false: done
+}
+
+// do runs req in some batch and returns true, or returns false if ctx
+// ended while it was still queued (then req did not run).
+func (c *coalescer[T]) do(ctx context.Context, req T) bool {
+	cl := &call[T]{ctx: ctx, req: req, wake: make(chan bool, 1)}
+	c.mu.Lock()
+	if c.leaders < c.maxLeaders {
+		c.leaders++
+		c.mu.Unlock()
+		c.lead(cl)
+		return true
+	}
+	c.queue = append(c.queue, cl)
+	c.mu.Unlock()
+	select {
+	case lead := <-cl.wake:
+		if lead {
+			c.lead(cl)
+		}
+		return true
+	case <-ctx.Done():
+		c.mu.Lock()
+		if i := slices.Index(c.queue, cl); i >= 0 {
+			c.queue = slices.Delete(c.queue, i, i+1)
+			c.mu.Unlock()
+			return false
+		}
+		c.mu.Unlock()
+		if <-cl.wake { // a batch has taken it, or it is to lead one
+			c.lead(cl)
+		}
+		return true
+	}
+}
+
+// lead runs a batch led by first, tells the others it is done, and hands
+// the leading on.
+func (c *coalescer[T]) lead(first *call[T]) {
+	c.mu.Lock()
+	batch, rest := c.pick(first, c.queue)
+	c.queue = rest
+	c.mu.Unlock()
+	again := c.run(batch)
+	for _, m := range batch[1:] {
+		if !slices.Contains(again, m) {
+			m.wake <- false
+		}
+	}
+	c.mu.Lock()
+	c.queue = append(again, c.queue...)
+	if len(c.queue) > 0 {
+		next := c.queue[0]
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+		next.wake <- true
+		return
+	}
+	c.leaders--
+	c.mu.Unlock()
+}

@@ -1,0 +1,95 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Reads that arrive together — the loads of tasks just claimed, callers
+// reading the executions that just finished — are sent together: one
+// round trip for all of them, on one connection, through a coalescer as
+// Updates are. A batch is not a transaction: each statement sees what is
+// committed when it runs, as it would alone.
+
+// maxReads is how many reads one round trip carries at most.
+const maxReads = 64
+
+// readRequest is one read: its statements and how to read their results.
+type readRequest struct {
+	op    string
+	queue func(b *pgx.Batch)
+	read  func(br pgx.BatchResults) error
+	err   error
+}
+
+// readBatched runs r, most likely together with others.
+func (s *Store) readBatched(ctx context.Context, r *readRequest) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if !s.reads.do(ctx, r) {
+		return s.ctxErr(ctx, r.op, ctx.Err())
+	}
+	return r.err
+}
+
+func pickReads(first *call[*readRequest], queue []*call[*readRequest]) (batch, rest []*call[*readRequest]) {
+	n := min(len(queue), maxReads-1)
+	batch = append([]*call[*readRequest]{first}, queue[:n]...)
+	return batch, queue[n:]
+}
+
+// runReads sends a batch of reads in one round trip. A statement that
+// fails spoils the rest of the round trip (the server skips what follows
+// it), so then each read is sent again alone, and fails or not on its own.
+func (s *Store) runReads(batch []*call[*readRequest]) []*call[*readRequest] {
+	ctxs := make([]context.Context, len(batch))
+	for i, c := range batch {
+		ctxs[i] = c.ctx
+	}
+	if len(batch) > 1 {
+		s.sharedReads.Add(int64(len(batch)))
+	}
+	ctx, done := s.sharedContext(ctxs)
+	defer done()
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		for _, m := range batch {
+			m.req.err = s.ctxErr(ctx, m.req.op, err)
+		}
+		return nil
+	}
+	defer c.Release()
+	send := func(reqs []*call[*readRequest]) error {
+		b := &pgx.Batch{}
+		for _, m := range reqs {
+			m.req.queue(b)
+		}
+		br := c.Conn().SendBatch(ctx, b)
+		var err error
+		for _, m := range reqs {
+			if err = m.req.read(br); err != nil {
+				m.req.err = s.ctxErr(ctx, m.req.op, err)
+				break
+			}
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	if err := send(batch); err == nil || len(batch) == 1 {
+		if err != nil && batch[0].req.err == nil {
+			batch[0].req.err = s.ctxErr(ctx, batch[0].req.op, err)
+		}
+		return nil
+	}
+	for _, m := range batch {
+		m.req.err = nil
+		if err := send([]*call[*readRequest]{m}); err != nil && m.req.err == nil {
+			m.req.err = s.ctxErr(ctx, m.req.op, err)
+		}
+	}
+	return nil
+}
