@@ -148,6 +148,22 @@ type Step struct {
 	CompError   string
 }
 
+// Clone returns a copy of s that shares no memory with it.
+func (s Step) Clone() Step {
+	if s.Output != nil {
+		s.Output = &Value{Type: s.Output.Type, Data: cloneBytes(s.Output.Data)}
+	}
+	s.Heartbeat = cloneBytes(s.Heartbeat)
+	return s
+}
+
+func cloneBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}
+
 // Signal is a message sent to an execution. An execution's signals form
 // its inbox, in arrival order.
 type Signal struct {

@@ -240,8 +240,7 @@ func cloneExec(e store.Execution) store.Execution {
 
 // cloneStep returns a deep copy of s with normalized times.
 func cloneStep(s store.Step) store.Step {
-	s.Output = cloneValue(s.Output)
-	s.Heartbeat = cloneBytes(s.Heartbeat)
+	s = s.Clone()
 	s.WakeAt, s.ReadyAt, s.StartedAt, s.FinishedAt = norm(s.WakeAt), norm(s.ReadyAt), norm(s.StartedAt), norm(s.FinishedAt)
 	return s
 }

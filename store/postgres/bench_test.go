@@ -92,13 +92,23 @@ func benchUpdateExisting(b *testing.B, s *postgres.Store) {
 
 // BenchmarkUpdateParallel runs the Update of BenchmarkUpdate from several
 // goroutines at once, each on executions of its own.
-func BenchmarkUpdateParallel(b *testing.B) { modes(b, benchUpdateParallel) }
+func BenchmarkUpdateParallel(b *testing.B) { modes(b, benchUpdateParallel(2)) }
 
-func benchUpdateParallel(b *testing.B, s *postgres.Store) {
+// BenchmarkUpdateParallel64 is BenchmarkUpdateParallel with 64 goroutines
+// (on two CPUs), as a busy worker process has: their Updates share
+// transactions.
+func BenchmarkUpdateParallel64(b *testing.B) { modes(b, benchUpdateParallel(32)) }
+
+// benchUpdateParallel creates executions from p × GOMAXPROCS goroutines.
+func benchUpdateParallel(p int) func(b *testing.B, s *postgres.Store) {
+	return func(b *testing.B, s *postgres.Store) { updateParallel(b, s, p) }
+}
+
+func updateParallel(b *testing.B, s *postgres.Store, p int) {
 	ctx := b.Context()
 	now := time.Now()
 	var n atomic.Int64
-	b.SetParallelism(2) // 2 × GOMAXPROCS goroutines
+	b.SetParallelism(p)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

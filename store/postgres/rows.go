@@ -193,22 +193,14 @@ func scanStep(row pgx.CollectableRow) (store.Step, error) {
 
 // normStep returns a copy of s as the database gives it back after a write.
 func normStep(exec string, s *store.Step) store.Step {
-	c := *s
+	c := s.Clone()
 	c.Exec = exec
-	if s.Output != nil {
-		c.Output = &store.Value{Type: s.Output.Type, Data: append([]byte{}, s.Output.Data...)}
+	if c.Output != nil && c.Output.Data == nil {
+		c.Output.Data = []byte{} // an output's data is never NULL
 	}
-	c.Heartbeat = clone(s.Heartbeat)
 	c.Error, c.Wait, c.CompError = clean(s.Error), clean(s.Wait), clean(s.CompError)
 	c.WakeAt, c.ReadyAt, c.StartedAt, c.FinishedAt = norm(s.WakeAt), norm(s.ReadyAt), norm(s.StartedAt), norm(s.FinishedAt)
 	return c
-}
-
-// copyStep returns a copy of s that shares no memory with it.
-func copyStep(s store.Step) store.Step {
-	s.Output = cloneValue(s.Output)
-	s.Heartbeat = clone(s.Heartbeat)
-	return s
 }
 
 const journalCols = `exec, step, seq, kind, name, data, error, done, wake_at`

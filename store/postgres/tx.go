@@ -443,7 +443,7 @@ func (t *tx) Steps() ([]store.Step, error) {
 	}
 	out := make([]store.Step, len(t.steps))
 	for i := range t.steps {
-		out[i] = copyStep(t.steps[i])
+		out[i] = t.steps[i].Clone()
 	}
 	return out, nil
 }
