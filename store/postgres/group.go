@@ -167,13 +167,13 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		}
 		t := txs[i]
 		t.mark = len(g.queue)
-		err, panicked, pval := runFn(m.fn, t)
-		if err == nil && !panicked {
+		err := runFn(m, t)
+		if err == nil && !m.panicked {
 			// fn went on after a refused write, or after the transaction failed.
 			err = cmp.Or(t.bad, g.err)
 		}
-		if err != nil || panicked {
-			m.err, m.panicked, m.pval = err, panicked, pval
+		if err != nil || m.panicked {
+			m.err = err
 			t.undo()
 			continue
 		}
@@ -194,15 +194,15 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 	}
 }
 
-// runFn runs fn, turning a panic into a value to re-raise in the caller.
-func runFn(fn func(store.Tx) error, t *tx) (err error, panicked bool, pval any) {
-	panicked = true
+// runFn runs fn for m, recording in m a panic to re-raise in its caller.
+func runFn(m *request, t *tx) (err error) {
+	m.panicked = true
 	defer func() {
-		if panicked {
-			pval = recover()
+		if m.panicked {
+			m.pval = recover()
 		}
 	}()
-	err = fn(t)
-	panicked = false
-	return err, false, nil
+	err = m.fn(t)
+	m.panicked = false
+	return err
 }
