@@ -63,7 +63,7 @@
 // When Updates arrive faster than they finish, they share transactions.
 // At most a quarter of the pool's connections (at least one) run Updates at a
 // time, each as the leader of a group; an Update that finds them all busy
-// waits in a queue, and the next group takes up to MaxGroup (32 by
+// waits in a queue, and the next group takes up to MaxGroup (64 by
 // default) waiting Updates of distinct executions. The group's first round
 // trip takes all their advisory locks (in key order, so that two groups
 // never wait for each other in a cycle) and reads all their records with

@@ -71,8 +71,10 @@ type options struct {
 }
 
 // DefaultMaxGroup is how many Updates of different executions may share
-// one transaction unless MaxGroup says otherwise.
-const DefaultMaxGroup = 32
+// one transaction unless MaxGroup says otherwise. It stays within the 64
+// subtransactions that a PostgreSQL backend tracks without overflowing
+// (members that set a savepoint use one each).
+const DefaultMaxGroup = 64
 
 // MaxGroup sets how many Updates of different executions may share one
 // transaction when they arrive together (see "Group commit" in the package
