@@ -52,9 +52,11 @@
 // (Signals), as the engine does before it consumes a signal; otherwise it
 // costs a round trip, which tells whether the signal still exists. A write
 // that the server refuses loses the transaction: later calls of the Tx
-// return that error and Update returns it, even if fn ignored it. A name or
-// ID that a text column cannot hold (a NUL byte, invalid UTF-8) is refused
-// before it is sent, with ErrBadText, and fails only its own Update. If fn
+// return that error and Update returns it, even if fn ignored it. Values
+// that the server would refuse — text with a NUL byte or invalid UTF-8 in
+// a name or ID, a time outside PostgreSQL's range, a count beyond 32 bits —
+// are refused before they are sent, with ErrBadValue, and fail only their
+// own Update, even if fn ignored the error. If fn
 // fails or panics, its writes are dropped (and the panic goes on in the
 // caller); the connection goes back to the pool clean, or is closed.
 //

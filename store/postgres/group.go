@@ -49,8 +49,8 @@ func (s *Store) Update(ctx context.Context, id string, fn func(store.Tx) error) 
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if bad, ok := badText([]any{id}); ok {
-		return fmt.Errorf("postgres %s: update of execution %q: %w", s.name, bad, ErrBadText)
+	if bad, ok := badValue([]any{id}); ok {
+		return fmt.Errorf("postgres %s: update of execution: %s: %w", s.name, bad, ErrBadValue)
 	}
 	r := &request{id: id, key: s.lockKey(id), fn: fn}
 	if !s.updates.do(ctx, r) {

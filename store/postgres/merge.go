@@ -193,7 +193,12 @@ func columns(tb table, rows [][]any) []any {
 		case "text":
 			col := make([]*string, len(rows))
 			for i, r := range rows {
-				if s, ok := r[j].(string); ok {
+				switch v := r[j].(type) {
+				case nil:
+				case string:
+					col[i] = &v
+				default: // a named string type
+					s := fmt.Sprint(v)
 					col[i] = &s
 				}
 			}

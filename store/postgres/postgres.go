@@ -26,10 +26,11 @@ var ErrSchemaTooNew = errors.New("postgres: database schema is newer than this v
 // missing or older than this version of docket needs: run Migrate first.
 var ErrSchemaTooOld = errors.New("postgres: database schema is older than this version of docket needs")
 
-// ErrBadText is returned for a name or ID that a text column cannot hold:
-// one with a NUL byte or invalid UTF-8. The Update that tried to write it
-// fails on its own, before anything reaches the server.
-var ErrBadText = errors.New("postgres: text with a NUL byte or invalid UTF-8 cannot be stored")
+// ErrBadValue is returned for a value that the server would refuse: a name
+// or ID with a NUL byte or invalid UTF-8, a time outside PostgreSQL's range
+// (4713 BC to 294276 AD), a count beyond 32 bits. The Update that tried to
+// write it fails on its own, before anything reaches the server.
+var ErrBadValue = errors.New("postgres: value cannot be stored")
 
 // Store is a store.Store in a PostgreSQL database. It is safe for
 // concurrent use, and any number of Stores (in any number of processes) may

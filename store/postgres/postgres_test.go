@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/docket-run/docket/store"
 	"github.com/docket-run/docket/store/postgres"
 	"github.com/docket-run/docket/store/postgres/pgtest"
@@ -606,8 +608,8 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%10 == 3 {
-			if !errors.Is(errs[i], postgres.ErrBadText) || len(steps)+len(tasks) != 0 {
-				t.Errorf("%s: %v, %d steps, %d tasks; want ErrBadText and nothing kept", id, errs[i], len(steps), len(tasks))
+			if !errors.Is(errs[i], postgres.ErrBadValue) || len(steps)+len(tasks) != 0 {
+				t.Errorf("%s: %v, %d steps, %d tasks; want ErrBadValue and nothing kept", id, errs[i], len(steps), len(tasks))
 			}
 			continue
 		}
@@ -622,8 +624,8 @@ func TestGroupCommit(t *testing.T) {
 		}
 	}
 	// A bad execution ID fails at once.
-	if err := s.Update(t.Context(), "x\xff", func(store.Tx) error { return nil }); !errors.Is(err, postgres.ErrBadText) {
-		t.Errorf("Update with a bad ID: %v, want ErrBadText", err)
+	if err := s.Update(t.Context(), "x\xff", func(store.Tx) error { return nil }); !errors.Is(err, postgres.ErrBadValue) {
+		t.Errorf("Update with a bad ID: %v, want ErrBadValue", err)
 	}
 }
 
@@ -674,5 +676,91 @@ func TestSharedReads(t *testing.T) {
 	}
 	if _, err := s.Execution(t.Context(), "missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Execution(missing) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestGroupFailure loses the transaction of a group (its connection is
+// terminated while the first member's fn runs): that member fails, the
+// members whose fns had not run are run again in later groups and
+// succeed, and each Update's writes are kept exactly when it returns nil.
+// A value the server would refuse fails only its own Update.
+func TestGroupFailure(t *testing.T) {
+	app := fmt.Sprintf("docket-groupfail-%d", time.Now().UnixNano())
+	u := pgtest.WithParam(t, pgtest.URL(t), "application_name", app)
+	s := open(t, u, postgres.MaxConns(2)) // one leader
+	const n = 40
+	for i := range n + 2 {
+		create(t, s, fmt.Sprintf("f%02d", i))
+	}
+	step := func(tx store.Tx) error { return tx.PutStep(&store.Step{Name: "a", Status: store.StepDone}) }
+	blockA, blockB := make(chan struct{}), make(chan struct{})
+	inA, inB := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make([]error, n+2)
+	// A leads a group of its own and holds it until the others queue up.
+	wg.Go(func() {
+		errs[0] = s.Update(t.Context(), "f00", func(tx store.Tx) error {
+			close(inA)
+			<-blockA
+			return step(tx)
+		})
+	})
+	<-inA
+	// B queues first, so it leads the next group, with all the others.
+	wg.Go(func() {
+		errs[1] = s.Update(t.Context(), "f01", func(tx store.Tx) error {
+			close(inB)
+			<-blockB
+			if err := step(tx); err != nil {
+				return err
+			}
+			_, err := tx.Journal("a") // a round trip on the lost connection
+			return err
+		})
+	})
+	time.Sleep(100 * time.Millisecond)
+	for i := 2; i < n+2; i++ {
+		wg.Go(func() {
+			errs[i] = s.Update(t.Context(), fmt.Sprintf("f%02d", i), func(tx store.Tx) error {
+				if i == 7 { // refused before it is sent: fails alone
+					return tx.PutStep(&store.Step{Name: "a", WakeAt: time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)})
+				}
+				return step(tx)
+			})
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(blockA)
+	<-inB
+	conn, err := pgx.Connect(t.Context(), pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var killed int
+	err = conn.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND state = 'idle in transaction'`, app).Scan(&killed)
+	if err != nil || killed != 1 {
+		t.Fatalf("terminated %d backends (%v), want the group's one", killed, err)
+	}
+	close(blockB)
+	wg.Wait()
+	for i := range n + 2 {
+		id := fmt.Sprintf("f%02d", i)
+		steps, err := s.Steps(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (errs[i] == nil) != (len(steps) == 1) {
+			t.Errorf("%s: Update returned %v, but %d steps were kept", id, errs[i], len(steps))
+		}
+		switch {
+		case i == 1 && errs[i] == nil:
+			t.Errorf("%s: succeeded on a terminated connection", id)
+		case i == 7 && !errors.Is(errs[i], postgres.ErrBadValue):
+			t.Errorf("%s: %v, want ErrBadValue", id, errs[i])
+		case i != 1 && i != 7 && errs[i] != nil:
+			t.Errorf("%s: %v; an Update whose fn had not run when the group failed must run again", id, errs[i])
+		}
 	}
 }

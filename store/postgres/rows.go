@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -37,12 +38,32 @@ func clean(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-// badText returns the first string among args that a text column cannot
-// hold, if any.
-func badText(args []any) (string, bool) {
+// PostgreSQL's range of timestamptz: 4713 BC to 294276 AD.
+var (
+	minTime = time.Date(-4712, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(294276, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// badValue describes the first of args that the server would refuse, if
+// any: text with a NUL byte or invalid UTF-8, a time outside PostgreSQL's
+// range, or an int (the type of the integer columns' values) beyond 32
+// bits. Values are checked before they are sent so that a bad one fails
+// its own Update, not the group's transaction.
+func badValue(args []any) (string, bool) {
 	for _, a := range args {
-		if s, ok := a.(string); ok && (strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s)) {
-			return s, true
+		switch v := a.(type) {
+		case string:
+			if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+				return fmt.Sprintf("text %q", v), true
+			}
+		case time.Time:
+			if v.Before(minTime) || !v.Before(maxTime) {
+				return fmt.Sprintf("time %s", v), true
+			}
+		case int:
+			if v > math.MaxInt32 || v < math.MinInt32 {
+				return fmt.Sprintf("integer %d", v), true
+			}
 		}
 	}
 	return "", false

@@ -272,8 +272,8 @@ func (t *tx) send(op string, b *pgx.Batch, read func(pgx.BatchResults) error) er
 		return err
 	}
 	for _, q := range b.QueuedQueries {
-		if bad, ok := badText(q.Arguments); ok {
-			t.bad = fmt.Errorf("postgres %s: %s of execution %q: %q: %w", t.s.name, op, t.id, bad, ErrBadText)
+		if bad, ok := badValue(q.Arguments); ok {
+			t.bad = fmt.Errorf("postgres %s: %s of execution %q: %s: %w", t.s.name, op, t.id, bad, ErrBadValue)
 			return t.bad
 		}
 	}
@@ -291,8 +291,8 @@ func (t *tx) writeAs(kind mergeKind, op, sql string, args ...any) error {
 	if err := t.lost(); err != nil {
 		return err
 	}
-	if bad, ok := badText(args); ok {
-		t.bad = fmt.Errorf("postgres %s: %s of execution %q: %q: %w", t.s.name, op, t.id, bad, ErrBadText)
+	if bad, ok := badValue(args); ok {
+		t.bad = fmt.Errorf("postgres %s: %s of execution %q: %s: %w", t.s.name, op, t.id, bad, ErrBadValue)
 		return t.bad
 	}
 	t.g.queue = append(t.g.queue, stmt{op: op, sql: sql, args: args, kind: kind})
