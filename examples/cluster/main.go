@@ -49,6 +49,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/docket-run/docket"
+	"github.com/docket-run/docket/store"
 )
 
 // DefaultStore is the PostgreSQL server used when none is named.
@@ -229,8 +230,16 @@ func run(ctx context.Context, w io.Writer, storeURL string, workers, orders int)
 	for i := range handles {
 		starters.Go(func() (err error) {
 			o := makeOrder(batch, i)
-			handles[i], err = docket.Start[Receipt](sctx, client, g, o.ID, o)
-			return err
+			for {
+				handles[i], err = docket.Start[Receipt](sctx, client, g, o.ID, o)
+				// A SQLite file that several processes write can stay locked
+				// past its busy timeout under load: nothing was written, so
+				// the Start is simply tried again.
+				if !errors.Is(err, store.ErrBusy) || sctx.Err() != nil {
+					return err
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		})
 	}
 	if err := starters.Wait(); err != nil {

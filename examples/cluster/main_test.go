@@ -35,7 +35,8 @@ func TestClusterPostgres(t *testing.T) {
 
 // The fallback: worker processes sharing a SQLite file.
 func TestClusterSQLite(t *testing.T) {
-	testCluster(t, "sqlite:"+filepath.Join(t.TempDir(), "cluster.db"), 2, 20)
+	// Enough orders that both polling workers get some, whichever polls first.
+	testCluster(t, "sqlite:"+filepath.Join(t.TempDir(), "cluster.db"), 2, 80)
 }
 
 // testCluster runs the example and checks, from the store rather than the

@@ -105,11 +105,10 @@ const (
 	sqlNotifyMany  = `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`
 )
 
-// The group's reads join the array of IDs rather than test id = ANY($1):
-// pgx prepares statements, and the generic plan that PostgreSQL settles on
-// for ANY over an array can be a sequential scan (chosen while the tables
-// were small, and kept as they grow), which the join's nested loop over
-// the primary key never is.
+// The group's reads join the array of execution IDs with each table's
+// primary key (or its prefix); they run between sqlIndexPlans and
+// sqlAnyPlans, so that the join is a nested loop of index lookups whatever
+// the statistics say.
 var (
 	sqlGroupExecs = `SELECT ` + qualify("e", execCols) + `, e.signal_seq FROM unnest($1::text[]) AS u(id)
 		JOIN executions e ON e.id = u.id`
