@@ -108,6 +108,11 @@ func (s *Store) sharedContext(ctxs []context.Context) (context.Context, func()) 
 		return ctxs[0], func() {}
 	}
 	ctx, cancel := context.WithCancel(s.stop)
+	for _, c := range ctxs {
+		if c.Done() == nil { // never ends (the engine's commits): neither do all of them
+			return ctx, cancel
+		}
+	}
 	var left atomic.Int32
 	left.Store(int32(len(ctxs)))
 	stops := make([]func() bool, len(ctxs))
@@ -140,7 +145,8 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		fail(s.ctxErr(ctx, "update", err))
 		return
 	}
-	g := &group{s: s, ctx: ctx, conn: c.Conn(), multi: len(members) > 1}
+	g := &group{s: s, ctx: ctx, conn: c.Conn(), multi: len(members) > 1,
+		queue: make([]stmt, 0, 8*len(members))}
 	committed := false
 	defer func() {
 		if !committed {
