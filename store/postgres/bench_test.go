@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"fmt"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,9 +56,30 @@ func benchUpdate(b *testing.B, s *postgres.Store) {
 // task (two round trips: begin, commit).
 func BenchmarkUpdateExisting(b *testing.B) { modes(b, benchUpdateExisting) }
 
+// BenchmarkUpdateExistingLargeInputs is BenchmarkUpdateExisting on an
+// execution whose inputs take 32 KiB.
+func BenchmarkUpdateExistingLargeInputs(b *testing.B) {
+	modes(b, func(b *testing.B, s *postgres.Store) {
+		big := []byte(`"` + strings.Repeat("x", 32<<10) + `"`)
+		err := s.Update(b.Context(), "e", func(tx store.Tx) error {
+			return tx.CreateExecution(&store.Execution{ID: "e", Run: 1, Graph: "g", Status: store.Running, CreatedAt: base,
+				Inputs: []store.Value{{Type: "string", Data: big}}})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		updateExisting(b, s)
+	})
+}
+
 func benchUpdateExisting(b *testing.B, s *postgres.Store) {
-	ctx := b.Context()
 	create(b, s, "e")
+	updateExisting(b, s)
+}
+
+// updateExisting commits a step of execution e, as a worker does, b.N times.
+func updateExisting(b *testing.B, s *postgres.Store) {
+	ctx := b.Context()
 	if err := s.Update(ctx, "e", func(tx store.Tx) error {
 		return tx.AddTask(&store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base, Owner: "w", LeaseUntil: base.Add(time.Hour)})
 	}); err != nil {

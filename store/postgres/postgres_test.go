@@ -568,7 +568,15 @@ func TestGroupCommit(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				x.Seq, x.Status, x.Result, x.Runs = int64(i), store.Completed, &store.Value{Type: "int", Data: []byte("1")}, []store.RunRecord{{Run: 1, Steps: i}}
+				if i%2 == 0 { // a state-only put, then a full one that supersedes it
+					y := *x
+					y.Seq, y.Status = 999, store.Failed
+					if err := tx.PutExecution(&y); err != nil {
+						return err
+					}
+					x.Runs = []store.RunRecord{{Run: 1, Steps: i}}
+				}
+				x.Seq, x.Status, x.Result = int64(i), store.Completed, &store.Value{Type: "int", Data: []byte("1")}
 				if err := tx.PutExecution(x); err != nil {
 					return err
 				}
@@ -619,7 +627,9 @@ func TestGroupCommit(t *testing.T) {
 			t.Errorf("%s: %v, steps %+v, %d tasks; want its own steps %+v and task", id, errs[i], steps, len(tasks), want)
 		}
 		x, err := s.Execution(t.Context(), id)
-		if err != nil || x.Seq != int64(i) || x.Status != store.Completed || string(x.Result.Data) != "1" || len(x.Runs) != 1 || x.Runs[0].Steps != i {
+		wantRuns := 1 - i%2
+		if err != nil || x.Seq != int64(i) || x.Status != store.Completed || string(x.Result.Data) != "1" || len(x.Runs) != wantRuns ||
+			wantRuns == 1 && x.Runs[0].Steps != i || x.Graph != "g" || !x.CreatedAt.Equal(base) {
 			t.Errorf("%s: execution %+v, %v", id, x, err)
 		}
 	}
