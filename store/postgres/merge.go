@@ -98,6 +98,9 @@ func putExecsSQL() string {
 
 // merge returns the queue with the writes that can be merged merged.
 func merge(queue []stmt) []stmt {
+	if len(queue) < 2 {
+		return queue // nothing to merge with
+	}
 	out := make([]stmt, 0, len(queue))
 	start := 0
 	for i, q := range queue {

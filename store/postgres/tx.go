@@ -154,7 +154,7 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 	b.Queue(sqlAnyPlans)
 	reserve := g.s.ids.wanted()
 	if reserve > 0 {
-		b.Queue(sqlReserveIDs, g.s.taskSeq, reserve)
+		g.s.queueReserve(b, reserve)
 	}
 	err := g.send(nil, "begin", b, func(br pgx.BatchResults) error {
 		for range 3 {
@@ -199,12 +199,7 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 			return err
 		}
 		if reserve > 0 {
-			rows, _ = br.Query()
-			got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-			if err != nil {
-				return err
-			}
-			g.s.ids.put(got)
+			return g.s.takeReserved(br)
 		}
 		return nil
 	})
@@ -616,16 +611,8 @@ func (t *tx) AddTask(task *store.Task) error {
 	id, ok := t.s.ids.take()
 	if !ok {
 		b := &pgx.Batch{}
-		b.Queue(sqlReserveIDs, t.s.taskSeq, idBlock)
-		err := t.send("reserve task IDs", b, func(br pgx.BatchResults) error {
-			rows, _ := br.Query()
-			got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-			if err == nil {
-				t.s.ids.put(got)
-			}
-			return err
-		})
-		if err != nil {
+		t.s.queueReserve(b, idBlock)
+		if err := t.send("reserve task IDs", b, t.s.takeReserved); err != nil {
 			return err
 		}
 		if id, ok = t.s.ids.take(); !ok {
@@ -643,6 +630,19 @@ func (t *tx) AddTask(task *store.Task) error {
 	t.tasks = slices.Insert(t.tasks, i, normTask(*task))
 	t.ready = t.ready || claimable(task)
 	return nil
+}
+
+// queueReserve queues the reservation of n task IDs; takeReserved reads
+// its result into the pool.
+func (s *Store) queueReserve(b *pgx.Batch, n int) { b.Queue(sqlReserveIDs, s.taskSeq, n) }
+
+func (s *Store) takeReserved(br pgx.BatchResults) error {
+	rows, _ := br.Query()
+	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err == nil {
+		s.ids.put(got)
+	}
+	return err
 }
 
 // fail loses the transaction with err.
