@@ -154,6 +154,12 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 		if eager {
 			e.w.releaseSlot(queue)
 		}
+		var ase *AlreadyStartedError
+		var fe *FinishedError
+		var ste *SignalTypeError
+		if !errors.As(err, &ase) && !errors.As(err, &fe) && !errors.As(err, &ste) {
+			err = storeFailure{err}
+		}
 		return err
 	}
 	switch {
@@ -170,6 +176,14 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 	}
 	return nil
 }
+
+// storeFailure marks an error of the store, rather than a refusal by the
+// engine, so that a step that met it while starting a child is run again
+// rather than failed. It reads and matches as the error it holds.
+type storeFailure struct{ err error }
+
+func (f storeFailure) Error() string { return f.err.Error() }
+func (f storeFailure) Unwrap() error { return f.err }
 
 // splitInputs applies the options among inputs to cfg and appends the
 // inputs (cfg's shared ones first) and their types to vals and types.

@@ -7,7 +7,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime/pprof"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +28,9 @@ import (
 // database connections are cut now and then. Then every result must be
 // right: each signal received once (the inbox sums), each update applied
 // once (the counters' answers are exactly 1..n), each select timer chosen
-// once, each saga compensated.
+// once, each saga compensated. On a failure it logs the stored state of
+// the executions that did not finish and the workers' goroutines.
+// DOCKET_CLUSTER_INBOXES=n runs n signal-fed inboxes and little else.
 func TestPostgresCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the cluster test takes about half a minute")
@@ -40,6 +45,11 @@ func TestPostgresCluster(t *testing.T) {
 	}
 	defer client.Close()
 	w := crashWorkload{chains: 1500, sagas: 150, inboxes: 60, counters: 6, updatesEach: 15}
+	if n, _ := strconv.Atoi(os.Getenv("DOCKET_CLUSTER_INBOXES")); n > 0 {
+		// Mostly signal-fed inboxes calling children: where lost
+		// connections meet signals most often.
+		w = crashWorkload{chains: 100, sagas: 10, inboxes: n, counters: 2, updatesEach: 5}
+	}
 	w.start(t, client, cfg.Graphs)
 	exe, err := os.Executable()
 	if err != nil {
@@ -106,6 +116,19 @@ func TestPostgresCluster(t *testing.T) {
 
 	waitCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
+	defer func() {
+		if t.Failed() {
+			dumpUnfinished(t, u)
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+			// The workers print their goroutines and exit.
+			mu.Lock()
+			for _, cmd := range workers {
+				_ = cmd.Process.Signal(syscall.SIGQUIT)
+			}
+			mu.Unlock()
+			time.Sleep(2 * time.Second)
+		}
+	}()
 	w.check(t, waitCtx, client, answers())
 	t.Logf("%d executions; %d worker kills, %d worker connections cut", w.chains+w.sagas+w.inboxes+w.counters, kills, cuts)
 	if kills == 0 || cuts == 0 {
@@ -130,6 +153,47 @@ func cutConnections(t *testing.T, u string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// dumpUnfinished logs the stored state of every execution that has not
+// finished, so that a failure in CI can be read without reproducing it.
+func dumpUnfinished(t *testing.T, u string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Logf("dump: %v", err)
+		return
+	}
+	defer conn.Close(ctx)
+	queries := []string{
+		`SELECT id, run, status, seq, signal_seq, parent, parent_step, updated_at FROM executions
+			WHERE status NOT IN ('completed', 'failed', 'cancelled', 'continued') ORDER BY ord`,
+		`SELECT s.exec, s.name, s.status, s.attempt, s.wait, s.wake_at, s.signal, s.seq, s.worker, s.finished_at FROM steps s
+			JOIN executions e ON e.id = s.exec WHERE e.status NOT IN ('completed', 'failed', 'cancelled', 'continued') ORDER BY s.exec, s.name`,
+		`SELECT j.exec, j.step, j.seq, j.kind, j.name, j.error, j.done, j.wake_at FROM journal j
+			JOIN executions e ON e.id = j.exec WHERE e.status NOT IN ('completed', 'failed', 'cancelled', 'continued') ORDER BY j.exec, j.step, j.seq`,
+		`SELECT g.exec, g.seq, g.name, g.consumed_by, g.sent_at FROM signals g
+			JOIN executions e ON e.id = g.exec WHERE e.status NOT IN ('completed', 'failed', 'cancelled', 'continued') ORDER BY g.exec, g.seq`,
+		`SELECT k.* FROM tasks k ORDER BY k.exec, k.id`,
+		`SELECT * FROM workers ORDER BY id`,
+	}
+	for _, q := range queries {
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Logf("dump: %v", err)
+			return
+		}
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				t.Logf("dump: %v", err)
+				break
+			}
+			t.Logf("dump: %v", vals)
+		}
+		rows.Close()
+	}
 }
 
 func withParam(t *testing.T, raw, key, value string) string {

@@ -128,6 +128,13 @@ func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.T
 	if d.query {
 		return errors.New("docket: a query replay writes nothing")
 	}
+	if d.broken != nil {
+		// An earlier save failed, and it may have committed all the same
+		// (its connection was lost at COMMIT), so the journal in memory
+		// may be older than the stored one: writing it could undo what
+		// that save recorded, such as a signal taken. The attempt is over.
+		return d.broken
+	}
 	err := d.w.eng.st.Update(ctx, d.exec.ID, func(tx store.Tx) error {
 		task, err := d.w.fence(tx, d.task.ID)
 		if err != nil {
@@ -154,8 +161,8 @@ func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.T
 		}
 		return tx.PutStep(rec)
 	})
-	if err != nil && d.broken == nil {
-		d.broken = err
+	if err != nil {
+		d.storeFailed(err)
 	}
 	if err == nil {
 		d.saved, d.dirty = len(d.journal), d.dirty[:0]
@@ -164,6 +171,16 @@ func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.T
 			hb.dirty = false
 			hb.mu.Unlock()
 		}
+	}
+	return err
+}
+
+// storeFailed records err, a failure of the store under a durable call
+// (a lost connection, say), as the attempt's breakage, and returns it: the
+// attempt is then run again from its journal, not failed for it.
+func (d *durableStep) storeFailed(err error) error {
+	if d.broken == nil {
+		d.broken = err
 	}
 	return err
 }
@@ -502,12 +519,28 @@ func (w *worker) takePreload(task int64) *preload {
 	return pl
 }
 
-// handBack releases a task interrupted by shutdown, keeping its journal.
+// handBack gives back a task whose attempt was interrupted — by shutdown,
+// keeping its journal, or by a failure of the store — to run again.
 func (w *worker) handBack(t store.Task, f *frame, d *durableStep) {
-	_ = d.save(context.Background(), f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
+	giveBack := func(tx store.Tx, _ *store.Step, task *store.Task) error {
 		task.Owner, task.LeaseUntil = "", time.Time{}
 		task.Attempt, task.Claims = f.attempt, 0 // interrupted, not failed: run it again as this attempt
 		return tx.PutTask(task)
+	}
+	if d.broken == nil {
+		// Shut down: the journal in memory is kept with the task.
+		_ = d.save(context.Background(), f, giveBack)
+		return
+	}
+	// A save failed: nothing of the attempt's memory is written (see
+	// save); the task alone is given back, and the next attempt replays
+	// the journal as it is stored.
+	_ = w.eng.st.Update(context.Background(), t.Exec, func(tx store.Tx) error {
+		task, err := w.fence(tx, t.ID)
+		if err != nil {
+			return err
+		}
+		return giveBack(tx, nil, task)
 	})
 }
 

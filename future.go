@@ -353,7 +353,12 @@ func CallAsync[Out any](ctx context.Context, child *Graph, key string, inputs ..
 	link := &store.Execution{Parent: d.exec.ID, ParentStep: d.step}
 	if err := eng.startWith(f, child, fu.child, target, rest, nil, link); err != nil {
 		d.seq-- // nothing was started: the call is not journaled
-		return failedFuture[Out](fu, fmt.Errorf("docket: starting child %q: %w", fu.child, err))
+		err = fmt.Errorf("docket: starting child %q: %w", fu.child, err)
+		var sf storeFailure
+		if errors.As(err, &sf) {
+			d.storeFailed(err)
+		}
+		return failedFuture[Out](fu, err)
 	}
 	entry := store.JournalEntry{Kind: "call", Name: fu.name}
 	if cfg.abandon {
@@ -370,7 +375,11 @@ func (fu *future) childOutcome(ctx context.Context) (bool, any, error, error) {
 	eng := fu.d.w.eng
 	x, err := eng.st.Execution(ctx, fu.child)
 	if err != nil {
-		return false, nil, nil, fmt.Errorf("docket: reading child %q: %w", fu.child, err)
+		err = fmt.Errorf("docket: reading child %q: %w", fu.child, err)
+		if !errors.Is(err, store.ErrNotFound) {
+			fu.d.storeFailed(err)
+		}
+		return false, nil, nil, err
 	}
 	if !x.Status.Finished() {
 		return false, nil, nil, nil

@@ -125,7 +125,7 @@ func (d *durableStep) applyUpdates(f *frame, signal string) error {
 	}
 	sigs, err := d.w.eng.st.Signals(f, d.exec.ID)
 	if err != nil {
-		return err
+		return d.storeFailed(err)
 	}
 	for _, s := range sigs {
 		if signal != "" && s.ConsumedBy == "" && s.Name == signal {

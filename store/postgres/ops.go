@@ -54,6 +54,37 @@ const sqlClaim = `WITH c AS (
 	FROM c WHERE t.id = c.id
 	RETURNING t.id, t.exec, t.step, t.kind, t.ready_at, t.owner, t.lease_until, t.attempt, t.claims, t.queue, t.worker`
 
+// sqlAsyncCommit makes the transaction it runs in commit without waiting
+// for the server to flush the commit to disk.
+const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// queryLeases runs a statement that only writes leases (Claim,
+// ExtendLeases, Release) and scans its rows. Such a statement commits
+// asynchronously: a lease is not worth a wait for the disk, because losing
+// one in a crash of the server only makes its task claimable again, which
+// the fence in every Update that records a step's outcome already allows
+// for — and every such Update commits synchronously, flushing the leases
+// committed before it.
+func queryLeases[T any](ctx context.Context, s *Store, scan pgx.RowToFunc[T], sql string, args ...any) ([]T, error) {
+	b := &pgx.Batch{}
+	b.Queue(sqlAsyncCommit)
+	b.Queue(sql, args...)
+	br := s.pool.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var out []T
+	if err == nil {
+		rows, _ := br.Query()
+		out, err = pgx.CollectRows(rows, scan)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return out, err
+}
+
+// scanNothing reads a row whose values are not needed.
+func scanNothing(pgx.CollectableRow) (struct{}, error) { return struct{}{}, nil }
+
 // Claim implements store.Store. It leases the tasks in one statement: the
 // oldest claimable ones of the queue (ReadyAt, then ID) are locked with FOR
 // UPDATE SKIP LOCKED, so that concurrent Claims, in any process, pass over
@@ -75,9 +106,8 @@ func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, l
 	}
 	var tasks []store.Task
 	err := s.exec(ctx, "claim", func() error {
-		rows, _ := s.pool.Query(ctx, sqlClaim, now, limit, owner, now.Add(lease), queue)
 		var err error
-		tasks, err = pgx.CollectRows(rows, scanTask)
+		tasks, err = queryLeases(ctx, s, scanTask, sqlClaim, now, limit, owner, now.Add(lease), queue)
 		return err
 	})
 	if err != nil {
@@ -124,9 +154,8 @@ func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, unt
 	}
 	var held []int64
 	err := s.exec(ctx, "extend leases", func() error {
-		rows, _ := s.pool.Query(ctx, sqlExtendLeases, ids, owner, until, until.Add(-deadFor))
 		var err error
-		held, err = pgx.CollectRows(rows, scanID)
+		held, err = queryLeases(ctx, s, scanID, sqlExtendLeases, ids, owner, until, until.Add(-deadFor))
 		return err
 	})
 	if err != nil {
@@ -151,7 +180,7 @@ func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 		return nil
 	}
 	return s.exec(ctx, "release", func() error {
-		_, err := s.pool.Exec(ctx, `WITH l AS (
+		_, err := queryLeases(ctx, s, scanNothing, `WITH l AS (
 				SELECT id FROM tasks WHERE id = ANY($1) AND owner = $2 ORDER BY id FOR UPDATE
 			), r AS (
 				UPDATE tasks t SET owner = '', lease_until = $3 FROM l WHERE t.id = l.id RETURNING t.exec
