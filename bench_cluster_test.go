@@ -189,7 +189,7 @@ func BenchmarkPostgresSignal(b *testing.B) {
 // BenchmarkPostgresChainInProcess is BenchmarkPostgresChain with the
 // workers in the benchmark's own process (and starts leased to them at
 // once): the same work without the hop to another process, and easy to
-// profile.
+// profile. DOCKET_BENCH_CONC sets the executions in flight, as there.
 func BenchmarkPostgresChainInProcess(b *testing.B) {
 	u := pgtest.URL(b)
 	for _, kv := range strings.Fields(os.Getenv("DOCKET_BENCH_PARAMS")) { // e.g. "synchronous_commit=off"
@@ -203,9 +203,13 @@ func BenchmarkPostgresChainInProcess(b *testing.B) {
 	}
 	defer eng.Close()
 	runChains(b, eng, graphs[0], "warm", 200, 32)
+	conc := 64
+	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
+		conc = c
+	}
 	b.ResetTimer()
 	t0 := time.Now()
-	lat := runChains(b, eng, graphs[0], "run", b.N, 64)
+	lat := runChains(b, eng, graphs[0], "run", b.N, conc)
 	elapsed := time.Since(t0)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")

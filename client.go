@@ -97,9 +97,10 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 	}
 	eager := e.w != nil && len(p.roots) > 0 && e.w.tryAcquire(queue)
 	var first *store.Task
+	var carry *preload // what the first task's run needs not read again
 	finished := false
-	err = e.st.Update(ctx, id, func(tx store.Tx) error {
-		first, finished = nil, false
+	err = e.create(ctx, id, func(tx store.Tx) error {
+		first, finished, carry = nil, false, nil
 		old, err := tx.Execution()
 		if err == nil {
 			if cfg.conflict == FailIfExists || old.Graph != x.Graph || old.Target != x.Target {
@@ -140,6 +141,13 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 				return err
 			}
 		}
+		if first != nil {
+			stored, err := tx.Execution() // as the store gives it back
+			if err != nil {
+				return err
+			}
+			carry = &preload{x: stored, recs: recs}
+		}
 		if !x.Deadline.IsZero() {
 			if err := tx.AddTask(&store.Task{Kind: taskDeadline, ReadyAt: x.Deadline}); err != nil {
 				return err
@@ -164,6 +172,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 	}
 	switch {
 	case first != nil:
+		e.w.keepPreload(first.ID, carry)
 		e.w.launch(*first)
 	case eager:
 		e.w.releaseSlot(queue)
@@ -175,6 +184,15 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 		e.w.poke()
 	}
 	return nil
+}
+
+// create runs fn as Update does, through the store's Create where it has
+// one: fn creates the execution, which most likely does not exist yet.
+func (e *Engine) create(ctx context.Context, id string, fn func(store.Tx) error) error {
+	if c, ok := e.st.(store.Creator); ok {
+		return c.Create(ctx, id, fn)
+	}
+	return e.st.Update(ctx, id, fn)
 }
 
 // storeFailure marks an error of the store, rather than a refusal by the

@@ -234,6 +234,7 @@ func (d *durableStep) suspendFor(f *frame, wake time.Time, wait, signal string, 
 		d.finishLive(f)
 	}
 	err := d.save(f, f, func(tx store.Tx, rec *store.Step, task *store.Task) error {
+		wake := wake // the store may run this more than once
 		if signal != "" || len(d.updates) > 0 {
 			// A signal or update that arrived since the step looked wakes
 			// it at once.

@@ -245,7 +245,10 @@ type ListQuery struct {
 type Store interface {
 	// Update runs fn in one transaction that holds execution id exclusively:
 	// no other Update of that execution runs at the same time. If fn returns
-	// an error, nothing it wrote is kept.
+	// an error, nothing it wrote is kept. A store may call fn more than once
+	// (a first call against what it expects to find, say): only the writes
+	// of the call whose outcome Update returns are kept, so fn must keep
+	// what it reads to itself until Update returns.
 	Update(ctx context.Context, id string, fn func(Tx) error) error
 
 	// Claim leases up to limit tasks of queue whose ReadyAt is not after
@@ -330,6 +333,13 @@ type Tx interface {
 	PutTask(t *Task) error
 	// DeleteTask removes a task; deleting a missing task is not an error.
 	DeleteTask(id int64) error
+}
+
+// Creator is implemented by stores that can run the Update that creates
+// an execution in fewer round trips when the execution most likely does
+// not exist yet. Create behaves exactly as Update; only its cost differs.
+type Creator interface {
+	Create(ctx context.Context, id string, fn func(Tx) error) error
 }
 
 // EventKind says what changed in a store Event.

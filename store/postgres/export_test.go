@@ -6,5 +6,9 @@ func (s *Store) Channel() string { return s.channel }
 // Grouped returns how many Updates ran in a group of more than one.
 func (s *Store) Grouped() int64 { return s.grouped.Load() }
 
+// Speculated returns how many Updates committed in one round trip on what
+// the store kept of their execution, and how many found it changed.
+func (s *Store) Speculated() (ok, stale int64) { return s.speculated.Load(), s.stale.Load() }
+
 // SharedReads returns how many reads shared a round trip with others.
 func (s *Store) SharedReads() int64 { return s.sharedReads.Load() }

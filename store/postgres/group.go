@@ -33,6 +33,9 @@ type request struct {
 	id  string
 	key int64 // the execution's advisory lock key
 	fn  func(store.Tx) error
+	// absent: the caller expects the execution not to exist (Create), so
+	// a lone request speculates on that (see known).
+	absent bool
 
 	// Set by the group that runs the request.
 	err      error
@@ -46,13 +49,25 @@ type request struct {
 // other executions (see the package documentation); if fn returns an error
 // or panics, nothing it wrote is kept (and a panic goes on in the caller).
 func (s *Store) Update(ctx context.Context, id string, fn func(store.Tx) error) error {
+	return s.update(ctx, &request{id: id, fn: fn})
+}
+
+// Create implements store.Creator: it is Update, except that when it runs
+// alone it sends everything in one round trip, guarded on the execution
+// not existing (see known); if it does, the Update runs the ordinary way.
+func (s *Store) Create(ctx context.Context, id string, fn func(store.Tx) error) error {
+	return s.update(ctx, &request{id: id, fn: fn, absent: true})
+}
+
+func (s *Store) update(ctx context.Context, r *request) error {
+	id := r.id
 	if err := s.check(ctx); err != nil {
 		return err
 	}
 	if bad, ok := badValue([]any{id}); ok {
 		return fmt.Errorf("postgres %s: update of execution: %s: %w", s.name, bad, ErrBadValue)
 	}
-	r := &request{id: id, key: s.lockKey(id), fn: fn}
+	r.key = s.lockKey(id)
 	if !s.updates.do(ctx, r) {
 		return s.ctxErr(ctx, "update", ctx.Err())
 	}
@@ -145,6 +160,20 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		fail(s.ctxErr(ctx, "update", err))
 		return
 	}
+	defer c.Release()
+	if len(members) == 1 {
+		k := s.known.take(members[0].id)
+		if k == nil && members[0].absent {
+			k = &known{digest: absentDigest}
+		}
+		if k != nil && s.speculate(ctx, c.Conn(), members[0], ctxs[0], k) {
+			return
+		}
+	} else {
+		for _, m := range members {
+			s.known.drop(m.id) // what was kept of it will not be current
+		}
+	}
 	g := &group{s: s, ctx: ctx, conn: c.Conn(), multi: len(members) > 1,
 		queue: make([]stmt, 0, 8*len(members))}
 	committed := false
@@ -152,7 +181,6 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		if !committed {
 			g.rollback()
 		}
-		c.Release()
 	}()
 	txs, err := g.begin(members)
 	if err != nil {
@@ -189,8 +217,15 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		}
 	}
 	if g.err == nil && ran > 0 {
-		if err := g.commit(payloads); err == nil {
+		lone := ""
+		if len(members) == 1 {
+			lone = members[0].id // kept, for its next Update to speculate on
+		}
+		if digest, err := g.commit(payloads, lone); err == nil {
 			committed = true
+			if lone != "" {
+				s.keep(txs[0], digest)
+			}
 		}
 	}
 	for _, m := range members {

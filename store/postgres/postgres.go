@@ -49,6 +49,9 @@ type Store struct {
 	grouped     atomic.Int64            // Updates that ran in a group of more than one, for tests
 	sharedReads atomic.Int64            // reads that shared a round trip, for tests
 	ids         idPool                  // task IDs reserved by this process
+	known       knownSet                // executions as this process last committed them
+	speculated  atomic.Int64            // Updates committed on a kept execution, for tests
+	stale       atomic.Int64            // kept executions found changed, for tests
 
 	closed atomic.Bool
 	mu     sync.Mutex         // orders Listen against Close

@@ -266,7 +266,9 @@ func TestClaimSkipsLocked(t *testing.T) {
 	inside, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
 	go func() {
-		done <- a.Update(t.Context(), "busy", func(tx store.Tx) error {
+		// A store that has kept nothing of busy: its Update reads (and
+		// locks) first, then runs the fn.
+		done <- open(t, url).Update(t.Context(), "busy", func(tx store.Tx) error {
 			close(inside)
 			<-release
 			return nil
@@ -303,7 +305,8 @@ func TestLockTimeout(t *testing.T) {
 	inside, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error)
 	go func() {
-		done <- a.Update(t.Context(), "e", func(tx store.Tx) error {
+		// A store that has kept nothing of e: its Update locks first.
+		done <- open(t, url).Update(t.Context(), "e", func(tx store.Tx) error {
 			close(inside)
 			<-release
 			return nil
@@ -320,17 +323,27 @@ func TestLockTimeout(t *testing.T) {
 	}
 	// Other executions are not held up.
 	create(t, b, "other")
-	// A wait that the caller gives up on.
+	// A wait that the caller gives up on keeps nothing (a has kept e, so
+	// its fn may run before the lock is taken: only what it writes counts).
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	called := false
-	err = a.Update(ctx, "e", func(tx store.Tx) error { called = true; return nil })
-	if !errors.Is(err, context.DeadlineExceeded) || called {
-		t.Errorf("Update with a context that ends while waiting: %v (fn called: %v), want DeadlineExceeded", err, called)
+	err = a.Update(ctx, "e", func(tx store.Tx) error {
+		x, err := tx.Execution()
+		if err != nil {
+			return err
+		}
+		x.Seq = 99
+		return tx.PutExecution(x)
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Update with a context that ends while waiting: %v, want DeadlineExceeded", err)
 	}
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	if x, err := b.Execution(t.Context(), "e"); err != nil || x.Seq == 99 {
+		t.Errorf("after an Update given up on: %+v, %v; want its write not kept", x, err)
 	}
 	for _, s := range []*postgres.Store{a, b} {
 		if err := s.Update(t.Context(), "e", func(tx store.Tx) error { return nil }); err != nil {

@@ -74,11 +74,14 @@ type tx struct {
 	// tell whether the signal exists.
 	sigs map[int64]bool
 
-	bad     error // a write refused before it was sent: this Update fails
-	mark    int   // where this member's writes start in the group's queue
-	saved   bool  // a savepoint was set at mark
-	changed bool  // the execution, a step, journal entry or signal was written
-	ready   bool  // a task was added or put without an owner
+	bad error // a write refused before it was sent: this Update fails
+	// spec is set while fn runs against what this process kept of the
+	// execution (see speculate): a read it needs sets needRead instead.
+	spec, needRead bool
+	mark           int  // where this member's writes start in the group's queue
+	saved          bool // a savepoint was set at mark
+	changed        bool // the execution, a step, journal entry or signal was written
+	ready          bool // a task was added or put without an owner
 }
 
 const (
@@ -265,6 +268,10 @@ func (t *tx) send(op string, b *pgx.Batch, read func(pgx.BatchResults) error) er
 	if err := t.lost(); err != nil {
 		return err
 	}
+	if t.spec {
+		t.needRead = true
+		return errNeedRead
+	}
 	for _, q := range b.QueuedQueries {
 		if bad, ok := badValue(q.Arguments); ok {
 			t.bad = fmt.Errorf("postgres %s: %s of execution %q: %s: %w", t.s.name, op, t.id, bad, ErrBadValue)
@@ -312,8 +319,9 @@ func (t *tx) undo() {
 	g.queue = g.queue[:t.mark]
 }
 
-// commit runs step 4.
-func (g *group) commit(payloads []string) error {
+// commit runs step 4. With digestOf set, it also returns the digest of
+// that execution as committed (see known).
+func (g *group) commit(payloads []string, digestOf string) (digest string, err error) {
 	b := &pgx.Batch{}
 	switch len(payloads) {
 	case 0:
@@ -322,10 +330,20 @@ func (g *group) commit(payloads []string) error {
 	default:
 		b.Queue(sqlNotifyMany, g.s.channel, payloads)
 	}
+	notifies := len(b.QueuedQueries)
+	if digestOf != "" {
+		queueDigest(b, digestOf)
+	}
 	b.Queue("COMMIT")
-	return g.send(nil, "commit", b, func(br pgx.BatchResults) error {
-		for range len(b.QueuedQueries) - 1 {
+	err = g.send(nil, "commit", b, func(br pgx.BatchResults) error {
+		for range notifies {
 			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if digestOf != "" {
+			var err error
+			if digest, err = readDigest(br); err != nil {
 				return err
 			}
 		}
@@ -335,6 +353,7 @@ func (g *group) commit(payloads []string) error {
 		}
 		return err
 	})
+	return digest, err
 }
 
 // rollback ends a transaction that is not committed. A connection that
