@@ -86,19 +86,28 @@ func (k *knownSet) drop(id string) {
 
 // sqlDigest is the digest of execution $1: the versions of its row, its
 // tasks' and its steps'. Step names are length-prefixed, so that no two
-// different sets of rows give one digest.
-const sqlDigest = `SELECT coalesce((SELECT xmin::text FROM executions WHERE id = $1), '') || '|' ||
+// different sets of rows give one digest. It locks the tasks' rows, as
+// the group's read does; sqlReadDigest, for read-only transactions, does
+// not.
+var (
+	sqlDigest     = digestSQL(" FOR UPDATE")
+	sqlReadDigest = digestSQL("")
+)
+
+func digestSQL(lock string) string {
+	return `SELECT coalesce((SELECT xmin::text FROM executions WHERE id = $1), '') || '|' ||
 	coalesce((SELECT string_agg(t.id::text || ':' || t.xmin::text, ',' ORDER BY t.id)
-		FROM (SELECT id, xmin FROM tasks WHERE exec = $1 ORDER BY id FOR UPDATE) t), '') || '|' ||
+		FROM (SELECT id, xmin FROM tasks WHERE exec = $1 ORDER BY id` + lock + `) t), '') || '|' ||
 	coalesce((SELECT string_agg(length(name)::text || ':' || name || ':' || xmin::text, ',' ORDER BY name)
 		FROM steps WHERE exec = $1), '')`
+}
 
 // absentDigest is the digest of an execution that does not exist.
 const absentDigest = "||"
 
 // sqlGuard fails with a division by zero unless the digest of execution $1
 // is $2; the tasks' rows stay locked, as the group's read locks them.
-const sqlGuard = `SELECT 1 / (CASE WHEN (` + sqlDigest + `) = $2 THEN 1 ELSE 0 END)`
+var sqlGuard = `SELECT 1 / (CASE WHEN (` + sqlDigest + `) = $2 THEN 1 ELSE 0 END)`
 
 // errNeedRead stops a speculative fn that asked for a read.
 var errNeedRead = errors.New("postgres: the update needs a read")

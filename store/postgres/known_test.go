@@ -85,16 +85,27 @@ func TestSpeculation(t *testing.T) {
 	step(a, "s7")
 	step(a, "s8")
 	want(5, 2)
+	// A worker reads an execution with Snapshot (one transaction, with its
+	// digest) before it runs a step: its next Update speculates on that.
+	if _, err := b.Snapshot(t.Context(), "e", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if seen := step(b, "s9"); len(seen) != 8 {
+		t.Errorf("steps seen after a Snapshot: %v", seen)
+	}
+	if ok, stale := b.Speculated(); ok != 1 || stale != 0 {
+		t.Errorf("after a Snapshot: speculated %d, stale %d; want 1, 0", ok, stale)
+	}
 	steps, err := b.Steps(t.Context(), "e")
-	if err != nil || len(steps) != 8 {
+	if err != nil || len(steps) != 9 {
 		t.Fatalf("steps %v, %v", steps, err)
 	}
 	x, err := b.Execution(t.Context(), "e")
-	if err != nil || x.Seq != 8 {
-		t.Fatalf("execution %+v, %v; want Seq 8", x, err)
+	if err != nil || x.Seq != 9 {
+		t.Fatalf("execution %+v, %v; want Seq 9", x, err)
 	}
 	tasks, err := b.Tasks(t.Context(), "e")
-	if err != nil || len(tasks) != 8 {
+	if err != nil || len(tasks) != 9 {
 		t.Fatalf("tasks %v, %v", tasks, err)
 	}
 }

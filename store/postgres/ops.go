@@ -211,9 +211,11 @@ func (s *Store) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool
 const (
 	sqlExecution = `SELECT ` + execCols + ` FROM executions WHERE id = $1`
 	sqlSteps     = `SELECT ` + stepCols + ` FROM steps WHERE exec = $1 ORDER BY name`
-	sqlJournal   = `SELECT ` + journalCols + ` FROM journal WHERE exec = $1 AND step = $2 ORDER BY seq`
-	sqlTasks     = `SELECT ` + taskCols + ` FROM tasks WHERE exec = $1 ORDER BY id`
-	sqlSignals   = `SELECT ` + signalCols + ` FROM signals WHERE exec = $1 ORDER BY seq`
+	// sqlExecutionSig reads the execution with its signal counter.
+	sqlExecutionSig = `SELECT ` + execCols + `, signal_seq FROM executions WHERE id = $1`
+	sqlJournal      = `SELECT ` + journalCols + ` FROM journal WHERE exec = $1 AND step = $2 ORDER BY seq`
+	sqlTasks        = `SELECT ` + taskCols + ` FROM tasks WHERE exec = $1 ORDER BY id`
+	sqlSignals      = `SELECT ` + signalCols + ` FROM signals WHERE exec = $1 ORDER BY seq`
 )
 
 // read runs a query on a pooled connection and scans every row.
@@ -258,16 +260,24 @@ func (s *Store) Steps(ctx context.Context, id string) ([]store.Step, error) {
 // Snapshot implements store.Store: the three reads go in one round trip,
 // shared with other reads that arrive at the same time.
 func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot, error) {
-	var snap store.Snapshot
+	var (
+		snap    store.Snapshot
+		k       known
+		lastSig int64
+	)
 	err := s.readBatched(ctx, &readRequest{op: "snapshot",
 		queue: func(b *pgx.Batch) {
-			b.Queue(sqlExecution, id)
+			b.Queue(sqlExecutionSig, id)
 			b.Queue(sqlSteps, id)
 			b.Queue(sqlJournal, id, step)
+			b.Queue(sqlTasks, id)
+			b.Queue(sqlReadDigest, id)
 		},
 		read: func(br pgx.BatchResults) error {
 			rows, _ := br.Query()
-			execs, err := pgx.CollectRows(rows, scanExec)
+			execs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Execution, error) {
+				return scanExecAnd(r, &lastSig)
+			})
 			if err != nil {
 				return err
 			}
@@ -279,8 +289,14 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 				return err
 			}
 			rows, _ = br.Query()
-			snap.Journal, err = pgx.CollectRows(rows, scanEntry)
-			return err
+			if snap.Journal, err = pgx.CollectRows(rows, scanEntry); err != nil {
+				return err
+			}
+			rows, _ = br.Query()
+			if k.tasks, err = pgx.CollectRows(rows, scanTask); err != nil {
+				return err
+			}
+			return br.QueryRow().Scan(&k.digest)
 		}})
 	if err != nil {
 		return nil, err
@@ -288,6 +304,10 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 	if snap.Execution == nil {
 		return nil, s.wrap("execution "+strconv.Quote(id), store.ErrNotFound)
 	}
+	// Read in one transaction with its digest: the worker's Update that
+	// records the step can speculate on it (see known).
+	k.exec, k.steps, k.lastSig = copyExec(snap.Execution), cloneSteps(snap.Steps), lastSig
+	s.known.put(id, &k)
 	return &snap, nil
 }
 

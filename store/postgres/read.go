@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -9,8 +10,13 @@ import (
 // Reads that arrive together — the loads of tasks just claimed, callers
 // reading the executions that just finished — are sent together: one
 // round trip for all of them, on one connection, through a coalescer as
-// Updates are. A batch is not a transaction: each statement sees what is
-// committed when it runs, as it would alone.
+// Updates are. A batch is one read-only transaction at REPEATABLE READ:
+// every statement in it sees what was committed when it began, which
+// lets Snapshot keep what it read with a digest of the same moment (see
+// known).
+
+// sqlReadOnly begins a batch of reads.
+const sqlReadOnly = `BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`
 
 // maxReads is how many reads one round trip carries at most.
 const maxReads = 64
@@ -63,19 +69,35 @@ func (s *Store) runReads(batch []*call[*readRequest]) []*call[*readRequest] {
 	defer c.Release()
 	send := func(reqs []*call[*readRequest]) error {
 		b := &pgx.Batch{}
+		b.Queue(sqlReadOnly)
 		for _, m := range reqs {
 			m.req.queue(b)
 		}
+		b.Queue("COMMIT")
 		br := c.Conn().SendBatch(ctx, b)
-		var err error
+		_, err := br.Exec()
 		for _, m := range reqs {
-			if err = m.req.read(br); err != nil {
-				m.req.err = s.ctxErr(ctx, m.req.op, err)
+			if err != nil {
 				break
 			}
+			if err = m.req.read(br); err != nil {
+				m.req.err = s.ctxErr(ctx, m.req.op, err)
+			}
+		}
+		if err == nil {
+			_, err = br.Exec()
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
+		}
+		if err != nil {
+			// The transaction is left aborted (the server skipped the
+			// COMMIT): end it, or drop the connection.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if _, rerr := c.Conn().Exec(rctx, "ROLLBACK"); rerr != nil {
+				_ = c.Conn().Close(rctx)
+			}
+			cancel()
 		}
 		return err
 	}
