@@ -17,8 +17,8 @@ import (
 )
 
 // commitCutter is a TCP proxy in front of the PostgreSQL test server. Once
-// armed, it cuts the first connection whose server answers COMMIT, just
-// before that answer reaches the client: the transaction is committed, but
+// armed, it cuts the first connection whose server answers the COMMIT of
+// a transaction that wrote, just before that answer reaches the client: the transaction is committed, but
 // the client sees its connection lost and cannot tell whether it was.
 type commitCutter struct {
 	ln    net.Listener
@@ -64,8 +64,7 @@ func (c *commitCutter) answers(client, srv net.Conn) {
 	for {
 		n, err := srv.Read(buf)
 		if n > 0 {
-			// CommandComplete: 'C', its length (4 + len("COMMIT\x00") = 11), the tag.
-			if bytes.Contains(buf[:n], []byte("C\x00\x00\x00\x0bCOMMIT\x00")) && c.armed.CompareAndSwap(true, false) {
+			if wroteAndCommitted(buf[:n]) && c.armed.CompareAndSwap(true, false) {
 				c.cuts.Add(1)
 				return
 			}
@@ -77,6 +76,15 @@ func (c *commitCutter) answers(client, srv net.Conn) {
 			return
 		}
 	}
+}
+
+// wroteAndCommitted reports whether the server's messages hold the
+// CommandComplete of a COMMIT ('C', its length 4 + len("COMMIT\x00"), the
+// tag) after one of an INSERT or an UPDATE: the end of a transaction that
+// wrote, not of a batch of reads.
+func wroteAndCommitted(msgs []byte) bool {
+	commit := bytes.Index(msgs, []byte("C\x00\x00\x00\x0bCOMMIT\x00"))
+	return commit > 0 && (bytes.Contains(msgs[:commit], []byte("INSERT 0 ")) || bytes.Contains(msgs[:commit], []byte("UPDATE ")))
 }
 
 // A connection lost as the server commits leaves the engine not knowing
