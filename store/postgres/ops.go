@@ -236,8 +236,8 @@ func read[T any](ctx context.Context, s *Store, op string, scan pgx.RowToFunc[T]
 func (s *Store) Execution(ctx context.Context, id string) (*store.Execution, error) {
 	var execs []store.Execution
 	err := s.readBatched(ctx, &readRequest{op: "execution",
-		queue: func(b *pgx.Batch) { b.Queue(sqlExecution, id) },
-		read: func(br pgx.BatchResults) error {
+		queue: func(b *pgx.Batch, _ bool) { b.Queue(sqlExecution, id) },
+		read: func(br pgx.BatchResults, _ bool) error {
 			rows, _ := br.Query()
 			var err error
 			execs, err = pgx.CollectRows(rows, scanExec)
@@ -264,16 +264,20 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 		snap    store.Snapshot
 		k       known
 		lastSig int64
+		kept    bool // read alone, with the tasks and the digest
 	)
 	err := s.readBatched(ctx, &readRequest{op: "snapshot",
-		queue: func(b *pgx.Batch) {
+		queue: func(b *pgx.Batch, alone bool) {
 			b.Queue(sqlExecutionSig, id)
 			b.Queue(sqlSteps, id)
 			b.Queue(sqlJournal, id, step)
-			b.Queue(sqlTasks, id)
-			b.Queue(sqlReadDigest, id)
+			if alone {
+				b.Queue(sqlTasks, id)
+				b.Queue(sqlReadDigest, id)
+			}
 		},
-		read: func(br pgx.BatchResults) error {
+		read: func(br pgx.BatchResults, alone bool) error {
+			kept = alone
 			rows, _ := br.Query()
 			execs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Execution, error) {
 				return scanExecAnd(r, &lastSig)
@@ -289,7 +293,7 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 				return err
 			}
 			rows, _ = br.Query()
-			if snap.Journal, err = pgx.CollectRows(rows, scanEntry); err != nil {
+			if snap.Journal, err = pgx.CollectRows(rows, scanEntry); err != nil || !alone {
 				return err
 			}
 			rows, _ = br.Query()
@@ -304,10 +308,12 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 	if snap.Execution == nil {
 		return nil, s.wrap("execution "+strconv.Quote(id), store.ErrNotFound)
 	}
-	// Read in one transaction with its digest: the worker's Update that
-	// records the step can speculate on it (see known).
-	k.exec, k.steps, k.lastSig = copyExec(snap.Execution), cloneSteps(snap.Steps), lastSig
-	s.known.put(id, &k)
+	if kept {
+		// Read in one transaction with its digest: the worker's Update
+		// that records the step can speculate on it (see known).
+		k.exec, k.steps, k.lastSig = copyExec(snap.Execution), cloneSteps(snap.Steps), lastSig
+		s.known.put(id, &k)
+	}
 	return &snap, nil
 }
 

@@ -10,10 +10,11 @@ import (
 // Reads that arrive together — the loads of tasks just claimed, callers
 // reading the executions that just finished — are sent together: one
 // round trip for all of them, on one connection, through a coalescer as
-// Updates are. A batch is one read-only transaction at REPEATABLE READ:
-// every statement in it sees what was committed when it began, which
-// lets Snapshot keep what it read with a digest of the same moment (see
-// known).
+// Updates are. A batch is not a transaction: each statement sees what is
+// committed when it runs, as it would alone. Only a read that goes alone
+// (the store is not busy) may ask for more: Snapshot then reads what its
+// Update needs too, in one read-only REPEATABLE READ transaction, and
+// keeps it with a digest of that same moment (see known).
 
 // sqlReadOnly begins a batch of reads.
 const sqlReadOnly = `BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`
@@ -23,9 +24,12 @@ const maxReads = 64
 
 // readRequest is one read: its statements and how to read their results.
 type readRequest struct {
-	op    string
-	queue func(b *pgx.Batch)
-	read  func(br pgx.BatchResults) error
+	op string
+	// queue queues the statements and read reads their results; alone
+	// says that the read goes in a round trip of its own, in a
+	// transaction of its own.
+	queue func(b *pgx.Batch, alone bool)
+	read  func(br pgx.BatchResults, alone bool) error
 	err   error
 }
 
@@ -68,29 +72,37 @@ func (s *Store) runReads(batch []*call[*readRequest]) []*call[*readRequest] {
 	}
 	defer c.Release()
 	send := func(reqs []*call[*readRequest]) error {
+		alone := len(reqs) == 1
 		b := &pgx.Batch{}
-		b.Queue(sqlReadOnly)
-		for _, m := range reqs {
-			m.req.queue(b)
+		if alone {
+			b.Queue(sqlReadOnly)
 		}
-		b.Queue("COMMIT")
+		for _, m := range reqs {
+			m.req.queue(b, alone)
+		}
+		if alone {
+			b.Queue("COMMIT")
+		}
 		br := c.Conn().SendBatch(ctx, b)
-		_, err := br.Exec()
+		var err error
+		if alone {
+			_, err = br.Exec()
+		}
 		for _, m := range reqs {
 			if err != nil {
 				break
 			}
-			if err = m.req.read(br); err != nil {
+			if err = m.req.read(br, alone); err != nil {
 				m.req.err = s.ctxErr(ctx, m.req.op, err)
 			}
 		}
-		if err == nil {
+		if err == nil && alone {
 			_, err = br.Exec()
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
-		if err != nil {
+		if err != nil && alone {
 			// The transaction is left aborted (the server skipped the
 			// COMMIT): end it, or drop the connection.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
