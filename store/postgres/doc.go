@@ -93,14 +93,38 @@
 // cancelled only when every member's context has ended (or the store is
 // closed).
 //
+// # Speculative Updates
+//
+// When Updates come one at a time, a worker's next Update of an execution
+// mostly finds what its own last one left: it records a step, then runs
+// and records the successor it leased to itself. So a lone Update that
+// commits keeps what it wrote, with a digest of the row versions (xmin) of
+// the execution, its tasks and its steps read in the same transaction; so
+// does a Snapshot that goes alone (then read in one REPEATABLE READ
+// transaction). The next lone Update of that execution in this process
+// runs fn on what was kept and sends everything in one round trip: BEGIN,
+// the lock, a guard that recomputes the digest (locking the tasks as the
+// ordinary read does) and divides by zero unless it is unchanged, the
+// writes, COMMIT. Any change by anyone — another process's Update, a
+// claim, an extended lease — gives a row a new version, so a guard that
+// passes proves fn saw exactly what is stored; one that fails aborts the
+// transaction before anything is committed (the server logs the division
+// by zero) and the Update runs the ordinary way, calling fn again. An fn
+// that needs a read of its own (the journal, the inbox) runs the ordinary
+// way at once, before anything is sent. Create (store.Creator), which the
+// engine uses to start executions, speculates the same way that the
+// execution does not exist yet. A lone Update that speculates costs one
+// round trip instead of two; a step of a chain recorded this way costs one
+// round trip and one commit.
+//
 // # Shared reads
 //
 // Execution and Snapshot (what a worker reads before it runs a claimed
 // task) go through the same kind of queue: reads that arrive while others
 // are in flight are sent together, in one round trip on one connection,
 // up to 64 at a time, by at most a quarter of the pool's connections (at
-// least one). They are not a transaction: each statement sees what is
-// committed when it runs, as it would alone. A read that the server
+// least one). A batch of several is not a transaction: each statement
+// sees what is committed when it runs, as it would alone. A read that the server
 // refuses spoils the rest of its round trip, so then each read of the
 // batch is sent again on its own, and only the bad one fails.
 //
@@ -126,8 +150,16 @@
 // statements; they lock tasks in ID order, as Update does, so they never
 // deadlock with it, and they are run again if the server aborts them for a
 // deadlock or a serialization failure. Task IDs come from an identity
-// column (reserved in blocks, see above) and are never reused. NextReadyAt reads an index on a generated
-// column, wake_at, the time a task is next claimable (in any queue).
+// column (reserved in blocks, see above) and are never reused. NextReadyAt
+// reads an index on a generated column, wake_at, the time a task is next
+// claimable (in any queue).
+//
+// Claim, ExtendLeases and Release commit asynchronously (synchronous_commit
+// off for their transaction): a lease is not worth a wait for the disk.
+// Losing one in a crash of the server only makes its task claimable
+// again, which the fence of every Update that records a step's outcome
+// already allows for; and those Updates commit synchronously, flushing the
+// leases committed before them.
 //
 // # Notifications
 //

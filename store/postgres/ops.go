@@ -266,7 +266,7 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 		lastSig int64
 		kept    bool // read alone, with the tasks and the digest
 	)
-	err := s.readBatched(ctx, &readRequest{op: "snapshot",
+	err := s.readBatched(ctx, &readRequest{op: "snapshot", consistent: true,
 		queue: func(b *pgx.Batch, alone bool) {
 			b.Queue(sqlExecutionSig, id)
 			b.Queue(sqlSteps, id)

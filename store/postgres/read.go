@@ -12,9 +12,9 @@ import (
 // round trip for all of them, on one connection, through a coalescer as
 // Updates are. A batch is not a transaction: each statement sees what is
 // committed when it runs, as it would alone. Only a read that goes alone
-// (the store is not busy) may ask for more: Snapshot then reads what its
-// Update needs too, in one read-only REPEATABLE READ transaction, and
-// keeps it with a digest of that same moment (see known).
+// (the store is not busy) may ask for more: Snapshot, a consistent read,
+// then reads what its Update needs too, in one read-only REPEATABLE READ
+// transaction, and keeps it with a digest of that same moment (see known).
 
 // sqlReadOnly begins a batch of reads.
 const sqlReadOnly = `BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`
@@ -26,11 +26,12 @@ const maxReads = 64
 type readRequest struct {
 	op string
 	// queue queues the statements and read reads their results; alone
-	// says that the read goes in a round trip of its own, in a
-	// transaction of its own.
-	queue func(b *pgx.Batch, alone bool)
-	read  func(br pgx.BatchResults, alone bool) error
-	err   error
+	// says that the read goes in a round trip of its own, and then in a
+	// transaction of its own if it is consistent.
+	consistent bool
+	queue      func(b *pgx.Batch, alone bool)
+	read       func(br pgx.BatchResults, alone bool) error
+	err        error
 }
 
 // readBatched runs r, most likely together with others.
@@ -73,19 +74,20 @@ func (s *Store) runReads(batch []*call[*readRequest]) []*call[*readRequest] {
 	defer c.Release()
 	send := func(reqs []*call[*readRequest]) error {
 		alone := len(reqs) == 1
+		inTx := alone && reqs[0].req.consistent
 		b := &pgx.Batch{}
-		if alone {
+		if inTx {
 			b.Queue(sqlReadOnly)
 		}
 		for _, m := range reqs {
 			m.req.queue(b, alone)
 		}
-		if alone {
+		if inTx {
 			b.Queue("COMMIT")
 		}
 		br := c.Conn().SendBatch(ctx, b)
 		var err error
-		if alone {
+		if inTx {
 			_, err = br.Exec()
 		}
 		for _, m := range reqs {
@@ -96,13 +98,13 @@ func (s *Store) runReads(batch []*call[*readRequest]) []*call[*readRequest] {
 				m.req.err = s.ctxErr(ctx, m.req.op, err)
 			}
 		}
-		if err == nil && alone {
+		if err == nil && inTx {
 			_, err = br.Exec()
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
-		if err != nil && alone {
+		if err != nil && inTx {
 			// The transaction is left aborted (the server skipped the
 			// COMMIT): end it, or drop the connection.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
