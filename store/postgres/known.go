@@ -112,14 +112,31 @@ var sqlGuard = `SELECT 1 / (CASE WHEN (` + sqlDigest + `) = $2 THEN 1 ELSE 0 END
 // errNeedRead stops a speculative fn that asked for a read.
 var errNeedRead = errors.New("postgres: the update needs a read")
 
-// keep records what the lone member t committed, with its digest.
+// keep records what the lone member t committed, with its digest — if
+// this process is likely to make the execution's next Update: a worker of
+// this process holds a lease on one of its tasks. (A client that started
+// an execution, or sent it a signal, would find it changed by the worker
+// that runs it, and speculating would cost it a round trip.)
 func (s *Store) keep(t *tx, digest string) {
-	if t.exec == nil || digest == "" {
+	if t.exec == nil || digest == "" || !s.leasedHere(t.tasks) {
 		s.known.drop(t.id)
 		return
 	}
 	s.known.put(t.id, &known{exec: copyExec(t.exec), tasks: slices.Clone(t.tasks), steps: cloneSteps(t.steps),
 		lastSig: t.lastSig, digest: digest})
+}
+
+// leasedHere reports whether one of tasks is leased to a worker of this
+// process (one that has claimed or extended leases through this store).
+func (s *Store) leasedHere(tasks []store.Task) bool {
+	for _, t := range tasks {
+		if t.Owner != "" {
+			if _, ok := s.owners.Load(t.Owner); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func cloneSteps(steps []store.Step) []store.Step {

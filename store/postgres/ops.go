@@ -104,6 +104,7 @@ func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, l
 	if limit <= 0 {
 		return nil, nil
 	}
+	s.owners.Store(owner, true)
 	var tasks []store.Task
 	err := s.exec(ctx, "claim", func() error {
 		var err error
@@ -152,6 +153,7 @@ func (s *Store) ExtendLeases(ctx context.Context, owner string, ids []int64, unt
 	if ids == nil {
 		ids = []int64{}
 	}
+	s.owners.Store(owner, true)
 	var held []int64
 	err := s.exec(ctx, "extend leases", func() error {
 		var err error
@@ -308,7 +310,7 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 	if snap.Execution == nil {
 		return nil, s.wrap("execution "+strconv.Quote(id), store.ErrNotFound)
 	}
-	if kept {
+	if kept && s.leasedHere(k.tasks) {
 		// Read in one transaction with its digest: the worker's Update
 		// that records the step can speculate on it (see known).
 		k.exec, k.steps, k.lastSig = copyExec(snap.Execution), cloneSteps(snap.Steps), lastSig

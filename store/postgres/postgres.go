@@ -50,6 +50,7 @@ type Store struct {
 	sharedReads atomic.Int64            // reads that shared a round trip, for tests
 	ids         idPool                  // task IDs reserved by this process
 	known       knownSet                // executions as this process last committed them
+	owners      sync.Map                // worker IDs that claimed or extended leases here
 	speculated  atomic.Int64            // Updates committed on a kept execution, for tests
 	stale       atomic.Int64            // kept executions found changed, for tests
 
