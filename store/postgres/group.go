@@ -218,12 +218,12 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 	}
 	if g.err == nil && ran > 0 {
 		lone := ""
-		if len(members) == 1 {
+		if len(members) == 1 && s.leasedHere(txs[0].tasks) {
 			lone = members[0].id // kept, for its next Update to speculate on
 		}
 		if digest, err := g.commit(payloads, lone); err == nil {
 			committed = true
-			if lone != "" {
+			if len(members) == 1 {
 				s.keep(txs[0], digest)
 			}
 		}

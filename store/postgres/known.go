@@ -199,7 +199,10 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, m *request, mctx 
 	if payload != "" {
 		b.Queue(sqlNotify, s.channel, payload)
 	}
-	queueDigest(b, m.id)
+	keep := s.leasedHere(t.tasks)
+	if keep {
+		queueDigest(b, m.id)
+	}
 	reserve := s.ids.wanted() // as the ordinary first round trip does
 	if reserve > 0 {
 		s.queueReserve(b, reserve)
@@ -233,9 +236,11 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, m *request, mctx 
 				return err
 			}
 		}
-		var err error
-		if digest, err = readDigest(br); err != nil {
-			return err
+		if keep {
+			var err error
+			if digest, err = readDigest(br); err != nil {
+				return err
+			}
 		}
 		if reserve > 0 {
 			if err := s.takeReserved(br); err != nil {
