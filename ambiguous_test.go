@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,5 +180,41 @@ func TestCommitLostInFlightStartingChild(t *testing.T) {
 	}
 	if cutter.cuts.Load() != 1 {
 		t.Fatalf("%d connections cut at COMMIT, want 1", cutter.cuts.Load())
+	}
+}
+
+// A value that the store cannot hold (a NUL byte in a child's ID, on
+// PostgreSQL) fails again however often it is written: starting that
+// child is the step's failure, not a store failure to run the step again
+// for.
+func TestChildIDTheStoreRefuses(t *testing.T) {
+	child := docket.NewGraph("bad-child", docket.Input[BenchIn]())
+	docket.Register1(child, func(_ context.Context, in BenchIn) (BenchA, error) { return BenchA(in.N), nil }, docket.Name("echo"))
+	var attempts atomic.Int32
+	parent := docket.NewGraph("bad-parent", docket.Input[BenchIn]())
+	docket.Register1(parent, func(ctx context.Context, in BenchIn) (BenchOut, error) {
+		attempts.Add(1)
+		a, err := docket.Call[BenchA](ctx, child, "nul\x00key", in)
+		return BenchOut(a), err
+	}, docket.Name("call"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	eng, err := docket.Open(ctx, docket.Config{Store: pgtest.URL(t), Graphs: []*docket.Graph{parent, child},
+		PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	h, err := docket.Start[BenchOut](ctx, eng, parent, "bad-1", BenchIn{N: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Result(ctx)
+	var xe *docket.ExecutionError
+	if !errors.As(err, &xe) || xe.Status != "failed" || !strings.Contains(xe.Message, "cannot be stored") {
+		t.Fatalf("result: %v; want the execution failed for the child's ID", err)
+	}
+	if n := attempts.Load(); n != 1 {
+		t.Errorf("the step ran %d times, want 1", n)
 	}
 }

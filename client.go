@@ -165,7 +165,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 		var ase *AlreadyStartedError
 		var fe *FinishedError
 		var ste *SignalTypeError
-		if !errors.As(err, &ase) && !errors.As(err, &fe) && !errors.As(err, &ste) {
+		if !errors.As(err, &ase) && !errors.As(err, &fe) && !errors.As(err, &ste) && !errors.Is(err, store.ErrInvalid) {
 			err = storeFailure{err}
 		}
 		return err
@@ -195,9 +195,10 @@ func (e *Engine) create(ctx context.Context, id string, fn func(store.Tx) error)
 	return e.st.Update(ctx, id, fn)
 }
 
-// storeFailure marks an error of the store, rather than a refusal by the
-// engine, so that a step that met it while starting a child is run again
-// rather than failed. It reads and matches as the error it holds.
+// storeFailure marks an error of the store (a lost connection, say),
+// rather than a refusal by the engine or of a value, so that a step that
+// met it while starting a child is run again rather than failed. It reads
+// and matches as the error it holds.
 type storeFailure struct{ err error }
 
 func (f storeFailure) Error() string { return f.err.Error() }

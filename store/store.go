@@ -38,6 +38,9 @@ var (
 	ErrFull = errors.New("store: disk or database is full")
 	// ErrCorrupt: the database file is damaged or not a database.
 	ErrCorrupt = errors.New("store: database is corrupt or not a database")
+	// ErrInvalid: a value that the backend cannot store (a NUL byte in a
+	// name, say); writing it again fails again.
+	ErrInvalid = errors.New("store: value cannot be stored")
 )
 
 // ErrExists is returned by Tx.CreateExecution when the ID is taken.

@@ -29,8 +29,9 @@ var ErrSchemaTooOld = errors.New("postgres: database schema is older than this v
 // ErrBadValue is returned for a value that the server would refuse: a name
 // or ID with a NUL byte or invalid UTF-8, a time outside PostgreSQL's range
 // (4713 BC to 294276 AD), a count beyond 32 bits. The Update that tried to
-// write it fails on its own, before anything reaches the server.
-var ErrBadValue = errors.New("postgres: value cannot be stored")
+// write it fails on its own, before anything reaches the server. It
+// matches store.ErrInvalid.
+var ErrBadValue = fmt.Errorf("postgres: %w", store.ErrInvalid)
 
 // Store is a store.Store in a PostgreSQL database. It is safe for
 // concurrent use, and any number of Stores (in any number of processes) may
