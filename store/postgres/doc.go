@@ -223,6 +223,8 @@
 //     serialization_failure, 40P01 deadlock_detected: store.ErrBusy
 //   - 23505 unique_violation on executions: store.ErrExists
 //   - any call after Close: store.ErrClosed
+//   - a value refused before it is sent: ErrBadValue, which matches
+//     store.ErrInvalid
 //
 // # Values
 //
