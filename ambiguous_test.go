@@ -24,11 +24,19 @@ import (
 type commitCutter struct {
 	ln    net.Listener
 	armed atomic.Bool
+	once  atomic.Bool // armOnce has armed it
 	cuts  atomic.Int32
 	wg    sync.WaitGroup
 }
 
-func newCommitCutter(t *testing.T, server string) *commitCutter {
+// newCommitCutter starts a cutter in front of the test server, on a schema
+// of the test's own, and returns it with the URL that goes through it.
+func newCommitCutter(t *testing.T) (*commitCutter, string) {
+	p, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := p.Host
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +61,16 @@ func newCommitCutter(t *testing.T, server string) *commitCutter {
 			go func() { defer c.wg.Done(); c.answers(client, srv) }()
 		}
 	}()
-	return c
+	p.Host = ln.Addr().String()
+	return c, p.String()
+}
+
+// armOnce arms the cutter the first time it is called, so that a step
+// that calls it is cut on its first attempt only.
+func (c *commitCutter) armOnce() {
+	if c.once.CompareAndSwap(false, true) {
+		c.armed.Store(true)
+	}
 }
 
 // answers copies the server's messages to the client, cutting both
@@ -95,26 +112,16 @@ func wroteAndCommitted(msgs []byte) bool {
 // back together with its journal as it was in memory, which marked the
 // receive as still waiting and lost the signal, so the step waited forever.
 func TestCommitLostInFlightKeepsSignal(t *testing.T) {
-	base := pgtest.URL(t)
-	p, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cutter := newCommitCutter(t, p.Host)
-	p.Host = cutter.ln.Addr().String()
-	var first atomic.Bool
-	first.Store(true)
+	cutter, cutURL := newCommitCutter(t)
 	g := docket.NewGraph("cut-receive", docket.Input[BenchIn]())
 	docket.Register1(g, func(ctx context.Context, in BenchIn) (BenchOut, error) {
-		if first.CompareAndSwap(true, false) {
-			cutter.armed.Store(true) // the next COMMIT is the receive's
-		}
+		cutter.armOnce() // the next COMMIT is the receive's
 		n, err := docket.Receive[int](ctx, "n")
 		return BenchOut(in.N + n), err
 	}, docket.Name("take"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	eng, err := docket.Open(ctx, docket.Config{Store: p.String(), Graphs: []*docket.Graph{g},
+	eng, err := docket.Open(ctx, docket.Config{Store: cutURL, Graphs: []*docket.Graph{g},
 		Lease: 2 * time.Second, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -144,28 +151,18 @@ func TestCommitLostInFlightKeepsSignal(t *testing.T) {
 // not the step's: the step runs again and finds its child, rather than
 // failing its execution (it has no retry policy).
 func TestCommitLostInFlightStartingChild(t *testing.T) {
-	base := pgtest.URL(t)
-	p, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cutter := newCommitCutter(t, p.Host)
-	p.Host = cutter.ln.Addr().String()
+	cutter, cutURL := newCommitCutter(t)
 	child := docket.NewGraph("cut-child", docket.Input[BenchIn]())
 	docket.Register1(child, func(_ context.Context, in BenchIn) (BenchA, error) { return BenchA(2 * in.N), nil }, docket.Name("double"))
-	var first atomic.Bool
-	first.Store(true)
 	parent := docket.NewGraph("cut-parent", docket.Input[BenchIn]())
 	docket.Register1(parent, func(ctx context.Context, in BenchIn) (BenchOut, error) {
-		if first.CompareAndSwap(true, false) {
-			cutter.armed.Store(true) // the next COMMIT is the child's start
-		}
+		cutter.armOnce() // the next COMMIT is the child's start
 		a, err := docket.Call[BenchA](ctx, child, "c", in)
 		return BenchOut(a + 1), err
 	}, docket.Name("call"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	eng, err := docket.Open(ctx, docket.Config{Store: p.String(), Graphs: []*docket.Graph{parent, child},
+	eng, err := docket.Open(ctx, docket.Config{Store: cutURL, Graphs: []*docket.Graph{parent, child},
 		Lease: time.Second, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

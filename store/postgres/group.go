@@ -170,9 +170,7 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 			return
 		}
 	} else {
-		for _, m := range members {
-			s.known.drop(m.id) // what was kept of it will not be current
-		}
+		s.known.dropAll(members) // what was kept of them will not be current
 	}
 	g := &group{s: s, ctx: ctx, conn: c.Conn(), multi: len(members) > 1,
 		queue: make([]stmt, 0, 8*len(members))}

@@ -84,6 +84,18 @@ func (k *knownSet) drop(id string) {
 	k.mu.Unlock()
 }
 
+// dropAll forgets the executions of members, under one lock.
+func (k *knownSet) dropAll(members []*request) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.m) == 0 {
+		return
+	}
+	for _, m := range members {
+		delete(k.m, m.id)
+	}
+}
+
 // sqlDigest is the digest of execution $1: the versions of its row, its
 // tasks' and its steps'. Step names are length-prefixed, so that no two
 // different sets of rows give one digest. It locks the tasks' rows, as
@@ -112,13 +124,15 @@ var sqlGuard = `SELECT 1 / (CASE WHEN (` + sqlDigest + `) = $2 THEN 1 ELSE 0 END
 // errNeedRead stops a speculative fn that asked for a read.
 var errNeedRead = errors.New("postgres: the update needs a read")
 
-// keep records what the lone member t committed, with its digest — if
-// this process is likely to make the execution's next Update: a worker of
-// this process holds a lease on one of its tasks. (A client that started
-// an execution, or sent it a signal, would find it changed by the worker
-// that runs it, and speculating would cost it a round trip.)
+// keep records what the lone member t committed, with its digest, or
+// forgets the execution when there is no digest. The digest is only read
+// (see leasedHere) when this process is likely to make the execution's
+// next Update: a worker of this process holds a lease on one of its
+// tasks. (A client that started an execution, or sent it a signal, would
+// find it changed by the worker that runs it, and speculating would cost
+// it a round trip.)
 func (s *Store) keep(t *tx, digest string) {
-	if t.exec == nil || digest == "" || !s.leasedHere(t.tasks) {
+	if t.exec == nil || digest == "" {
 		s.known.drop(t.id)
 		return
 	}

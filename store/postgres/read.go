@@ -25,13 +25,14 @@ const maxReads = 64
 // readRequest is one read: its statements and how to read their results.
 type readRequest struct {
 	op string
-	// queue queues the statements and read reads their results; alone
-	// says that the read goes in a round trip of its own, and then in a
-	// transaction of its own if it is consistent.
+	// consistent: when it goes alone, the read runs in a read-only
+	// REPEATABLE READ transaction of its own.
 	consistent bool
-	queue      func(b *pgx.Batch, alone bool)
-	read       func(br pgx.BatchResults, alone bool) error
-	err        error
+	// queue queues the statements and read reads their results; alone
+	// says that the read goes in a round trip of its own.
+	queue func(b *pgx.Batch, alone bool)
+	read  func(br pgx.BatchResults, alone bool) error
+	err   error
 }
 
 // readBatched runs r, most likely together with others.
