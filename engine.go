@@ -182,27 +182,31 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 
 // event handles a change another process (or this one) committed to a
 // shared store: a claimable task wakes the worker, a changed execution
-// the callers waiting on it.
+// the steps and callers waiting on its signals and updates, a finished one
+// also the callers waiting for its result.
 func (e *Engine) event(ev store.Event) {
 	switch ev.Kind {
 	case store.EventTask:
 		e.pokeWorker()
-		e.notifyExec(ev.Exec)
+		e.notifyExec(ev.Exec, false)
 	case store.EventExec:
-		e.notifyExec(ev.Exec)
+		e.notifyExec(ev.Exec, false)
+	case store.EventFinished:
+		e.notifyExec(ev.Exec, true)
 	case store.EventReset:
 		e.pokeWorker()
-		e.notifyExec("")
+		e.notifyExec("", true)
 	}
 }
 
-// notifyExec wakes this process's waiters on execution id (for results,
-// update answers and signals), or all waiters when id is "".
-func (e *Engine) notifyExec(id string) {
+// notifyExec wakes this process's waiters on execution id (for signals and
+// update answers, and with result set for its result too), or all waiters
+// when id is "".
+func (e *Engine) notifyExec(id string, result bool) {
 	e.waitMu.Lock()
 	var keys []string
 	for k := range e.waiters {
-		if id == "" || k == id || k == signalKey(id) || strings.HasPrefix(k, "update\x00"+id+"\x00") {
+		if id == "" || (result && k == id) || k == signalKey(id) || strings.HasPrefix(k, "update\x00"+id+"\x00") {
 			keys = append(keys, k)
 		}
 	}

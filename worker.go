@@ -200,12 +200,13 @@ func (w *worker) claimLoop() {
 		// ready after the claim and before that reading.
 		now := e.clock.Now()
 		claimed, more := 0, false
+		var next nextReady // from the last claim, when the store tells it
 		for _, q := range w.order {
 			free := q.cap - len(q.slots)
 			if free <= 0 {
 				continue
 			}
-			tasks, err := e.st.Claim(w.ctx, w.id, q.name, now, e.cfg.Lease, free)
+			tasks, err := w.claim(q.name, now, free, &next)
 			if err != nil && w.ctx.Err() == nil {
 				e.log.Error("docket: claiming tasks failed", "worker", w.id, "queue", q.name, "error", err)
 			}
@@ -225,7 +226,10 @@ func (w *worker) claimLoop() {
 			continue // there may be more
 		}
 		wake := now.Add(e.cfg.PollInterval)
-		if next, ok, err := e.st.NextReadyAt(w.ctx, now); err == nil && ok {
+		if !next.known {
+			next.at, next.ok, next.err = e.st.NextReadyAt(w.ctx, now)
+		}
+		if next, ok, err := next.at, next.ok, next.err; err == nil && ok {
 			if next.Before(wake) {
 				wake = next
 			}
@@ -243,6 +247,28 @@ func (w *worker) claimLoop() {
 		}
 		t.Stop()
 	}
+}
+
+// nextReady is the answer of Store.NextReadyAt, once known.
+type nextReady struct {
+	known, ok bool
+	at        time.Time
+	err       error
+}
+
+// claim claims up to limit tasks of queue. A store that can also tell when
+// the next task will be ready does so in the same round trip, into next.
+func (w *worker) claim(queue string, now time.Time, limit int, next *nextReady) ([]store.Task, error) {
+	e := w.eng
+	nc, ok := e.st.(store.NextClaimer)
+	if !ok {
+		return e.st.Claim(w.ctx, w.id, queue, now, e.cfg.Lease, limit)
+	}
+	tasks, at, ok, err := nc.ClaimNext(w.ctx, w.id, queue, now, e.cfg.Lease, limit)
+	if err == nil {
+		*next = nextReady{known: true, ok: ok, at: at}
+	}
+	return tasks, err
 }
 
 // leaseLoop extends the leases of running tasks, cancels those whose lease

@@ -345,6 +345,14 @@ type Creator interface {
 	Create(ctx context.Context, id string, fn func(Tx) error) error
 }
 
+// NextClaimer is implemented by stores that can claim tasks and tell when
+// the next one will be ready in one round trip. ClaimNext behaves as Claim
+// followed at once by NextReadyAt(now): the claimed tasks count with their
+// new leases.
+type NextClaimer interface {
+	ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) (tasks []Task, next time.Time, ok bool, err error)
+}
+
 // EventKind says what changed in a store Event.
 type EventKind string
 
@@ -359,6 +367,11 @@ const (
 	// or consumed and answered). Completed steps alone send no event, so
 	// that busy executions do not flood the channel.
 	EventExec EventKind = "exec"
+	// EventFinished: execution Exec finished (its status became final).
+	// It comes with EventExec, and only it wakes callers waiting for the
+	// result, so that they do not read the execution at every other
+	// change.
+	EventFinished EventKind = "finished"
 	// EventReset: events may have been missed (the connection that carries
 	// them was lost and re-established); listeners should look at
 	// everything they wait for again.

@@ -57,23 +57,26 @@ func TestErrorKinds(t *testing.T) {
 func TestPayloads(t *testing.T) {
 	x := func(id string) store.Event { return store.Event{Kind: store.EventExec, Exec: id} }
 	tk := func(id string) store.Event { return store.Event{Kind: store.EventTask, Exec: id} }
+	f := func(id string) store.Event { return store.Event{Kind: store.EventFinished, Exec: id} }
 	reset := []store.Event{{Kind: store.EventReset}}
 	for _, c := range []struct {
-		id             string
-		changed, ready bool
-		payload        string
-		events         []store.Event
+		id                       string
+		changed, finished, ready bool
+		payload                  string
+		events                   []store.Event
 	}{
-		{"e1", true, false, "x:e1", []store.Event{x("e1")}},
-		{"e1", false, true, "t:e1", []store.Event{tk("e1")}},
-		{"a:b", true, true, "xt:a:b", []store.Event{x("a:b"), tk("a:b")}},
-		{"", true, false, "x:", []store.Event{x("")}},
-		{"e1", false, false, "", nil},
-		{strings.Repeat("i", maxIDInPayload+1), true, true, "r", reset},
+		{"e1", true, false, false, "x:e1", []store.Event{x("e1")}},
+		{"e1", false, false, true, "t:e1", []store.Event{tk("e1")}},
+		{"a:b", true, false, true, "xt:a:b", []store.Event{x("a:b"), tk("a:b")}},
+		{"e2", true, true, false, "xf:e2", []store.Event{x("e2"), f("e2")}},
+		{"e3", true, true, true, "xft:e3", []store.Event{x("e3"), f("e3"), tk("e3")}},
+		{"", true, false, false, "x:", []store.Event{x("")}},
+		{"e1", false, false, false, "", nil},
+		{strings.Repeat("i", maxIDInPayload+1), true, true, true, "r", reset},
 	} {
-		p := eventPayload(c.id, c.changed, c.ready)
+		p := eventPayload(c.id, c.changed, c.finished, c.ready)
 		if p != c.payload {
-			t.Errorf("eventPayload(%.10q, %v, %v) = %.10q, want %.10q", c.id, c.changed, c.ready, p, c.payload)
+			t.Errorf("eventPayload(%.10q, %v, %v, %v) = %.10q, want %.10q", c.id, c.changed, c.finished, c.ready, p, c.payload)
 		}
 		if p != "" && !slices.Equal(parsePayload(p), c.events) {
 			t.Errorf("parsePayload(%.10q) = %v, want %v", p, parsePayload(p), c.events)

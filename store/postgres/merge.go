@@ -23,9 +23,12 @@ import (
 //   - task inserts merge when no other statement of the segment touches
 //     the tasks they insert (an update or a delete of a new task must come
 //     after it); task deletes merge alike, and then run last;
-//   - execution updates merge (the later of two for one execution wins);
-//     an insert of the execution stays before them, and the signal
-//     counter, which AddSignal moves, is not among their columns.
+//   - execution updates merge (the later of two for one execution wins),
+//     and so do the updates of only an execution's progress, except that
+//     an execution with both kinds in the segment keeps its own in their
+//     order; an insert of the execution
+//     stays before them, and the signal counter, which AddSignal moves, is
+//     not among their columns.
 //
 // Merged statements run at the end of their segment, with index lookups
 // forced as for the group's reads.
@@ -34,14 +37,15 @@ import (
 type mergeKind uint8
 
 const (
-	mergeNone    mergeKind = iota
-	mergeStep              // upsert of a step: args are stepArgs
-	mergeAddTask           // insert of a task: args are its row, ID first
-	mergeDelTask           // delete of a task: args are its ID
-	mergeExec              // update of an execution: args are execArgs
-	touchTask              // another write of a task (args[0] is its ID): not merged
-	touchSteps             // a delete of a step: not merged
-	barrier                // a savepoint or a rollback to one
+	mergeNone     mergeKind = iota
+	mergeStep               // upsert of a step: args are stepArgs
+	mergeAddTask            // insert of a task: args are its row, ID first
+	mergeDelTask            // delete of a task: args are its ID
+	mergeExec               // update of an execution: args are execArgs
+	mergeProgress           // update of an execution's seq and updated_at: args are its ID, seq, updated_at
+	touchTask               // another write of a task (args[0] is its ID): not merged
+	touchSteps              // a delete of a step: not merged
+	barrier                 // a savepoint or a rollback to one
 )
 
 // table describes the rows of a merged statement: the SQL type of each
@@ -53,7 +57,8 @@ var (
 		"bytea", "bigint", "timestamptz", "timestamptz", "timestamptz", "text", "integer", "text", "text"}
 	taskTypes = table{"bigint", "text", "text", "text", "timestamptz", "text", "timestamptz", "integer", "integer",
 		"text", "text"}
-	execTypes = table{"text", "integer", "text", "text", "text", "jsonb", "text", "text", "bytea", "text", "boolean",
+	progressTypes = table{"text", "bigint", "timestamptz"}
+	execTypes     = table{"text", "integer", "text", "text", "text", "jsonb", "text", "text", "bytea", "text", "boolean",
 		"timestamptz", "timestamptz", "timestamptz", "timestamptz", "bigint", "text", "text", "jsonb"}
 )
 
@@ -76,6 +81,8 @@ var (
 	sqlAddTasks = `INSERT INTO tasks (` + taskCols + `) OVERRIDING SYSTEM VALUE SELECT * FROM ` + taskTypes.unnest()
 	sqlDelTasks = `DELETE FROM tasks WHERE id = ANY($1::bigint[])`
 	sqlPutExecs = putExecsSQL()
+	sqlPutProgs = `UPDATE executions e SET seq = u.seq, updated_at = u.updated_at FROM ` + progressTypes.unnest() +
+		` AS u(id, seq, updated_at) WHERE e.id = u.id`
 )
 
 func putExecsSQL() string {
@@ -115,9 +122,10 @@ func merge(queue []stmt) []stmt {
 
 // mergeSegment appends a segment of the queue to out, merged.
 func mergeSegment(out, seg []stmt) []stmt {
-	var steps, adds, dels, execs int
+	var steps, adds, dels int
 	stepsOK, tasksOK := true, true
 	added := map[int64]bool{}
+	full, progress := map[string]int{}, map[string]int{} // updates per execution
 	for _, q := range seg {
 		switch q.kind {
 		case mergeStep:
@@ -128,7 +136,9 @@ func mergeSegment(out, seg []stmt) []stmt {
 		case mergeDelTask:
 			dels++
 		case mergeExec:
-			execs++
+			full[q.args[0].(string)]++
+		case mergeProgress:
+			progress[q.args[0].(string)]++
 		case touchSteps:
 			stepsOK = false
 		}
@@ -138,36 +148,36 @@ func mergeSegment(out, seg []stmt) []stmt {
 			tasksOK = false
 		}
 	}
+	// An execution with both kinds of update keeps them in their order,
+	// unmerged; the others' merge.
+	mixed := map[string]bool{}
+	for id := range progress {
+		if full[id] > 0 {
+			mixed[id] = true
+			delete(full, id)
+			delete(progress, id)
+		}
+	}
 	mergeSteps, mergeTasks := stepsOK && steps > 1, tasksOK && (adds > 1 || dels > 1)
-	mergeExecs := execs > 1
-	if !mergeSteps && !mergeTasks && !mergeExecs {
+	mergeExecs, mergeProgs := rowsOf(full) > 1, rowsOf(progress) > 1
+	if !mergeSteps && !mergeTasks && !mergeExecs && !mergeProgs {
 		return append(out, seg...)
 	}
-	var stepRows, addRows, execRows [][]any
+	var stepRows, addRows, execRows, progRows [][]any
 	var delIDs []int64
-	stepAt, execAt := map[string]int{}, map[string]int{}
+	stepAt, execAt, progAt := map[string]int{}, map[string]int{}, map[string]int{}
 	for _, q := range seg {
 		switch {
 		case q.kind == mergeStep && mergeSteps:
-			key := q.args[0].(string) + "\x00" + q.args[1].(string)
-			if i, ok := stepAt[key]; ok {
-				stepRows[i] = q.args // the later upsert wins
-			} else {
-				stepAt[key] = len(stepRows)
-				stepRows = append(stepRows, q.args)
-			}
+			stepRows = latest(stepRows, stepAt, q.args[0].(string)+"\x00"+q.args[1].(string), q.args)
 		case q.kind == mergeAddTask && mergeTasks:
 			addRows = append(addRows, q.args)
 		case q.kind == mergeDelTask && mergeTasks:
 			delIDs = append(delIDs, q.args[0].(int64))
-		case q.kind == mergeExec && mergeExecs:
-			id := q.args[0].(string)
-			if i, ok := execAt[id]; ok {
-				execRows[i] = q.args
-			} else {
-				execAt[id] = len(execRows)
-				execRows = append(execRows, q.args)
-			}
+		case q.kind == mergeExec && mergeExecs && !mixed[q.args[0].(string)]:
+			execRows = latest(execRows, execAt, q.args[0].(string), q.args)
+		case q.kind == mergeProgress && mergeProgs && !mixed[q.args[0].(string)]:
+			progRows = latest(progRows, progAt, q.args[0].(string), q.args)
 		default:
 			out = append(out, q)
 		}
@@ -175,6 +185,9 @@ func mergeSegment(out, seg []stmt) []stmt {
 	out = append(out, stmt{op: "plan index lookups", sql: sqlIndexPlans})
 	if len(execRows) > 0 {
 		out = append(out, stmt{op: "put executions", sql: sqlPutExecs, args: columns(execTypes, execRows)})
+	}
+	if len(progRows) > 0 {
+		out = append(out, stmt{op: "put progress", sql: sqlPutProgs, args: columns(progressTypes, progRows)})
 	}
 	if len(stepRows) > 0 {
 		out = append(out, stmt{op: "put steps", sql: sqlPutSteps, args: columns(stepTypes, stepRows)})
@@ -186,6 +199,26 @@ func mergeSegment(out, seg []stmt) []stmt {
 		out = append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{delIDs}})
 	}
 	return append(out, stmt{op: "plan as before", sql: sqlAnyPlans})
+}
+
+// rowsOf counts the updates in a count per key.
+func rowsOf(per map[string]int) int {
+	n := 0
+	for _, c := range per {
+		n += c
+	}
+	return n
+}
+
+// latest adds row under key to rows, or replaces the row already there:
+// of two writes of one row, the later wins, as it would have.
+func latest(rows [][]any, at map[string]int, key string, row []any) [][]any {
+	if i, ok := at[key]; ok {
+		rows[i] = row
+		return rows
+	}
+	at[key] = len(rows)
+	return append(rows, row)
 }
 
 // columns turns rows into one array argument per column.

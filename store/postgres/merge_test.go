@@ -23,12 +23,21 @@ func addW(id int64) stmt {
 	return stmt{op: "add task", kind: mergeAddTask, args: []any{id, "x", "s", "step", time.Time{}, "", time.Time{}, 1, 0, "", ""}}
 }
 
+func execRow(id string) []any {
+	return []any{id, 1, "g", "T", "json", []byte("null"), "running", nil, nil, "", false, time.Time{}, time.Time{},
+		time.Time{}, time.Time{}, int64(1), "", "", []byte("null")}
+}
+
 func TestMergeRules(t *testing.T) {
 	del := func(id int64) stmt { return stmt{op: "delete task", kind: mergeDelTask, args: []any{id}} }
 	put := func(id int64) stmt { return stmt{op: "put task", kind: touchTask, args: []any{id}} }
 	other := stmt{op: "put journal"}
 	save := stmt{op: "savepoint", kind: barrier}
 	delStep := stmt{op: "delete step", kind: touchSteps}
+	full := func(id string) stmt { return stmt{op: "put execution", kind: mergeExec, args: execRow(id)} }
+	prog := func(id string) stmt {
+		return stmt{op: "put execution", kind: mergeProgress, args: []any{id, int64(1), time.Time{}}}
+	}
 	for _, c := range []struct {
 		name string
 		in   []stmt
@@ -42,6 +51,12 @@ func TestMergeRules(t *testing.T) {
 		{"a deleted step keeps the order", []stmt{stepW("x", "a"), delStep, stepW("x", "a")}, "put step,delete step,put step"},
 		{"a new task written again keeps the order", []stmt{addW(5), addW(6), put(5)}, "add task,add task,put task"},
 		{"a new task deleted keeps the order", []stmt{addW(5), addW(6), del(6)}, "add task,add task,delete task"},
+		{"progress merges apart from whole records", []stmt{prog("x"), full("y"), prog("z"), full("w")},
+			"plan index lookups,put executions,put progress,plan as before"},
+		{"progress and a whole record of one execution keep their order", []stmt{prog("x"), full("x"), prog("z"), stepW("x", "a"), stepW("z", "a")},
+			"put execution,put execution,put execution,plan index lookups,put steps,plan as before"},
+		{"the other executions' progress merges", []stmt{prog("x"), full("x"), prog("z"), prog("y")},
+			"put execution,put execution,plan index lookups,put progress,plan as before"},
 		{"savepoints cut segments", []stmt{stepW("x", "a"), save, stepW("y", "a"), stepW("z", "a")},
 			"put step,savepoint,plan index lookups,put steps,plan as before"},
 	} {

@@ -11,18 +11,21 @@ import (
 )
 
 // A notification's payload is the kinds of change, a colon and the
-// execution ID: "x:ID" (store.EventExec), "t:ID" (store.EventTask) or
-// "xt:ID" (both). NOTIFY takes payloads shorter than 8000 bytes; an
+// execution ID: "x" stands for store.EventExec, "f" for store.EventFinished
+// and "t" for store.EventTask, so "xt:ID" is both of the first and third. NOTIFY takes payloads shorter than 8000 bytes; an
 // execution whose ID does not fit sends "r", which listeners take as
 // store.EventReset.
 const maxIDInPayload = 7900
 
 // eventPayload returns the payload of an Update's notification, or "" when
 // it changed nothing.
-func eventPayload(id string, changed, ready bool) string {
+func eventPayload(id string, changed, finished, ready bool) string {
 	var kinds string
 	if changed {
 		kinds += "x"
+	}
+	if finished {
+		kinds += "f"
 	}
 	if ready {
 		kinds += "t"
@@ -48,6 +51,8 @@ func parsePayload(p string) []store.Event {
 		switch k {
 		case 'x':
 			out = append(out, store.Event{Kind: store.EventExec, Exec: id})
+		case 'f':
+			out = append(out, store.Event{Kind: store.EventFinished, Exec: id})
 		case 't':
 			out = append(out, store.Event{Kind: store.EventTask, Exec: id})
 		default:

@@ -49,6 +49,9 @@ func (ch events) none(t *testing.T, what string) {
 
 func exec(id string) store.Event { return store.Event{Kind: store.EventExec, Exec: id} }
 func task(id string) store.Event { return store.Event{Kind: store.EventTask, Exec: id} }
+func finished(id string) store.Event {
+	return store.Event{Kind: store.EventFinished, Exec: id}
+}
 
 var reset = store.Event{Kind: store.EventReset}
 
@@ -155,6 +158,27 @@ func TestNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch.none(t, "release of nothing")
+
+	// The end of an execution is news for the callers of Result as well;
+	// a later change of an execution already finished is not.
+	finish := func(status store.Status) error {
+		return b.Update(t.Context(), "e2", func(tx store.Tx) error {
+			x, err := tx.Execution()
+			if err != nil {
+				return err
+			}
+			x.Status, x.Seq = status, x.Seq+1
+			return tx.PutExecution(x)
+		})
+	}
+	if err := finish(store.Completed); err != nil {
+		t.Fatal(err)
+	}
+	ch.expect(t, "finish", exec("e2"), finished("e2"))
+	if err := finish(store.Completed); err != nil {
+		t.Fatal(err)
+	}
+	ch.none(t, "finished again")
 	// Drain what b heard.
 	for len(mine) > 0 {
 		<-mine

@@ -69,17 +69,28 @@ func queryLeases[T any](ctx context.Context, s *Store, scan pgx.RowToFunc[T], sq
 	b := &pgx.Batch{}
 	b.Queue(sqlAsyncCommit)
 	b.Queue(sql, args...)
+	var out []T
+	err := sendLeases(ctx, s, b, func(br pgx.BatchResults) error {
+		rows, _ := br.Query()
+		var err error
+		out, err = pgx.CollectRows(rows, scan)
+		return err
+	})
+	return out, err
+}
+
+// sendLeases sends a batch that starts with sqlAsyncCommit and reads the
+// results of the rest with read.
+func sendLeases(ctx context.Context, s *Store, b *pgx.Batch, read func(pgx.BatchResults) error) error {
 	br := s.pool.SendBatch(ctx, b)
 	_, err := br.Exec()
-	var out []T
 	if err == nil {
-		rows, _ := br.Query()
-		out, err = pgx.CollectRows(rows, scan)
+		err = read(br)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	return out, err
+	return err
 }
 
 // scanNothing reads a row whose values are not needed.
@@ -98,21 +109,53 @@ func scanNothing(pgx.CollectableRow) (struct{}, error) { return struct{}{}, nil 
 // alive at now; those rows are read, not locked, so ExtendLeases never
 // waits for a Claim nor a Claim for it.
 func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
+	tasks, _, _, err := s.claim(ctx, owner, queue, now, lease, limit, false)
+	return tasks, err
+}
+
+// ClaimNext implements store.NextClaimer: the claim's round trip also
+// reads the next wake-up time, after the claim in the same transaction.
+func (s *Store) ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) ([]store.Task, time.Time, bool, error) {
+	return s.claim(ctx, owner, queue, now, lease, limit, true)
+}
+
+func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int, next bool) ([]store.Task, time.Time, bool, error) {
 	if err := s.check(ctx); err != nil {
-		return nil, err
+		return nil, time.Time{}, false, err
 	}
-	if limit <= 0 {
-		return nil, nil
+	if limit <= 0 && !next {
+		return nil, time.Time{}, false, nil
 	}
 	s.owners.Store(owner, true)
-	var tasks []store.Task
+	var (
+		tasks []store.Task
+		at    *time.Time
+	)
 	err := s.exec(ctx, "claim", func() error {
-		var err error
-		tasks, err = queryLeases(ctx, s, scanTask, sqlClaim, now, limit, owner, now.Add(lease), queue)
-		return err
+		b := &pgx.Batch{}
+		b.Queue(sqlAsyncCommit)
+		if limit > 0 {
+			b.Queue(sqlClaim, now, limit, owner, now.Add(lease), queue)
+		}
+		if next {
+			b.Queue(sqlNextReadyAt, now)
+		}
+		return sendLeases(ctx, s, b, func(br pgx.BatchResults) error {
+			if limit > 0 {
+				rows, _ := br.Query()
+				var err error
+				if tasks, err = pgx.CollectRows(rows, scanTask); err != nil {
+					return err
+				}
+			}
+			if !next {
+				return nil
+			}
+			return br.QueryRow().Scan(&at)
+		})
 	})
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, false, err
 	}
 	slices.SortFunc(tasks, func(a, b store.Task) int {
 		if c := a.ReadyAt.Compare(b.ReadyAt); c != 0 {
@@ -120,7 +163,10 @@ func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, l
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})
-	return tasks, nil
+	if at == nil {
+		return tasks, time.Time{}, false, nil
+	}
+	return tasks, utc(*at), true, nil
 }
 
 // deadFor is how long a worker's row stays in the workers table after it
@@ -194,13 +240,16 @@ func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 	})
 }
 
+// sqlNextReadyAt reads the earliest wake_at after $1, from its index.
+const sqlNextReadyAt = `SELECT min(wake_at) FROM tasks WHERE wake_at > $1`
+
 // NextReadyAt implements store.Store, from the index on the tasks' wake_at.
 func (s *Store) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool, error) {
 	if err := s.check(ctx); err != nil {
 		return time.Time{}, false, err
 	}
 	var next *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT min(wake_at) FROM tasks WHERE wake_at > $1`, now).Scan(&next)
+	err := s.pool.QueryRow(ctx, sqlNextReadyAt, now).Scan(&next)
 	if err != nil {
 		return time.Time{}, false, s.ctxErr(ctx, "next ready", err)
 	}

@@ -581,7 +581,19 @@ func TestGroupCommit(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				if i%2 == 0 { // a state-only put, then a full one that supersedes it
+				switch {
+				case i%4 == 1: // progress only, merged with the others' progress
+					x.Seq, x.UpdatedAt = int64(i), base.Add(time.Duration(i)*time.Second)
+					if err := tx.PutExecution(x); err != nil {
+						return err
+					}
+				case i%4 == 3: // progress, then a whole record that supersedes it
+					y := *x
+					y.Seq = 999
+					if err := tx.PutExecution(&y); err != nil {
+						return err
+					}
+				case i%2 == 0: // a state-only put, then a whole one that supersedes it
 					y := *x
 					y.Seq, y.Status = 999, store.Failed
 					if err := tx.PutExecution(&y); err != nil {
@@ -589,9 +601,11 @@ func TestGroupCommit(t *testing.T) {
 					}
 					x.Runs = []store.RunRecord{{Run: 1, Steps: i}}
 				}
-				x.Seq, x.Status, x.Result = int64(i), store.Completed, &store.Value{Type: "int", Data: []byte("1")}
-				if err := tx.PutExecution(x); err != nil {
-					return err
+				if i%4 != 1 {
+					x.Seq, x.Status, x.Result = int64(i), store.Completed, &store.Value{Type: "int", Data: []byte("1")}
+					if err := tx.PutExecution(x); err != nil {
+						return err
+					}
 				}
 				if err := tx.PutStep(&store.Step{Name: "a", Status: store.StepReady}); err != nil {
 					return err
@@ -640,6 +654,13 @@ func TestGroupCommit(t *testing.T) {
 			t.Errorf("%s: %v, steps %+v, %d tasks; want its own steps %+v and task", id, errs[i], steps, len(tasks), want)
 		}
 		x, err := s.Execution(t.Context(), id)
+		if i%4 == 1 {
+			if err != nil || x.Seq != int64(i) || !x.UpdatedAt.Equal(base.Add(time.Duration(i)*time.Second)) ||
+				x.Status != store.Running || x.Result != nil || x.Graph != "g" || !x.CreatedAt.Equal(base) {
+				t.Errorf("%s: execution %+v, %v; want its progress recorded", id, x, err)
+			}
+			continue
+		}
 		wantRuns := 1 - i%2
 		if err != nil || x.Seq != int64(i) || x.Status != store.Completed || string(x.Result.Data) != "1" || len(x.Runs) != wantRuns ||
 			wantRuns == 1 && x.Runs[0].Steps != i || x.Graph != "g" || !x.CreatedAt.Equal(base) {

@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -148,6 +150,36 @@ func normExec(id string, e *store.Execution) *store.Execution {
 	c.Error = clean(e.Error)
 	c.Deadline, c.CreatedAt, c.UpdatedAt, c.FinishedAt = norm(e.Deadline), norm(e.CreatedAt), norm(e.UpdatedAt), norm(e.FinishedAt)
 	return &c
+}
+
+// progressed returns old, as stored, with the Seq and UpdatedAt of e, when
+// e differs from it in nothing else: the record of a step's progress,
+// which needs only those two columns written.
+func progressed(old, e *store.Execution) (*store.Execution, bool) {
+	same := old.Run == e.Run && old.Graph == e.Graph && old.Target == e.Target && old.Codec == e.Codec &&
+		old.Status == e.Status && old.Error == clean(e.Error) && old.CancelRequested == e.CancelRequested &&
+		old.Deadline.Equal(norm(e.Deadline)) && old.CreatedAt.Equal(norm(e.CreatedAt)) &&
+		old.FinishedAt.Equal(norm(e.FinishedAt)) && old.Parent == e.Parent && old.ParentStep == e.ParentStep &&
+		sameValue(old.Result, e.Result) && (old.Inputs == nil) == (e.Inputs == nil) &&
+		slices.EqualFunc(old.Inputs, e.Inputs, func(a, b store.Value) bool { return sameValue(&a, &b) }) &&
+		(old.Runs == nil) == (e.Runs == nil) &&
+		slices.EqualFunc(old.Runs, e.Runs, func(a, b store.RunRecord) bool {
+			return a.Run == b.Run && a.Steps == b.Steps && a.StartedAt.Equal(norm(b.StartedAt)) && a.EndedAt.Equal(norm(b.EndedAt))
+		})
+	if !same {
+		return nil, false
+	}
+	c := *old // its slices are not changed in place, so they can be shared
+	c.Seq, c.UpdatedAt = e.Seq, norm(e.UpdatedAt)
+	return &c, true
+}
+
+// sameValue reports whether two values are stored alike.
+func sameValue(a, b *store.Value) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Type == b.Type && (a.Data == nil) == (b.Data == nil) && bytes.Equal(a.Data, b.Data)
 }
 
 // copyExec returns a copy of e that shares no memory with it.

@@ -81,6 +81,7 @@ type tx struct {
 	mark           int  // where this member's writes start in the group's queue
 	saved          bool // a savepoint was set at mark
 	changed        bool // the execution, a step, journal entry or signal was written
+	finished       bool // the execution's status became final
 	ready          bool // a task was added or put without an owner
 }
 
@@ -408,7 +409,7 @@ func (t *tx) CreateExecution(e *store.Execution) error {
 	if err != nil {
 		return err
 	}
-	t.exec, t.changed = normExec(t.id, e), true
+	t.exec, t.changed, t.finished = normExec(t.id, e), true, e.Status.Finished()
 	return t.write("create execution", `INSERT INTO executions (`+execCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`, args...)
 }
@@ -418,14 +419,24 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	if err := t.needExec("put execution"); err != nil {
 		return err
 	}
+	old := t.exec
+	if c, ok := progressed(old, e); ok {
+		// Only the step counter and the time moved: the rest of the row,
+		// its inputs above all, need not be sent or written again.
+		t.exec = c
+		return t.writeAs(mergeProgress, "put execution", sqlPutProgress, t.id, c.Seq, c.UpdatedAt)
+	}
 	args, err := execArgs(t.id, e)
 	if err != nil {
 		return err
 	}
 	// Waiters care about the end, a cancel request and a new run, not
 	// about every completed step.
-	if old := t.exec; old.Status != e.Status || old.CancelRequested != e.CancelRequested || old.Run != e.Run {
+	if old.Status != e.Status || old.CancelRequested != e.CancelRequested || old.Run != e.Run {
 		t.changed = true
+	}
+	if e.Status.Finished() && !old.Status.Finished() {
+		t.finished = true
 	}
 	t.exec = normExec(t.id, e)
 	return t.writeAs(mergeExec, "put execution", `UPDATE executions SET run = $2, graph = $3, target = $4, codec = $5,
@@ -433,6 +444,9 @@ func (t *tx) PutExecution(e *store.Execution) error {
 		deadline = $12, created_at = $13, updated_at = $14, finished_at = $15, seq = $16, parent = $17,
 		parent_step = $18, runs = $19 WHERE id = $1`, args...)
 }
+
+// sqlPutProgress records the progress of an execution: $2 seq, $3 updated_at.
+const sqlPutProgress = `UPDATE executions SET seq = $2, updated_at = $3 WHERE id = $1`
 
 // query reads rows in a round trip that also sends the queued writes.
 func query[T any](t *tx, op string, scan pgx.RowToFunc[T], sql string, args ...any) ([]T, error) {

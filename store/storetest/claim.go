@@ -288,3 +288,49 @@ func testNextReadyAt(t *testing.T, s store.Store) {
 	want("released", at(6), at(10), true)
 	want("after everything", at(30), time.Time{}, false)
 }
+
+// testClaimNext checks store.NextClaimer, in stores that implement it:
+// the claim, and the next wake-up as NextReadyAt tells it after the claim.
+func testClaimNext(t *testing.T, s store.Store) {
+	nc, ok := s.(store.NextClaimer)
+	if !ok {
+		t.Skip("the store does not implement store.NextClaimer")
+	}
+	claimNext := func(what, owner string, now time.Time, lease time.Duration, limit int, wantSteps []string, wantAt time.Time, wantOK bool) {
+		t.Helper()
+		got, next, ok, err := nc.ClaimNext(t.Context(), owner, "", now, lease, limit)
+		if err != nil {
+			t.Fatalf("%s: ClaimNext: %v", what, err)
+		}
+		var steps []string
+		for _, task := range got {
+			steps = append(steps, task.Step)
+			if task.Owner != owner || !task.LeaseUntil.Equal(now.Add(lease)) {
+				t.Errorf("%s: claimed %s leased to %q until %v, want %q until %v", what, task.Step, task.Owner, task.LeaseUntil, owner, now.Add(lease))
+			}
+		}
+		if !slices.Equal(steps, wantSteps) {
+			t.Errorf("%s: claimed %v, want %v", what, steps, wantSteps)
+		}
+		if ok != wantOK || (ok && !next.Equal(wantAt)) {
+			t.Errorf("%s: next = %v, %v; want %v, %v", what, next, ok, wantAt, wantOK)
+		}
+		if ok && next.Location() != time.UTC {
+			t.Errorf("%s: next in %v, want UTC", what, next.Location())
+		}
+		if at, ok2, err := s.NextReadyAt(t.Context(), now); err != nil || ok2 != ok || !at.Equal(next) {
+			t.Errorf("%s: NextReadyAt after ClaimNext = %v, %v, %v; want what ClaimNext said", what, at, ok2, err)
+		}
+	}
+	claimNext("empty store", "w1", base, time.Minute, 5, nil, time.Time{}, false)
+	create(t, s, minimal("e"))
+	addTasks(t, s, "e",
+		store.Task{Step: "past", Kind: store.TaskStep, ReadyAt: at(-1)},
+		store.Task{Step: "later", Kind: store.TaskStep, ReadyAt: at(10)},
+	)
+	claimNext("the claimed task's lease ends first", "w1", at(1), 4*time.Second, 1, []string{"past"}, at(5), true)
+	claimNext("nothing claimable", "w2", at(2), time.Minute, 5, nil, at(5), true)
+	claimNext("no room", "w2", at(6), time.Minute, 0, nil, at(10), true)
+	claimNext("lease expired", "w2", at(6), time.Minute, 5, []string{"past"}, at(10), true)
+	claimNext("after everything", "w3", at(100), time.Second, 5, []string{"past", "later"}, at(101), true)
+}

@@ -105,6 +105,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ExtendLeases/Liveness", testExtendLeasesLiveness},
 		{"Release", testRelease},
 		{"NextReadyAt", testNextReadyAt},
+		{"NextReadyAt/ClaimNext", testClaimNext},
 		{"List/Order", testListOrder},
 		{"List/Filters", testListFilters},
 		{"List/Paging", testListPaging},
