@@ -1,0 +1,10 @@
+-- 0003: the tables of an execution's parts no longer reference executions.
+--
+-- Every write of a step, journal entry, signal or task runs in an Update
+-- that holds the execution's lock and has checked that the execution
+-- exists, and executions are never deleted, so the foreign keys only cost:
+-- each inserted row looked up and share-locked its execution's row.
+ALTER TABLE steps DROP CONSTRAINT IF EXISTS steps_exec_fkey;
+ALTER TABLE journal DROP CONSTRAINT IF EXISTS journal_exec_fkey;
+ALTER TABLE signals DROP CONSTRAINT IF EXISTS signals_exec_fkey;
+ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_exec_fkey;
