@@ -21,6 +21,14 @@
 // is already current is only read. Open migrates unless given SkipMigrate;
 // a schema newer than this build knows is refused with ErrSchemaTooNew.
 //
+// The tables of an execution's parts (steps, journal, signals, tasks) have
+// no foreign keys to executions (migration 0003 drops the ones 0001 made):
+// every write of them runs in an Update that holds the execution's lock and
+// has checked that it exists, and executions are never deleted, so the
+// keys only made each inserted row look up and share-lock its execution's
+// row. The executions and steps tables leave a fifth of each page free, so
+// that most of their updates stay on the page without touching indexes.
+//
 // # Locking: Update
 //
 // Update holds execution id for its whole transaction with a transaction
@@ -75,7 +83,11 @@
 // task inserts and deletes, execution updates — are merged into one
 // statement per kind, their rows sent as arrays and unnested, wherever
 // moving them past the group's other writes changes nothing (never past a
-// savepoint, nor past a delete of the same step or task). On a busy store this divides the round trips, the commits and
+// savepoint, nor past a delete of the same step or task). An execution
+// update that only moves the execution's progress (its step counter and
+// time, as every recorded step does) writes those two columns alone, so
+// that inputs and earlier runs are not sent and written again at each
+// step; such updates merge into a statement of their own. On a busy store this divides the round trips, the commits and
 // their WAL flushes by the size of the groups, which is what limits
 // throughput on small machines; when Updates come one at a time, each is
 // a group of one and costs what it did alone.
@@ -152,7 +164,10 @@
 // deadlock or a serialization failure. Task IDs come from an identity
 // column (reserved in blocks, see above) and are never reused. NextReadyAt
 // reads an index on a generated column, wake_at, the time a task is next
-// claimable (in any queue).
+// claimable (in any queue). ClaimNext (store.NextClaimer), which workers
+// use, sends the claim and that read in one round trip, the read after the
+// claim in the same transaction, so that an idle worker learns when to
+// look again without a round trip of its own.
 //
 // Claim, ExtendLeases and Release commit asynchronously (synchronous_commit
 // off for their transaction): a lease is not worth a wait for the disk.
@@ -167,10 +182,12 @@
 // schema, "docket_events_" and the schema name (or a hash of it when that
 // is too long for a channel name). An Update whose changes someone may
 // wait for sends, in its transaction, one notification whose payload is
-// the kinds of change and the execution ID: "x:ID" when the execution's
+// the kinds of change and the execution ID: "x" when the execution's
 // status, cancel request or run changed or its inbox was written
-// (store.EventExec), "t:ID" when a task was added or put without an owner
-// and not parked until a signal (store.EventTask), "xt:ID" for both.
+// (store.EventExec), "f" as well when its status became final
+// (store.EventFinished, the only event that wakes callers of Result), "t"
+// when a task was added or put without an owner and not parked until a
+// signal (store.EventTask): "xt:ID", say, or "xf:ID".
 // Other Updates — a step completing and leasing its successor to the same
 // worker, say — send nothing: PostgreSQL serializes the commits of
 // notifying transactions, so notifications are kept to what listeners need. Release sends "t:ID"

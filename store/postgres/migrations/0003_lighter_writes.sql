@@ -1,4 +1,6 @@
--- 0003: the tables of an execution's parts no longer reference executions.
+-- 0003: lighter writes. The tables of an execution's parts no longer
+-- reference executions, and the tables updated most leave room for HOT
+-- updates.
 --
 -- Every write of a step, journal entry, signal or task runs in an Update
 -- that holds the execution's lock and has checked that the execution
@@ -8,3 +10,10 @@ ALTER TABLE steps DROP CONSTRAINT IF EXISTS steps_exec_fkey;
 ALTER TABLE journal DROP CONSTRAINT IF EXISTS journal_exec_fkey;
 ALTER TABLE signals DROP CONSTRAINT IF EXISTS signals_exec_fkey;
 ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_exec_fkey;
+
+-- Room in each page for the new versions of the rows that are updated
+-- most (an execution's progress, a step's outcome), so that the updates
+-- stay on the page and leave the indexes alone (HOT updates). It applies
+-- to the pages written from now on.
+ALTER TABLE executions SET (fillfactor = 80);
+ALTER TABLE steps SET (fillfactor = 80);
