@@ -136,18 +136,43 @@ type page struct {
 // waitJS waits until the JavaScript expression is true.
 func (p *page) waitJS(what, expr string, timeout time.Duration) {
 	p.t.Helper()
+	if ok, err := p.until(expr, timeout); !ok {
+		p.screenshot("timeout")
+		p.t.Fatalf("waiting %s for %s (%s): %v", timeout, what, expr, err)
+	}
+}
+
+// until evaluates expr every 100ms until it is true (true) or timeout
+// passes (false, with the last evaluation's error).
+func (p *page) until(expr string, timeout time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](expr))
 		if err == nil && ok {
-			return
+			return true, nil
 		}
 		if time.Now().After(deadline) {
-			p.screenshot("timeout")
-			p.t.Fatalf("waiting %s for %s (%s): %v", timeout, what, expr, err)
+			return false, err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// submit clicks a form's button until the form's output box shows that it
+// was sent. A click lands where the button was when chromedp located it;
+// a live re-render that moved it in between makes the click miss without
+// an error, and a missed click sent nothing, so clicking again is safe.
+func (p *page) submit(button, out string) {
+	p.t.Helper()
+	p.eval(fmt.Sprintf(`(document.querySelector(%q).replaceChildren(), '')`, out))
+	for range 5 {
+		p.click(button)
+		if ok, _ := p.until(fmt.Sprintf(`document.querySelector(%q).childElementCount > 0`, out), 2*time.Second); ok {
+			return
+		}
+	}
+	p.screenshot("error")
+	p.t.Fatalf("%s: the form's output %s stayed empty after five clicks", button, out)
 }
 
 func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
@@ -296,26 +321,26 @@ func TestBrowser(t *testing.T) {
 	p.do(
 		chromedp.SetValue(chromedp.ID("update-name"), "comment"),
 		chromedp.SetValue(chromedp.ID("update-request"), `{"by": "e2e", "text": "receipts attached"}`),
-		chromedp.Click(chromedp.ID("update-send")),
 	)
+	p.submit("#update-send", "#update-result")
 	p.waitJS("the update's answer", `(document.querySelector('#update-result .result.ok pre') || {}).textContent === '1'`, 10*time.Second)
 	p.do(
 		chromedp.SetValue(chromedp.ID("update-request"), `{"by": "e2e", "text": "  "}`),
-		chromedp.Click(chromedp.ID("update-send")),
 	)
+	p.submit("#update-send", "#update-result")
 	p.waitJS("the update's refusal", `(document.querySelector('#update-result .result.error') || {dataset: {}}).dataset.code === 'update_rejected'`, 10*time.Second)
 	p.do(
 		chromedp.SetValue(chromedp.ID("query-name"), "comments"),
-		chromedp.Click(chromedp.ID("query-send")),
 	)
+	p.submit("#query-send", "#query-result")
 	p.waitJS("the query's answer", `((document.querySelector('#query-result pre') || {}).textContent || '').includes('receipts attached')`, 10*time.Second)
 	p.screenshot("approval-waiting")
 
 	// The signal, sent from the form, ends the wait: the graph turns done.
 	p.do(
 		chromedp.SetValue(chromedp.ID("signal-payload"), `{"approved": true, "by": "e2e"}`),
-		chromedp.Click(chromedp.ID("signal-send")),
 	)
+	p.submit("#signal-send", "#signal-result")
 	p.waitJS("the signal's confirmation", `!!document.querySelector('#signal-result .result.ok')`, 5*time.Second)
 	p.waitJS("review and settle done", state("review", "done")+" && "+state("settle", "done")+
 		` && !!document.querySelector('#exec-status [data-status="completed"]')`, 10*time.Second)
