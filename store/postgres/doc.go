@@ -143,8 +143,10 @@
 // # Claiming
 //
 // Claim is one statement: it selects the oldest claimable tasks of one
-// queue (ReadyAt, then ID), walking the index on (queue, ready_at, id), with
-// FOR UPDATE SKIP LOCKED, so that claimers in any number of processes take
+// queue (ReadyAt, then ID) — free ones from a partial index on (queue,
+// ready_at, id) of free tasks, and leases run out from one on (queue,
+// wake_at) of leased tasks, so that it never walks past tasks leased and
+// running — with FOR UPDATE SKIP LOCKED, so that claimers in any number of processes take
 // disjoint tasks without waiting for each other, leases them and counts the
 // claim. It passes over the tasks of executions that an Update holds at
 // that moment (the Update row-locks them), whatever their queue or pin;

@@ -37,26 +37,47 @@ func (s *Store) exec(ctx context.Context, op string, run func() error) error {
 }
 
 // sqlClaim leases the oldest claimable tasks of a queue: $1 now, $2 limit,
-// $3 owner, $4 the new lease's end, $5 queue. It walks the index on
-// (queue, ready_at, id). The pin check is the last arm of an OR, so the
-// workers table is only looked up (by its primary key, without locking)
-// for tasks pinned to a worker other than the claimer.
-const sqlClaim = `WITH c AS (
-		SELECT id FROM tasks
-		WHERE queue = $5 AND ready_at <= $1 AND (owner = '' OR lease_until <= $1)
+// $3 owner, $4 the new lease's end, $5 queue. A task is claimable when it
+// is free and ready, or leased with both its ready_at and its lease's end
+// past, that is with its wake_at past. Each kind has its partial index:
+// free tasks by (queue, ready_at, id), leased ones by (queue, wake_at),
+// so that a claim never walks past the tasks leased and running. Each
+// kind gives up to $2 candidates, locked with SKIP LOCKED, and the oldest
+// $2 of them by (ready_at, id) are leased. The pin check is the last arm
+// of an OR, so the workers table is only looked up (by its primary key,
+// without locking) for tasks pinned to a worker other than the claimer.
+const sqlClaim = `WITH f AS (
+		SELECT id, ready_at FROM tasks
+		WHERE queue = $5 AND owner = '' AND ready_at <= $1
 			AND (worker = '' OR worker = $3
 				OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = tasks.worker AND w.alive_until > $1))
 		ORDER BY ready_at, id
 		LIMIT $2
 		FOR UPDATE SKIP LOCKED
+	), x AS (
+		SELECT id, ready_at FROM tasks
+		WHERE queue = $5 AND owner <> '' AND wake_at <= $1
+			AND (worker = '' OR worker = $3
+				OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = tasks.worker AND w.alive_until > $1))
+		ORDER BY queue, wake_at -- the order of the index of leased tasks
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED
+	), c AS (
+		SELECT id FROM (SELECT * FROM f UNION ALL SELECT * FROM x) a
+		ORDER BY ready_at, id
+		LIMIT $2
 	)
 	UPDATE tasks t SET owner = $3, lease_until = $4, claims = t.claims + 1
 	FROM c WHERE t.id = c.id
 	RETURNING t.id, t.exec, t.step, t.kind, t.ready_at, t.owner, t.lease_until, t.attempt, t.claims, t.queue, t.worker`
 
 // sqlAsyncCommit makes the transaction it runs in commit without waiting
-// for the server to flush the commit to disk.
-const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
+// for the server to flush the commit to disk. It also plans the lease
+// statements that follow it with index lookups only, as the group's reads
+// are (see sqlIndexPlans): a plan cached while the tasks table was small
+// would otherwise scan the whole table once it is large.
+const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true),
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
 
 // queryLeases runs a statement that only writes leases (Claim,
 // ExtendLeases, Release) and scans its rows. Such a statement commits

@@ -17,3 +17,14 @@ ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_exec_fkey;
 -- to the pages written from now on.
 ALTER TABLE executions SET (fillfactor = 80);
 ALTER TABLE steps SET (fillfactor = 80);
+
+-- Claims walk only what they may take. The index on (queue, ready_at, id)
+-- held every task, so a claim walked past all the tasks leased and
+-- running (their ready_at is past too) and fetched each one's row to see
+-- its lease: a cost that grew with the work in flight. Free tasks now have
+-- an index of their own, in claim order, and leased ones one by the time
+-- their lease ends (wake_at, which for a leased task is the later of its
+-- ready_at and its lease's end), where a claim finds the expired ones.
+CREATE INDEX tasks_free ON tasks (queue, ready_at, id) WHERE owner = '';
+CREATE INDEX tasks_leased ON tasks (queue, wake_at) WHERE owner <> '';
+DROP INDEX tasks_queue_ready;
