@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -65,6 +66,59 @@ func TestUpgradeTo2(t *testing.T) {
 	})
 	if err != nil || next.Seq != 3 {
 		t.Fatalf("AddSignal after the upgrade: Seq %d, %v; want 3", next.Seq, err)
+	}
+}
+
+// TestUpgradeTo3 migrates a schema of version 2 with a free task, a task
+// leased and running and one whose lease ran out: migration 0003 drops the
+// foreign keys and replaces the claim index, and a claim after it takes
+// the free task and the expired one, oldest first, and not the running one.
+func TestUpgradeTo3(t *testing.T) {
+	url := pgtest.URL(t)
+	conn := pgtest.Connect(t, url)
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := func(step, ready, owner, lease string) string {
+		return `INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims)
+			VALUES ('e', '` + step + `', 'step', '` + ready + `', '` + owner + `', '` + lease + `', 0, 0)`
+	}
+	for _, q := range []string{
+		ms[0].SQL, ms[1].SQL,
+		createMigrations,
+		`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init'), (2, '0002_queues')`,
+		`INSERT INTO executions (id, run, graph, target, codec, inputs, status, error, cancel_requested, deadline,
+			created_at, updated_at, finished_at, seq, parent, parent_step)
+			VALUES ('e', 1, 'g', '', '', 'null', 'running', '', false, '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', 0, '', '')`,
+		task("free", "2000-01-01T00:00:02Z", "", "0001-01-01Z"),
+		task("running", "2000-01-01T00:00:00Z", "w1", "2000-01-01T01:00:00Z"),
+		task("expired", "2000-01-01T00:00:01Z", "w2", "2000-01-01T00:00:30Z"),
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var keys int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_constraint WHERE contype = 'f'
+		AND connamespace = current_schema()::regnamespace`).Scan(&keys); err != nil || keys != 0 {
+		t.Errorf("%d foreign keys after the upgrade, %v; want none", keys, err)
+	}
+	tasks, err := s.Claim(t.Context(), "w3", "", time.Date(2000, 1, 1, 0, 1, 0, 0, time.UTC), time.Minute, 10)
+	if err != nil || len(tasks) != 2 || tasks[0].Step != "expired" || tasks[1].Step != "free" {
+		t.Fatalf("claim after the upgrade: %+v, %v; want expired, then free", tasks, err)
+	}
+	// A step of an execution that does not exist is still refused.
+	err = s.Update(t.Context(), "nobody", func(tx store.Tx) error {
+		return tx.PutStep(&store.Step{Name: "a", Status: store.StepReady})
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a step of a missing execution: %v, want ErrNotFound", err)
 	}
 }
 

@@ -1,6 +1,6 @@
--- 0003: lighter writes. The tables of an execution's parts no longer
--- reference executions, and the tables updated most leave room for HOT
--- updates.
+-- 0003: lighter writes and claims. The tables of an execution's parts no
+-- longer reference executions, the tables updated most leave room for HOT
+-- updates, and claims have indexes of free and of leased tasks.
 --
 -- Every write of a step, journal entry, signal or task runs in an Update
 -- that holds the execution's lock and has checked that the execution
