@@ -227,15 +227,17 @@ func (w *worker) claimLoop() {
 		}
 		wake := now.Add(e.cfg.PollInterval)
 		if !next.known {
-			next.at, next.ok, next.err = e.st.NextReadyAt(w.ctx, now)
+			if at, ok, err := e.st.NextReadyAt(w.ctx, now); err == nil {
+				next = nextReady{known: true, ok: ok, at: at}
+			}
 		}
-		if next, ok, err := next.at, next.ok, next.err; err == nil && ok {
-			if next.Before(wake) {
-				wake = next
+		if at := next.at; next.known && next.ok {
+			if at.Before(wake) {
+				wake = at
 			}
 			// Tasks that only a signal wakes sit at forever: no clock
 			// reaches it, a virtual one included.
-			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && !w.busy() && next.Before(forever) && ic.Idle(next) {
+			if ic, ok := e.clock.(IdleClock); ok && claimed == 0 && !w.busy() && at.Before(forever) && ic.Idle(at) {
 				continue
 			}
 		}
@@ -253,7 +255,6 @@ func (w *worker) claimLoop() {
 type nextReady struct {
 	known, ok bool
 	at        time.Time
-	err       error
 }
 
 // claim claims up to limit tasks of queue. A store that can also tell when

@@ -2,12 +2,45 @@ package postgres
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/docket-run/docket/store"
 	"github.com/docket-run/docket/store/postgres/pgtest"
 )
+
+// sqlOldExecution inserts execution "e" into a schema of an older version.
+const sqlOldExecution = `INSERT INTO executions (id, run, graph, target, codec, inputs, status, error, cancel_requested,
+	deadline, created_at, updated_at, finished_at, seq, parent, parent_step)
+	VALUES ('e', 1, 'g', '', '', 'null', 'running', '', false, '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', 0, '', '')`
+
+// atVersion makes the schema of url one of the given version, as those
+// migrations left it, and runs rows in it; Open then migrates the rest.
+func atVersion(t *testing.T, url string, version int, rows ...string) *pgx.Conn {
+	t.Helper()
+	conn := pgtest.Connect(t, url)
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qs []string
+	for _, m := range ms[:version] {
+		qs = append(qs, m.SQL)
+	}
+	qs = append(qs, createMigrations)
+	for _, m := range ms[:version] {
+		qs = append(qs, fmt.Sprintf(`INSERT INTO schema_migrations (version, name) VALUES (%d, '%s')`, m.Version, m.Name))
+	}
+	for _, q := range append(qs, rows...) {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	return conn
+}
 
 // TestUpgradeTo2 migrates a schema of version 1 with signals and a task in
 // it: migration 0002 keeps them, gives the task the default queue and no
@@ -15,18 +48,8 @@ import (
 // last of them is deleted first.
 func TestUpgradeTo2(t *testing.T) {
 	url := pgtest.URL(t)
-	conn := pgtest.Connect(t, url)
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
-		ms[0].SQL,
-		createMigrations,
-		`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init')`,
-		`INSERT INTO executions (id, run, graph, target, codec, inputs, status, error, cancel_requested, deadline,
-			created_at, updated_at, finished_at, seq, parent, parent_step)
-			VALUES ('e', 1, 'g', '', '', 'null', 'running', '', false, '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', 0, '', '')`,
+	atVersion(t, url, 1,
+		sqlOldExecution,
 		`INSERT INTO signals (exec, seq, name, payload_type, payload_data, sent_at, consumed_by) VALUES
 			('e', 1, 'a', 'int', '\x31', '0001-01-01Z', ''), ('e', 2, 'b', 'int', '\x32', '0001-01-01Z', '')`,
 		`INSERT INTO steps (exec, name, status, attempt, error, wait, wake_at, signal, seq, ready_at, started_at, finished_at,
@@ -34,11 +57,7 @@ func TestUpgradeTo2(t *testing.T) {
 			VALUES ('e', 'a', 'ready', 0, '', '', '0001-01-01Z', '', 0, '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', '', 0, '')`,
 		`INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims)
 			VALUES ('e', 'a', 'step', '0001-01-01Z', '', '0001-01-01Z', 0, 0)`,
-	} {
-		if _, err := conn.Exec(t.Context(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	)
 	s, err := Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -75,30 +94,16 @@ func TestUpgradeTo2(t *testing.T) {
 // the free task and the expired one, oldest first, and not the running one.
 func TestUpgradeTo3(t *testing.T) {
 	url := pgtest.URL(t)
-	conn := pgtest.Connect(t, url)
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
 	task := func(step, ready, owner, lease string) string {
 		return `INSERT INTO tasks (exec, step, kind, ready_at, owner, lease_until, attempt, claims)
 			VALUES ('e', '` + step + `', 'step', '` + ready + `', '` + owner + `', '` + lease + `', 0, 0)`
 	}
-	for _, q := range []string{
-		ms[0].SQL, ms[1].SQL,
-		createMigrations,
-		`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init'), (2, '0002_queues')`,
-		`INSERT INTO executions (id, run, graph, target, codec, inputs, status, error, cancel_requested, deadline,
-			created_at, updated_at, finished_at, seq, parent, parent_step)
-			VALUES ('e', 1, 'g', '', '', 'null', 'running', '', false, '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', '0001-01-01Z', 0, '', '')`,
+	conn := atVersion(t, url, 2,
+		sqlOldExecution,
 		task("free", "2000-01-01T00:00:02Z", "", "0001-01-01Z"),
 		task("running", "2000-01-01T00:00:00Z", "w1", "2000-01-01T01:00:00Z"),
 		task("expired", "2000-01-01T00:00:01Z", "w2", "2000-01-01T00:00:30Z"),
-	} {
-		if _, err := conn.Exec(t.Context(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	)
 	s, err := Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
