@@ -520,7 +520,8 @@ func (w crashWorkload) check(t *testing.T, ctx context.Context, client *docket.E
 	for i := range w.counters {
 		id := fmt.Sprintf("counter-%d", i)
 		if err := client.Signal(ctx, id, "done", true); err != nil {
-			t.Fatal(err)
+			_, why := docket.HandleFor[CrashCount](client, id).Result(ctx)
+			t.Fatalf("%s: %v (%v)", id, err, why)
 		}
 		c, err := docket.HandleFor[CrashCount](client, id).Result(ctx)
 		if err != nil {
@@ -540,41 +541,76 @@ func (w crashWorkload) check(t *testing.T, ctx context.Context, client *docket.E
 }
 
 // TestCrashedAttemptsCount checks that attempts that die with their worker
-// count toward MaxAttempts, so a step that kills its process every time
-// ends instead of running forever.
+// count toward MaxAttempts, and that a step without a retry policy ends
+// after crashAllowance claims lost in a row, so a step that kills its
+// process every time ends instead of running forever; while crashes spread
+// over a long step's life, between recorded suspensions, never end it.
 func TestCrashedAttemptsCount(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "poison.db")
-	g := docket.NewGraph("poison", docket.Input[CrashSeed]())
-	docket.Register1(g, func(ctx context.Context, s CrashSeed) (CrashA, error) {
-		return 0, nil
-	}, docket.Name("poison"), docket.Retry(docket.RetryPolicy{MaxAttempts: 3}))
-	ctx := context.Background()
-	// Record the execution with a client, then lease its task three times
-	// to workers that "die" (their leases simply run out).
-	client, err := docket.Open(ctx, docket.Config{Store: "sqlite:" + db, Graphs: []*docket.Graph{g}, Workers: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if _, err := docket.Start[CrashA](ctx, client, g, "p", CrashSeed(1)); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	for i := range 3 {
-		now = now.Add(2 * time.Millisecond) // after the last lease ran out
-		got, err := client.Store().Claim(ctx, fmt.Sprintf("dead-%d", i), "", now, time.Millisecond, 1)
-		if err != nil || len(got) != 1 {
-			t.Fatalf("claim %d: %v %v", i, got, err)
-		}
-	}
-	time.Sleep(time.Until(now.Add(5 * time.Millisecond)))
-	eng, err := docket.Open(ctx, docket.Config{Store: "sqlite:" + db, Graphs: []*docket.Graph{g}, PollInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	_, err = docket.HandleFor[CrashA](eng, "p").Result(ctx)
-	if err == nil || !strings.Contains(err.Error(), "attempt 4 exceeds the 3 allowed") {
-		t.Fatalf("got %v", err)
+	for _, tc := range []struct {
+		name      string
+		opts      []docket.StepOption
+		attempt   int // the task's attempt number before the dead claims
+		dead      int // claims whose worker "dies"
+		wantError string
+	}{
+		{"policy", []docket.StepOption{docket.Retry(docket.RetryPolicy{MaxAttempts: 3})}, 0, 3,
+			"attempt 4 exceeds the 3 allowed"},
+		{"no policy, in a row", nil, 0, 10, "10 claims in a row ended without a result"},
+		// Thirty earlier crashes, each followed by a suspension that
+		// recorded progress, then nine in a row: the step still runs.
+		{"no policy, spread out", nil, 31, 9, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "poison.db")
+			g := docket.NewGraph("poison", docket.Input[CrashSeed]())
+			docket.Register1(g, func(ctx context.Context, s CrashSeed) (CrashA, error) {
+				return 7, nil
+			}, append([]docket.StepOption{docket.Name("poison")}, tc.opts...)...)
+			ctx := context.Background()
+			// Record the execution with a client, then lease its task to
+			// workers that "die" (their leases simply run out).
+			client, err := docket.Open(ctx, docket.Config{Store: "sqlite:" + db, Graphs: []*docket.Graph{g}, Workers: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			if _, err := docket.Start[CrashA](ctx, client, g, "p", CrashSeed(1)); err != nil {
+				t.Fatal(err)
+			}
+			if tc.attempt > 0 {
+				err := client.Store().Update(ctx, "p", func(tx store.Tx) error {
+					tasks, err := tx.Tasks()
+					if err != nil || len(tasks) != 1 {
+						return fmt.Errorf("tasks %v: %w", tasks, err)
+					}
+					tasks[0].Attempt = tc.attempt
+					return tx.PutTask(&tasks[0])
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			now := time.Now()
+			for i := range tc.dead {
+				now = now.Add(2 * time.Millisecond) // after the last lease ran out
+				got, err := client.Store().Claim(ctx, fmt.Sprintf("dead-%d", i), "", now, time.Millisecond, 1)
+				if err != nil || len(got) != 1 {
+					t.Fatalf("claim %d: %v %v", i, got, err)
+				}
+			}
+			time.Sleep(time.Until(now.Add(5 * time.Millisecond)))
+			eng, err := docket.Open(ctx, docket.Config{Store: "sqlite:" + db, Graphs: []*docket.Graph{g}, PollInterval: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close()
+			got, err := docket.HandleFor[CrashA](eng, "p").Result(ctx)
+			switch {
+			case tc.wantError == "" && (err != nil || got != 7):
+				t.Fatalf("got %v, %v; want 7", got, err)
+			case tc.wantError != "" && (err == nil || !strings.Contains(err.Error(), tc.wantError)):
+				t.Fatalf("got %v; want an error with %q", err, tc.wantError)
+			}
+		})
 	}
 }

@@ -93,7 +93,11 @@
 // (in this or any process sharing the store) takes the tasks over. A
 // completed step's output is never recomputed. A step that was running when
 // its worker died runs again: steps are at-least-once, and exactly-once only
-// in their recorded effect.
+// in their recorded effect. An attempt that dies with its worker counts
+// toward the step's RetryPolicy.MaxAttempts; a step without one ends after
+// ten claims in a row are lost that way, so a step that kills every worker
+// running it cannot go on forever, while a long-lived step that records
+// progress between crashes is never ended by them.
 //
 // Retries wait on durable timers, so a step in backoff holds nothing but its
 // rows. Timeout bounds an attempt, StepTimeout a step across attempts,

@@ -446,11 +446,10 @@ func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	if x.CancelRequested {
 		return w.commitStep(ctx, r, f, d, nil, errCancelling)
 	}
-	if limit := attemptLimit(f.retryPolicy()); limit > 0 && f.attempt > limit {
+	if err := crashLimit(f.retryPolicy(), f.attempt, t.Claims); err != nil {
 		// Earlier attempts died with their process; a step that keeps
 		// killing its worker must not be run forever.
-		return w.commitStep(ctx, r, f, d, nil, NonRetryable(fmt.Errorf(
-			"attempt %d exceeds the %d allowed: earlier attempts ended without a result (their worker died)", f.attempt, limit)))
+		return w.commitStep(ctx, r, f, d, nil, NonRetryable(err))
 	}
 	key, out, hit := r.cacheGet(f)
 	var runErr error
@@ -1107,16 +1106,26 @@ func (w *worker) load(ctx context.Context, t store.Task) (snap *store.Snapshot, 
 	return snap, ix, p, true
 }
 
-// crashAllowance is how many attempts a step without a retry policy gets
-// when its attempts keep dying with their worker: a crash is not the step's
-// failure, so it runs again, but not forever.
+// crashAllowance is how many claims in a row a step without a retry policy
+// may lose to dying workers: a crash is not the step's failure, so it runs
+// again, but a step that kills every worker that runs it must end.
 const crashAllowance = 10
 
-// attemptLimit is the highest attempt number a step may start: its policy's
-// MaxAttempts, or crashAllowance without one; 0 means no limit.
-func attemptLimit(p *RetryPolicy) int {
+// crashLimit returns the error that ends a step about to start attempt
+// number attempt on its claims-th claim since it last recorded progress
+// (a suspension), or nil if it may run. With MaxAttempts, attempts that
+// died count against it, as failed ones do. Without, only claims lost in a
+// row count: a step that waits for signals and updates for months may see
+// many workers die over its life without being the cause.
+func crashLimit(p *RetryPolicy, attempt, claims int) error {
 	if p == nil || p.MaxAttempts == 0 {
-		return crashAllowance
+		if lost := claims - 1; lost >= crashAllowance {
+			return fmt.Errorf("%d claims in a row ended without a result (their worker died); the step may be killing its workers", lost)
+		}
+		return nil
 	}
-	return max(p.attempts(), 0)
+	if limit := p.attempts(); limit > 0 && attempt > limit {
+		return fmt.Errorf("attempt %d exceeds the %d allowed: earlier attempts ended without a result (their worker died)", attempt, limit)
+	}
+	return nil
 }
