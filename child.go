@@ -170,6 +170,6 @@ func (e *Engine) wakeStep(ctx context.Context, id, step string) (busy bool, err 
 		e.log.Warn("docket: waking a suspended step failed; it looks again at its next timer", "execution", id, "step", step, "error", err)
 		return false, err
 	}
-	e.pokeWorker()
+	e.committed()
 	return busy, nil
 }

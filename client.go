@@ -180,9 +180,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 	if finished {
 		e.finished(id)
 	}
-	if e.w != nil {
-		e.w.poke()
-	}
+	e.committed()
 	return nil
 }
 
@@ -237,6 +235,9 @@ func (h *Handle[Out]) Result(ctx context.Context) (Out, error) {
 	e := h.eng
 	var x *store.Execution
 	err := e.await(ctx, h.id, time.Second, func() (bool, error) {
+		if x = e.final(h.id); x != nil {
+			return true, nil // the end's event carried it
+		}
 		var err error
 		x, err = e.st.Execution(ctx, h.id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -360,7 +361,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 	}
 	if e.w != nil {
 		e.w.cancelExec(id, errCancelling)
-		e.w.poke()
+		e.committed()
 	}
 	if finished {
 		e.finished(id)

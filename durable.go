@@ -682,7 +682,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 	if finished {
 		e.finished(d.exec.ID)
 	}
-	w.poke()
+	e.committed()
 	return next
 }
 
@@ -904,7 +904,7 @@ func (w *worker) joinSession(ctx context.Context, p *plan, t store.Task, key str
 		e.log.Warn("docket: the worker of a session died; running the session again from its first steps",
 			"execution", t.Exec, "session", key, "dead_worker", t.Worker, "worker", w.id)
 	}
-	w.poke()
+	e.committed()
 	return next, run
 }
 

@@ -81,6 +81,10 @@ type Engine struct {
 
 	waitMu  sync.Mutex
 	waiters map[string][]chan struct{}
+	// finals holds the final records that came with the events of
+	// executions' ends (store.Event.Final), while callers of Result in
+	// this process wait for them, so that those need not read them.
+	finals map[string]*store.Execution
 
 	listenCtx  context.Context
 	stopListen context.CancelFunc
@@ -94,7 +98,8 @@ var workerSeq int
 
 // Open opens the engine's store, checks its graphs and starts its worker.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
-	e := &Engine{cfg: cfg, graphs: map[string]*Graph{}, waiters: map[string][]chan struct{}{}}
+	e := &Engine{cfg: cfg, graphs: map[string]*Graph{}, waiters: map[string][]chan struct{}{},
+		finals: map[string]*store.Execution{}}
 	if e.clock = cfg.Clock; e.clock == nil {
 		e.clock = systemClock{}
 	}
@@ -192,6 +197,13 @@ func (e *Engine) event(ev store.Event) {
 	case store.EventExec:
 		e.notifyExec(ev.Exec, false)
 	case store.EventFinished:
+		if ev.Final != nil && ev.Final.ID == ev.Exec {
+			e.waitMu.Lock()
+			if len(e.waiters[ev.Exec]) > 0 {
+				e.finals[ev.Exec] = ev.Final
+			}
+			e.waitMu.Unlock()
+		}
 		e.notifyExec(ev.Exec, true)
 	case store.EventReset:
 		e.pokeWorker()
@@ -265,7 +277,16 @@ func (e *Engine) dropWait(id string, ch chan struct{}) {
 	}
 	if len(e.waiters[id]) == 0 {
 		delete(e.waiters, id)
+		delete(e.finals, id)
 	}
+}
+
+// final returns the final record of execution id that came with the event
+// of its end while a caller of Result waited for it, or nil.
+func (e *Engine) final(id string) *store.Execution {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	return e.finals[id]
 }
 
 // finished wakes the callers waiting for execution id, which this process
@@ -273,7 +294,7 @@ func (e *Engine) dropWait(id string, ch chan struct{}) {
 // and a parent that did not complete cancels its children (see Call).
 func (e *Engine) finished(id string) {
 	e.notify(id)
-	e.pokeWorker() // for the settle task
+	e.committed() // for the settle task
 }
 
 // notify wakes the callers of waitChan(key).
@@ -311,5 +332,16 @@ func (c storeCache) Set(ctx context.Context, key string, value []byte, ttl time.
 func (e *Engine) pokeWorker() {
 	if e.w != nil {
 		e.w.poke()
+	}
+}
+
+// committed wakes this engine's worker after a commit that may have left
+// tasks to claim, unless the store's notifications do that: a listening
+// store announces every commit that leaves a claimable task to every
+// process, this one included, and a second wake-up only costs the store
+// an empty claim.
+func (e *Engine) committed() {
+	if !e.listening {
+		e.pokeWorker()
 	}
 }

@@ -365,7 +365,6 @@ func CallAsync[Out any](ctx context.Context, child *Graph, key string, inputs ..
 		entry.Data = []byte("abandon")
 	}
 	d.add(entry)
-	eng.pokeWorker()
 	return &Future[Out]{fu}
 }
 

@@ -230,7 +230,7 @@ func (e *Engine) Signal(ctx context.Context, id, name string, payload any) error
 	})
 	if err == nil {
 		e.notify(signalKey(id))
-		e.pokeWorker()
+		e.committed()
 	}
 	return err
 }
@@ -299,7 +299,6 @@ func SignalWithStart[Out any](ctx context.Context, eng *Engine, g *Graph, id, na
 	if err := eng.startWith(ctx, g, id, reflect.TypeFor[Out](), inputs, sig, nil); err != nil {
 		return nil, err
 	}
-	eng.pokeWorker()
 	return &Handle[Out]{eng: eng, id: id}, nil
 }
 

@@ -88,7 +88,7 @@ func (w *worker) compensateTask(ctx context.Context, t store.Task) *store.Task {
 		return nil
 	}
 	if next == nil {
-		w.poke()
+		w.eng.committed()
 	}
 	return next
 }

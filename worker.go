@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docket-run/docket/store"
@@ -51,6 +52,12 @@ type queueSlots struct {
 	name  string
 	cap   int
 	slots chan struct{}
+	// wanting is set while tasks of the queue may wait for a free slot:
+	// from before the claim loop counts the free slots until a claim
+	// leaves some unused. Only then does a released slot wake the loop
+	// (or when an IdleClock must hear that the worker fell idle); otherwise
+	// each task's end would cost the store an empty claim.
+	wanting atomic.Bool
 }
 
 type activeTask struct {
@@ -171,8 +178,11 @@ func (w *worker) tryAcquire(q string) bool {
 }
 
 func (w *worker) releaseSlot(q string) {
-	<-w.queues[q].slots
-	w.poke()
+	qs := w.queues[q]
+	<-qs.slots
+	if _, virtual := w.eng.clock.(IdleClock); virtual || qs.wanting.Load() {
+		w.poke()
+	}
 }
 
 // launch runs a task (and the tasks it hands on) on a new goroutine; the
@@ -202,6 +212,7 @@ func (w *worker) claimLoop() {
 		claimed, more := 0, false
 		var next nextReady // from the last claim, when the store tells it
 		for _, q := range w.order {
+			q.wanting.Store(true) // before counting: a slot released later wakes the loop
 			free := q.cap - len(q.slots)
 			if free <= 0 {
 				continue
@@ -220,6 +231,9 @@ func (w *worker) claimLoop() {
 				w.launch(t)
 			}
 			claimed += len(tasks) - reclaimed
+			if len(tasks) < free && err == nil {
+				q.wanting.Store(false) // none left to wait for a slot
+			}
 			more = more || len(tasks)-reclaimed == free
 		}
 		if more {

@@ -382,6 +382,11 @@ const (
 type Event struct {
 	Kind EventKind
 	Exec string
+	// Final is, for EventFinished, the execution as it finished (its ID,
+	// Graph, Status, Result, Error and FinishedAt) when the store could
+	// send it with the event, so that callers waiting for the result need
+	// not read it; nil otherwise.
+	Final *Execution
 }
 
 // Notifier is implemented by stores that are shared between processes and

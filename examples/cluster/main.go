@@ -386,12 +386,14 @@ func worker(name string) error {
 		serving += fmt.Sprintf(", gpu ×%d", gpusEach)
 	}
 	eng, err := docket.Open(context.Background(), docket.Config{
-		Store:        os.Getenv(envStore),
-		Graphs:       []*docket.Graph{newGraph()},
-		WorkerID:     name,
-		Workers:      workersEach,
-		Queues:       queues,
-		PollInterval: 100 * time.Millisecond, // for SQLite; PostgreSQL notifies
+		Store:    os.Getenv(envStore),
+		Graphs:   []*docket.Graph{newGraph()},
+		WorkerID: name,
+		Workers:  workersEach,
+		Queues:   queues,
+		// Processes on one SQLite file learn of each other's work only by
+		// polling, so they poll often; PostgreSQL notifies them at once.
+		PollInterval: 20 * time.Millisecond,
 	})
 	if err != nil {
 		return err

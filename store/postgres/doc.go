@@ -189,11 +189,15 @@
 // (store.EventExec), "f" as well when its status became final
 // (store.EventFinished, the only event that wakes callers of Result), "t"
 // when a task was added or put without an owner and not parked until a
-// signal (store.EventTask): "xt:ID", say, or "xf:ID".
+// signal (store.EventTask): "xt:ID", say, or "xf:ID". A finished
+// execution's notification carries its outcome when it fits in the
+// payload: "xfo:" and a JSON object with the ID, graph, status, error,
+// result and end time, delivered as store.Event.Final, so that a caller of
+// Result in another process has its answer without reading it back.
 // Other Updates — a step completing and leasing its successor to the same
 // worker, say — send nothing: PostgreSQL serializes the commits of
-// notifying transactions, so notifications are kept to what listeners need. Release sends "t:ID"
-// for each execution whose tasks it released. PostgreSQL delivers them at
+// notifying transactions, so notifications are kept to what listeners
+// need. Release sends "t:ID" for each execution whose tasks it released. PostgreSQL delivers them at
 // commit, to every listening connection of the database, in commit order.
 //
 // Each Listen opens a connection of its own, outside the pool, LISTENs and

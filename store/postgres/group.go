@@ -210,7 +210,7 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 			continue
 		}
 		ran++
-		if p := eventPayload(t.id, t.changed, t.finished, t.ready); p != "" {
+		if p := t.payload(); p != "" {
 			payloads = append(payloads, p)
 		}
 	}

@@ -3,9 +3,11 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -59,30 +61,49 @@ func TestPayloads(t *testing.T) {
 	tk := func(id string) store.Event { return store.Event{Kind: store.EventTask, Exec: id} }
 	f := func(id string) store.Event { return store.Event{Kind: store.EventFinished, Exec: id} }
 	reset := []store.Event{{Kind: store.EventReset}}
+	at := time.Date(2026, 11, 26, 12, 0, 0, 123456000, time.UTC)
+	done := &store.Execution{ID: "e4", Graph: "g", Status: store.Completed, FinishedAt: at,
+		Result: &store.Value{Type: "int", Data: []byte("42")}}
+	failed := &store.Execution{ID: "e:5", Graph: "g", Status: store.Failed, Error: "step \"a\" failed: ✗", FinishedAt: at}
+	big := &store.Execution{ID: "e6", Graph: "g", Status: store.Completed, FinishedAt: at,
+		Result: &store.Value{Type: "string", Data: []byte(strings.Repeat("d", maxIDInPayload))}}
+	fin := func(x *store.Execution) store.Event {
+		return store.Event{Kind: store.EventFinished, Exec: x.ID, Final: x}
+	}
 	for _, c := range []struct {
 		id                       string
 		changed, finished, ready bool
+		final                    *store.Execution
 		payload                  string
 		events                   []store.Event
 	}{
-		{"e1", true, false, false, "x:e1", []store.Event{x("e1")}},
-		{"e1", false, false, true, "t:e1", []store.Event{tk("e1")}},
-		{"a:b", true, false, true, "xt:a:b", []store.Event{x("a:b"), tk("a:b")}},
-		{"e2", true, true, false, "xf:e2", []store.Event{x("e2"), f("e2")}},
-		{"e3", true, true, true, "xft:e3", []store.Event{x("e3"), f("e3"), tk("e3")}},
-		{"", true, false, false, "x:", []store.Event{x("")}},
-		{"e1", false, false, false, "", nil},
-		{strings.Repeat("i", maxIDInPayload+1), true, true, true, "r", reset},
+		{"e1", true, false, false, nil, "x:e1", []store.Event{x("e1")}},
+		{"e1", false, false, true, nil, "t:e1", []store.Event{tk("e1")}},
+		{"a:b", true, false, true, nil, "xt:a:b", []store.Event{x("a:b"), tk("a:b")}},
+		{"e2", true, true, false, nil, "xf:e2", []store.Event{x("e2"), f("e2")}},
+		{"e3", true, true, true, nil, "xft:e3", []store.Event{x("e3"), f("e3"), tk("e3")}},
+		{"", true, false, false, nil, "x:", []store.Event{x("")}},
+		{"e1", false, false, false, nil, "", nil},
+		{strings.Repeat("i", maxIDInPayload+1), true, true, true, nil, "r", reset},
+		// A finished execution's outcome comes with its event, when it fits.
+		{"e4", true, true, false, done,
+			`xfo:{"id":"e4","g":"g","s":"completed","r":{"type":"int","data":"NDI="},"at":"2026-11-26T12:00:00.123456Z"}`,
+			[]store.Event{x("e4"), fin(done)}},
+		{"e:5", true, true, true, failed,
+			`xfto:{"id":"e:5","g":"g","s":"failed","e":"step \"a\" failed: ✗","at":"2026-11-26T12:00:00.123456Z"}`,
+			[]store.Event{x("e:5"), fin(failed), tk("e:5")}},
+		{"e6", true, true, false, big, "xf:e6", []store.Event{x("e6"), f("e6")}},
 	} {
-		p := eventPayload(c.id, c.changed, c.finished, c.ready)
+		p := eventPayload(c.id, c.changed, c.finished, c.ready, c.final)
 		if p != c.payload {
-			t.Errorf("eventPayload(%.10q, %v, %v, %v) = %.10q, want %.10q", c.id, c.changed, c.finished, c.ready, p, c.payload)
+			t.Errorf("eventPayload(%.10q, %v, %v, %v) = %.200q, want %.200q", c.id, c.changed, c.finished, c.ready, p, c.payload)
 		}
-		if p != "" && !slices.Equal(parsePayload(p), c.events) {
-			t.Errorf("parsePayload(%.10q) = %v, want %v", p, parsePayload(p), c.events)
+		if p != "" && !reflect.DeepEqual(parsePayload(p), c.events) {
+			t.Errorf("parsePayload(%.200q) = %v, want %v", p, parsePayload(p), c.events)
 		}
 	}
-	for _, bad := range []string{"", "r", "q:e1", ":e1", "xq:e1"} {
+	for _, bad := range []string{"", "r", "q:e1", ":e1", "xq:e1", "xfo:e1", `xo:{"id":"e","s":"failed"}`,
+		`xfo:{"id":"e","s":"running"}`, `fo:{"id":"e","s":"completed"`} {
 		if got := parsePayload(bad); !slices.Equal(got, reset) {
 			t.Errorf("parsePayload(%q) = %v, want a reset", bad, got)
 		}

@@ -199,7 +199,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, m *request, mctx 
 		m.err, m.panicked, m.pval = nil, false, nil
 		return false
 	}
-	payload := eventPayload(t.id, t.changed, t.finished, t.ready)
+	payload := t.payload()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlLock, m.key)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -12,14 +13,27 @@ import (
 
 // A notification's payload is the kinds of change, a colon and the
 // execution ID: "x" stands for store.EventExec, "f" for store.EventFinished
-// and "t" for store.EventTask, so "xt:ID" is both of the first and third. NOTIFY takes payloads shorter than 8000 bytes; an
-// execution whose ID does not fit sends "r", which listeners take as
-// store.EventReset.
+// and "t" for store.EventTask, so "xt:ID" is both of the first and third.
+// A finished execution's payload also carries its outcome when it fits:
+// the kind "o" says that a JSON outcome (with the ID) follows the colon
+// instead of the bare ID, so that callers waiting for the result need not
+// read it. NOTIFY takes payloads shorter than 8000 bytes; an execution
+// whose ID does not fit sends "r", which listeners take as store.EventReset.
 const maxIDInPayload = 7900
 
+// outcome is the JSON of a finished execution in a payload.
+type outcome struct {
+	ID         string       `json:"id"`
+	Graph      string       `json:"g"`
+	Status     store.Status `json:"s"`
+	Error      string       `json:"e,omitempty"`
+	Result     *store.Value `json:"r,omitempty"`
+	FinishedAt time.Time    `json:"at"`
+}
+
 // eventPayload returns the payload of an Update's notification, or "" when
-// it changed nothing.
-func eventPayload(id string, changed, finished, ready bool) string {
+// it changed nothing. final, if known, is the execution as it finished.
+func eventPayload(id string, changed, finished, ready bool, final *store.Execution) string {
 	var kinds string
 	if changed {
 		kinds += "x"
@@ -36,15 +50,42 @@ func eventPayload(id string, changed, finished, ready bool) string {
 	case len(id) > maxIDInPayload:
 		return "r"
 	}
+	if finished && final != nil {
+		b, err := json.Marshal(outcome{ID: id, Graph: final.Graph, Status: final.Status, Error: final.Error,
+			Result: final.Result, FinishedAt: final.FinishedAt})
+		if err == nil && len(kinds)+2+len(b) <= maxIDInPayload {
+			return kinds + "o:" + string(b)
+		}
+	}
 	return kinds + ":" + id
+}
+
+// payload returns the payload of the transaction's notification, or "".
+func (t *tx) payload() string {
+	var final *store.Execution
+	if t.finished && t.exec != nil && t.exec.Status.Finished() {
+		final = t.exec
+	}
+	return eventPayload(t.id, t.changed, t.finished, t.ready, final)
 }
 
 // parsePayload returns the events of a notification. Anything it does not
 // understand is a reset, so that listeners look at everything again.
 func parsePayload(p string) []store.Event {
+	reset := []store.Event{{Kind: store.EventReset}}
 	kinds, id, ok := strings.Cut(p, ":")
 	if !ok || kinds == "" {
-		return []store.Event{{Kind: store.EventReset}}
+		return reset
+	}
+	var final *store.Execution
+	if strings.ContainsRune(kinds, 'o') {
+		var o outcome
+		if err := json.Unmarshal([]byte(id), &o); err != nil || !o.Status.Finished() {
+			return reset
+		}
+		id = o.ID
+		final = &store.Execution{ID: o.ID, Graph: o.Graph, Status: o.Status, Error: o.Error, Result: o.Result,
+			FinishedAt: o.FinishedAt}
 	}
 	out := make([]store.Event, 0, len(kinds))
 	for _, k := range kinds {
@@ -52,11 +93,15 @@ func parsePayload(p string) []store.Event {
 		case 'x':
 			out = append(out, store.Event{Kind: store.EventExec, Exec: id})
 		case 'f':
-			out = append(out, store.Event{Kind: store.EventFinished, Exec: id})
+			out = append(out, store.Event{Kind: store.EventFinished, Exec: id, Final: final})
 		case 't':
 			out = append(out, store.Event{Kind: store.EventTask, Exec: id})
+		case 'o':
+			if final == nil || !strings.ContainsRune(kinds, 'f') {
+				return reset
+			}
 		default:
-			return []store.Event{{Kind: store.EventReset}}
+			return reset
 		}
 	}
 	return out

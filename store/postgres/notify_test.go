@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func (ch events) expect(t *testing.T, what string, want ...store.Event) {
 	for _, w := range want {
 		select {
 		case got := <-ch:
-			if got != w {
+			if !reflect.DeepEqual(got, w) {
 				t.Errorf("%s: got event %+v, want %+v", what, got, w)
 			}
 		case <-time.After(10 * time.Second):
@@ -49,9 +50,6 @@ func (ch events) none(t *testing.T, what string) {
 
 func exec(id string) store.Event { return store.Event{Kind: store.EventExec, Exec: id} }
 func task(id string) store.Event { return store.Event{Kind: store.EventTask, Exec: id} }
-func finished(id string) store.Event {
-	return store.Event{Kind: store.EventFinished, Exec: id}
-}
 
 var reset = store.Event{Kind: store.EventReset}
 
@@ -159,8 +157,9 @@ func TestNotify(t *testing.T) {
 	}
 	ch.none(t, "release of nothing")
 
-	// The end of an execution is news for the callers of Result as well;
-	// a later change of an execution already finished is not.
+	// The end of an execution is news for the callers of Result as well,
+	// and comes with the outcome; a later change of an execution already
+	// finished is not news.
 	finish := func(status store.Status) error {
 		return b.Update(t.Context(), "e2", func(tx store.Tx) error {
 			x, err := tx.Execution()
@@ -168,13 +167,20 @@ func TestNotify(t *testing.T) {
 				return err
 			}
 			x.Status, x.Seq = status, x.Seq+1
+			x.Result = &store.Value{Type: "string", Data: []byte(`"done ✓"`)}
+			x.FinishedAt = base.Add(1500 * time.Nanosecond) // kept to the microsecond
 			return tx.PutExecution(x)
 		})
 	}
 	if err := finish(store.Completed); err != nil {
 		t.Fatal(err)
 	}
-	ch.expect(t, "finish", exec("e2"), finished("e2"))
+	x, err := b.Execution(t.Context(), "e2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.expect(t, "finish", exec("e2"), store.Event{Kind: store.EventFinished, Exec: "e2",
+		Final: &store.Execution{ID: "e2", Graph: x.Graph, Status: store.Completed, Result: x.Result, FinishedAt: x.FinishedAt}})
 	if err := finish(store.Completed); err != nil {
 		t.Fatal(err)
 	}
