@@ -98,9 +98,13 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 	eager := e.w != nil && len(p.roots) > 0 && e.w.tryAcquire(queue)
 	var first *store.Task
 	var carry *preload // what the first task's run needs not read again
-	finished := false
+	finished, created := false, false
+	fresh := func(bool) {}
+	if parent == nil { // a child's end reaches its parent's step, not Result
+		fresh = e.creating(id)
+	}
 	err = e.create(ctx, id, func(tx store.Tx) error {
-		first, finished, carry = nil, false, nil
+		first, finished, carry, created = nil, false, nil, false
 		old, err := tx.Execution()
 		if err == nil {
 			if cfg.conflict == FailIfExists || old.Graph != x.Graph || old.Target != x.Target {
@@ -120,6 +124,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 		if err := tx.CreateExecution(x); err != nil {
 			return err
 		}
+		created = true
 		if p.slots[p.target].input {
 			// Nothing to run: the result is an input.
 			k := 0
@@ -158,6 +163,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 		}
 		return nil
 	})
+	fresh(err == nil && created)
 	if err != nil {
 		if eager {
 			e.w.releaseSlot(queue)
@@ -234,10 +240,18 @@ func (h *Handle[Out]) Result(ctx context.Context) (Out, error) {
 	var zero Out
 	e := h.eng
 	var x *store.Execution
+	first := true
 	err := e.await(ctx, h.id, time.Second, func() (bool, error) {
-		if x = e.final(h.id); x != nil {
-			return true, nil // the end's event carried it
+		final, unread := e.lookup(h.id)
+		if final != nil {
+			x = final // the end's event carried it
+			return true, nil
 		}
+		if first && unread {
+			first = false
+			return false, nil // created here and not ended: wait for the event
+		}
+		first = false
 		var err error
 		x, err = e.st.Execution(ctx, h.id)
 		if errors.Is(err, store.ErrNotFound) {

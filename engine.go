@@ -81,10 +81,7 @@ type Engine struct {
 
 	waitMu  sync.Mutex
 	waiters map[string][]chan struct{}
-	// finals holds the final records that came with the events of
-	// executions' ends (store.Event.Final), while callers of Result in
-	// this process wait for them, so that those need not read them.
-	finals map[string]*store.Execution
+	results results // guarded by waitMu
 
 	listenCtx  context.Context
 	stopListen context.CancelFunc
@@ -98,8 +95,7 @@ var workerSeq int
 
 // Open opens the engine's store, checks its graphs and starts its worker.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
-	e := &Engine{cfg: cfg, graphs: map[string]*Graph{}, waiters: map[string][]chan struct{}{},
-		finals: map[string]*store.Execution{}}
+	e := &Engine{cfg: cfg, graphs: map[string]*Graph{}, waiters: map[string][]chan struct{}{}}
 	if e.clock = cfg.Clock; e.clock == nil {
 		e.clock = systemClock{}
 	}
@@ -199,13 +195,14 @@ func (e *Engine) event(ev store.Event) {
 	case store.EventFinished:
 		if ev.Final != nil && ev.Final.ID == ev.Exec {
 			e.waitMu.Lock()
-			if len(e.waiters[ev.Exec]) > 0 {
-				e.finals[ev.Exec] = ev.Final
-			}
+			e.results.ended(ev.Final, len(e.waiters[ev.Exec]) > 0)
 			e.waitMu.Unlock()
 		}
 		e.notifyExec(ev.Exec, true)
 	case store.EventReset:
+		e.waitMu.Lock()
+		e.results.reset()
+		e.waitMu.Unlock()
 		e.pokeWorker()
 		e.notifyExec("", true)
 	}
@@ -277,16 +274,8 @@ func (e *Engine) dropWait(id string, ch chan struct{}) {
 	}
 	if len(e.waiters[id]) == 0 {
 		delete(e.waiters, id)
-		delete(e.finals, id)
+		e.results.forget(id)
 	}
-}
-
-// final returns the final record of execution id that came with the event
-// of its end while a caller of Result waited for it, or nil.
-func (e *Engine) final(id string) *store.Execution {
-	e.waitMu.Lock()
-	defer e.waitMu.Unlock()
-	return e.finals[id]
 }
 
 // finished wakes the callers waiting for execution id, which this process
