@@ -161,24 +161,16 @@ func cloneSteps(steps []store.Step) []store.Step {
 	return out
 }
 
-// queueDigest queues the digest of execution id (planned with index
-// lookups, as the group's reads are).
+// queueDigest queues the digest of execution id, in a transaction that
+// plans with index lookups (see sqlIndexPlans).
 func queueDigest(b *pgx.Batch, id string) {
-	b.Queue(sqlIndexPlans)
 	b.Queue(sqlDigest, id)
-	b.Queue(sqlAnyPlans)
 }
 
 // readDigest reads what queueDigest queued.
 func readDigest(br pgx.BatchResults) (string, error) {
-	if _, err := br.Exec(); err != nil {
-		return "", err
-	}
 	var d string
-	if err := br.QueryRow().Scan(&d); err != nil {
-		return "", err
-	}
-	_, err := br.Exec()
+	err := br.QueryRow().Scan(&d)
 	return d, err
 }
 
@@ -205,7 +197,6 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, m *request, mctx 
 	b.Queue(sqlLock, m.key)
 	b.Queue(sqlIndexPlans)
 	b.Queue(sqlGuard, m.id, k.digest)
-	b.Queue(sqlAnyPlans)
 	queued := merge(g.queue)
 	for _, q := range queued {
 		b.Queue(q.sql, q.args...)
@@ -226,7 +217,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, m *request, mctx 
 	br := conn.SendBatch(ctx, b)
 	failed := "begin"
 	err := func() error {
-		for i := range 5 {
+		for i := range 4 {
 			_, err := br.Exec()
 			if i == 3 {
 				var pe *pgconn.PgError

@@ -182,7 +182,6 @@ func mergeSegment(out, seg []stmt) []stmt {
 			out = append(out, q)
 		}
 	}
-	out = append(out, stmt{op: "plan index lookups", sql: sqlIndexPlans})
 	if len(execRows) > 0 {
 		out = append(out, stmt{op: "put executions", sql: sqlPutExecs, args: columns(execTypes, execRows)})
 	}
@@ -198,7 +197,7 @@ func mergeSegment(out, seg []stmt) []stmt {
 	if len(delIDs) > 0 {
 		out = append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{delIDs}})
 	}
-	return append(out, stmt{op: "plan as before", sql: sqlAnyPlans})
+	return out
 }
 
 // rowsOf counts the updates in a count per key.

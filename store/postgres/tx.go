@@ -93,16 +93,14 @@ const (
 	// executions, and an index scan is always right for them; but on tables
 	// that grew fast since they were last analyzed (a new schema, say),
 	// PostgreSQL's estimates can make a sequential scan look cheaper, and a
-	// plan cached then is kept. So they are planned with sequential scans,
-	// hash and merge joins off, and the settings are put back after them.
-	sqlIndexPlans = `SELECT set_config('docket.seqscan', current_setting('enable_seqscan'), true),
-		set_config('docket.hashjoin', current_setting('enable_hashjoin'), true),
-		set_config('docket.mergejoin', current_setting('enable_mergejoin'), true),
-		set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+	// plan cached then is kept. So an Update's transaction is planned with
+	// sequential scans, hash and merge joins off, from its start to its
+	// end (set_config's local settings end with it): every statement in it
+	// — the group's reads, the members' reads and writes of their own
+	// execution, the merged writes — looks rows up by key, and a table
+	// with no index for a statement is still scanned.
+	sqlIndexPlans = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
 		set_config('enable_mergejoin', 'off', true)`
-	sqlAnyPlans = `SELECT set_config('enable_seqscan', current_setting('docket.seqscan'), true),
-		set_config('enable_hashjoin', current_setting('docket.hashjoin'), true),
-		set_config('enable_mergejoin', current_setting('docket.mergejoin'), true)`
 	sqlSavepoint   = `SAVEPOINT member`
 	sqlToSavepoint = `ROLLBACK TO SAVEPOINT member`
 	sqlNotify      = `SELECT pg_notify($1, $2)`
@@ -110,9 +108,8 @@ const (
 )
 
 // The group's reads join the array of execution IDs with each table's
-// primary key (or its prefix); they run between sqlIndexPlans and
-// sqlAnyPlans, so that the join is a nested loop of index lookups whatever
-// the statistics say.
+// primary key (or its prefix); they run after sqlIndexPlans, so that the
+// join is a nested loop of index lookups whatever the statistics say.
 var (
 	sqlGroupExecs = `SELECT ` + qualify("e", execCols) + `, e.signal_seq FROM unnest($1::text[]) AS u(id)
 		JOIN executions e ON e.id = u.id`
@@ -155,7 +152,6 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 	b.Queue(sqlGroupExecs, ids)
 	b.Queue(sqlGroupTasks, ids)
 	b.Queue(sqlGroupSteps, ids)
-	b.Queue(sqlAnyPlans)
 	reserve := g.s.ids.wanted()
 	if reserve > 0 {
 		g.s.queueReserve(b, reserve)
@@ -198,9 +194,6 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 		for _, st := range steps {
 			t := byExec[st.Exec]
 			t.steps = append(t.steps, st)
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
 		}
 		if reserve > 0 {
 			return g.s.takeReserved(br)
