@@ -1080,7 +1080,10 @@ func (w *worker) finishWith(ctx context.Context, t store.Task, msg string) *stor
 // plan. ok is false when the task was dealt with here.
 func (w *worker) load(ctx context.Context, t store.Task) (snap *store.Snapshot, ix *index, p *plan, ok bool) {
 	e := w.eng
-	snap, err := e.st.Snapshot(ctx, t.Exec, t.Step)
+	var err error
+	if snap = w.takeClaimed(t.ID); snap == nil {
+		snap, err = e.st.Snapshot(ctx, t.Exec, t.Step)
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			w.dropTask(ctx, t)

@@ -39,6 +39,9 @@ type worker struct {
 	// preloads holds, by task, what the worker saw when it leased a
 	// successor to itself (see preload).
 	preloads map[int64]*preload
+	// claimed holds, by task, what the store read with the claim
+	// (store.Claimed.Snapshots), until the task's run takes it.
+	claimed map[int64]*store.Snapshot
 
 	ctx      context.Context // ends when the worker stops claiming
 	stopLoop context.CancelFunc
@@ -68,7 +71,7 @@ type activeTask struct {
 
 func newWorker(e *Engine, id string, queues map[string]int) *worker {
 	w := &worker{eng: e, id: id, queues: map[string]*queueSlots{}, wake: make(chan struct{}, 1),
-		active: map[int64]*activeTask{}, reclaimed: map[int64]int{}, preloads: map[int64]*preload{}, drained: make(chan struct{})}
+		active: map[int64]*activeTask{}, reclaimed: map[int64]int{}, preloads: map[int64]*preload{}, claimed: map[int64]*store.Snapshot{}, drained: make(chan struct{})}
 	for name, n := range queues {
 		q := &queueSlots{name: name, cap: n, slots: make(chan struct{}, n)}
 		w.queues[name] = q
@@ -162,6 +165,16 @@ func (w *worker) poke() {
 	}
 }
 
+// takeClaimed returns what the store read of task id with its claim, or
+// nil.
+func (w *worker) takeClaimed(id int64) *store.Snapshot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	snap := w.claimed[id]
+	delete(w.claimed, id)
+	return snap
+}
+
 // tryAcquire takes a slot of queue q if one is free, for a task this
 // process leases itself (eager start).
 func (w *worker) tryAcquire(q string) bool {
@@ -189,6 +202,7 @@ func (w *worker) releaseSlot(q string) {
 // caller holds a slot for it.
 func (w *worker) launch(t store.Task) {
 	if !w.track() {
+		w.takeClaimed(t.ID)
 		w.releaseSlot(t.Queue)
 		w.giveBack(t)
 		return
@@ -199,6 +213,7 @@ func (w *worker) launch(t store.Task) {
 		for next := &t; next != nil; {
 			next = w.run(*next)
 		}
+		w.takeClaimed(t.ID) // if its run did not need it
 	}()
 }
 
@@ -279,11 +294,18 @@ func (w *worker) claim(queue string, now time.Time, limit int, next *nextReady) 
 	if !ok {
 		return e.st.Claim(w.ctx, w.id, queue, now, e.cfg.Lease, limit)
 	}
-	tasks, at, ok, err := nc.ClaimNext(w.ctx, w.id, queue, now, e.cfg.Lease, limit)
+	c, err := nc.ClaimNext(w.ctx, w.id, queue, now, e.cfg.Lease, limit)
 	if err == nil {
-		*next = nextReady{known: true, ok: ok, at: at}
+		*next = nextReady{known: true, ok: c.HasNext, at: c.Next}
+		if len(c.Snapshots) > 0 {
+			w.mu.Lock()
+			for id, snap := range c.Snapshots {
+				w.claimed[id] = snap
+			}
+			w.mu.Unlock()
+		}
 	}
-	return tasks, err
+	return c.Tasks, err
 }
 
 // leaseLoop extends the leases of running tasks, cancels those whose lease
@@ -354,6 +376,7 @@ func (w *worker) reclaimLater(t store.Task) bool {
 		return false
 	}
 	w.reclaimed[t.ID] = t.Claims
+	delete(w.claimed, t.ID) // read for a run that is not this one
 	return true
 }
 

@@ -345,12 +345,26 @@ type Creator interface {
 	Create(ctx context.Context, id string, fn func(Tx) error) error
 }
 
-// NextClaimer is implemented by stores that can claim tasks and tell when
-// the next one will be ready in one round trip. ClaimNext behaves as Claim
-// followed at once by NextReadyAt(now): the claimed tasks count with their
-// new leases.
+// NextClaimer is implemented by stores that can claim tasks, read what the
+// worker needs to run them and tell when the next task will be ready, all
+// in one round trip. ClaimNext behaves as Claim followed at once by
+// Snapshot(task.Exec, task.Step) for each claimed task and by
+// NextReadyAt(now): the claimed tasks count with their new leases.
 type NextClaimer interface {
-	ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) (tasks []Task, next time.Time, ok bool, err error)
+	ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) (Claimed, error)
+}
+
+// Claimed is what ClaimNext returns.
+type Claimed struct {
+	Tasks []Task // as Claim returns them
+	// Snapshots holds, by task ID, each claimed task's execution as
+	// Snapshot would read it for the task's step: read after the claim,
+	// though not necessarily all at one moment (an Update checks what it
+	// relies on). A task whose execution is gone has none.
+	Snapshots map[int64]*Snapshot
+	// Next is NextReadyAt's answer after the claim, when HasNext is set.
+	Next    time.Time
+	HasNext bool
 }
 
 // EventKind says what changed in a store Event.

@@ -113,7 +113,8 @@
 // commits keeps what it wrote, with a digest of the row versions (xmin) of
 // the execution, its tasks and its steps read in the same transaction; so
 // does a Snapshot that goes alone (then read in one REPEATABLE READ
-// transaction). The next lone Update of that execution in this process
+// transaction), and so does ClaimNext for the executions of the tasks it
+// claims (see Claiming). The next lone Update of that execution in this process
 // runs fn on what was kept and sends everything in one round trip: BEGIN,
 // the lock, a guard that recomputes the digest (locking the tasks as the
 // ordinary read does) and divides by zero unless it is unchanged, the
@@ -169,7 +170,17 @@
 // claimable (in any queue). ClaimNext (store.NextClaimer), which workers
 // use, sends the claim and that read in one round trip, the read after the
 // claim in the same transaction, so that an idle worker learns when to
-// look again without a round trip of its own.
+// look again without a round trip of its own. The same round trip reads
+// what the worker needs to run the claimed tasks — their executions, the
+// executions' steps and tasks, the claimed steps' journals — by the IDs
+// the claim statement leaves in two settings of its transaction
+// (docket.claimed, docket.claimed_steps), one statement per table
+// whatever the number of tasks claimed. Each execution read is kept (see
+// Speculative Updates) with a digest built from the row versions (xmin)
+// read with it: its rows were read by several statements, so perhaps not
+// at one moment, but a guard that finds that digest again finds every row
+// read unchanged and none added. So a lone worker's step costs one round
+// trip to claim and load, and one to record.
 //
 // Claim, ExtendLeases and Release commit asynchronously (synchronous_commit
 // off for their transaction): a lease is not worth a wait for the disk.

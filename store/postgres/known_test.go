@@ -175,3 +175,98 @@ func TestCreateSpeculation(t *testing.T) {
 		t.Fatalf("tasks %v, %v; want the one task", tasks, err)
 	}
 }
+
+// A worker's claim (ClaimNext) reads the claimed tasks' executions in its
+// round trip and keeps them with the digest of the rows it read: the
+// Update that records the claimed step speculates on that — with step
+// names whose length in bytes is not their length in characters, and in
+// any order the database's collation gives them — unless the execution
+// changed after the claim.
+func TestClaimSpeculation(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	create(t, a, "e")
+	names := []string{"é,{x}", "Zed", "a\"b", "ß"}
+	addTask := func(step string) {
+		t.Helper()
+		err := a.Update(t.Context(), "e", func(tx store.Tx) error {
+			return tx.AddTask(&store.Task{Step: step, Kind: store.TaskStep, ReadyAt: base})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := a.Update(t.Context(), "e", func(tx store.Tx) error {
+		for _, n := range names {
+			if err := tx.PutStep(&store.Step{Name: n, Status: store.StepReady}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := func(step string) store.Task {
+		t.Helper()
+		c, err := b.ClaimNext(t.Context(), "worker-b", "", base, time.Minute, 5)
+		if err != nil || len(c.Tasks) != 1 || c.Tasks[0].Step != step {
+			t.Fatalf("claim: %+v, %v; want the task of %s", c, err, step)
+		}
+		if snap := c.Snapshots[c.Tasks[0].ID]; snap == nil || snap.Execution.ID != "e" || len(snap.Steps) != len(names) {
+			t.Fatalf("snapshot %+v", snap)
+		}
+		return c.Tasks[0]
+	}
+	record := func(task store.Task) {
+		t.Helper()
+		err := b.Update(t.Context(), "e", func(tx store.Tx) error {
+			x, err := tx.Execution()
+			if err != nil {
+				return err
+			}
+			x.Seq++
+			if err := tx.PutExecution(x); err != nil {
+				return err
+			}
+			if err := tx.PutStep(&store.Step{Name: task.Step, Status: store.StepDone, Seq: x.Seq}); err != nil {
+				return err
+			}
+			return tx.DeleteTask(task.ID)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(ok, stale int64) {
+		t.Helper()
+		if gotOK, gotStale := b.Speculated(); gotOK != ok || gotStale != stale {
+			t.Fatalf("speculated %d, stale %d; want %d, %d", gotOK, gotStale, ok, stale)
+		}
+	}
+	for i, n := range names[:2] {
+		addTask(n)
+		record(claim(n))
+		want(int64(i+1), 0)
+	}
+	// Another process changes the execution between the claim and the
+	// Update: the Update finds it changed and runs the ordinary way.
+	addTask(names[2])
+	task := claim(names[2])
+	if err := a.Update(t.Context(), "e", func(tx store.Tx) error {
+		return tx.PutStep(&store.Step{Name: names[3], Status: store.StepSuspended, Wait: "a signal"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	record(task)
+	want(2, 1)
+	steps, err := b.Steps(t.Context(), "e")
+	if err != nil || len(steps) != len(names) {
+		t.Fatalf("steps %+v, %v", steps, err)
+	}
+	for _, s := range steps {
+		if wantStatus := map[bool]store.StepStatus{true: store.StepDone, false: store.StepSuspended}[s.Name != names[3]]; s.Status != wantStatus {
+			t.Errorf("step %s: %s, want %s", s.Name, s.Status, wantStatus)
+		}
+	}
+}

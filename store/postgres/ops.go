@@ -46,7 +46,10 @@ func (s *Store) exec(ctx context.Context, op string, run func() error) error {
 // $2 of them by (ready_at, id) are leased. The pin check is the last arm
 // of an OR, so the workers table is only looked up (by its primary key,
 // without locking) for tasks pinned to a worker other than the claimer.
-const sqlClaim = `WITH f AS (
+const sqlClaim = claimCandidates + `
+	` + claimLease
+
+const claimCandidates = `WITH f AS (
 		SELECT id, ready_at FROM tasks
 		WHERE queue = $5 AND owner = '' AND ready_at <= $1
 			AND (worker = '' OR worker = $3
@@ -66,10 +69,43 @@ const sqlClaim = `WITH f AS (
 		SELECT id FROM (SELECT * FROM f UNION ALL SELECT * FROM x) a
 		ORDER BY ready_at, id
 		LIMIT $2
-	)
-	UPDATE tasks t SET owner = $3, lease_until = $4, claims = t.claims + 1
+	)`
+
+const claimLease = `UPDATE tasks t SET owner = $3, lease_until = $4, claims = t.claims + 1
 	FROM c WHERE t.id = c.id
 	RETURNING t.id, t.exec, t.step, t.kind, t.ready_at, t.owner, t.lease_until, t.attempt, t.claims, t.queue, t.worker`
+
+// sqlClaimLoad is sqlClaim that also leaves, in the transaction's
+// settings docket.claimed and docket.claimed_steps, the executions and
+// steps of the claimed tasks, as two arrays in the order of the tasks'
+// IDs, for the reads that follow it in the transaction (sqlClaimed...).
+// sqlClaimPrelude empties them first: with nothing claimed, the settings
+// are not evaluated.
+const (
+	sqlClaimLoad = claimCandidates + `, u AS (
+		` + claimLease + `
+	)
+	SELECT u.*, set_config('docket.claimed', (SELECT array_agg(exec ORDER BY id) FROM u)::text, true),
+		set_config('docket.claimed_steps', (SELECT array_agg(step ORDER BY id) FROM u)::text, true)
+	FROM u`
+	sqlClaimPrelude = sqlAsyncCommit + `, set_config('docket.claimed', '{}', true),
+		set_config('docket.claimed_steps', '{}', true)`
+	claimedExecs = `current_setting('docket.claimed')::text[]`
+)
+
+// The reads of what the claimed tasks' executions need, each with the row
+// versions (xmin) that make up the executions' digests (see known).
+var (
+	sqlClaimedExecs = `SELECT ` + execCols + `, signal_seq, xmin::text FROM executions
+		WHERE id = ANY(` + claimedExecs + `)`
+	sqlClaimedSteps = `SELECT ` + stepCols + `, xmin::text FROM steps
+		WHERE exec = ANY(` + claimedExecs + `) ORDER BY exec, name`
+	sqlClaimedTasks = `SELECT ` + taskCols + `, xmin::text FROM tasks
+		WHERE exec = ANY(` + claimedExecs + `) ORDER BY exec, id`
+	sqlClaimedJournal = `SELECT ` + qualify("j", journalCols) + ` FROM
+		(SELECT DISTINCT * FROM unnest(` + claimedExecs + `, current_setting('docket.claimed_steps')::text[])) AS u(exec, step)
+		JOIN journal j ON j.exec = u.exec AND j.step = u.step ORDER BY j.exec, j.step, j.seq`
+)
 
 // sqlAsyncCommit makes the transaction it runs in commit without waiting
 // for the server to flush the commit to disk. It also plans the lease
@@ -130,64 +166,96 @@ func scanNothing(pgx.CollectableRow) (struct{}, error) { return struct{}{}, nil 
 // alive at now; those rows are read, not locked, so ExtendLeases never
 // waits for a Claim nor a Claim for it.
 func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) ([]store.Task, error) {
-	tasks, _, _, err := s.claim(ctx, owner, queue, now, lease, limit, false)
-	return tasks, err
+	c, err := s.claim(ctx, owner, queue, now, lease, limit, false)
+	return c.Tasks, err
 }
 
-// ClaimNext implements store.NextClaimer: the claim's round trip also
-// reads the next wake-up time, after the claim in the same transaction.
-func (s *Store) ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) ([]store.Task, time.Time, bool, error) {
+// ClaimNext implements store.NextClaimer: the claim's transaction also
+// reads the claimed tasks' executions, their steps, tasks and journals
+// (by the settings sqlClaimLoad leaves), and the next wake-up time, all in
+// its round trip. What it reads of each execution is kept with the digest
+// of the row versions it read (see known), so that the Update that
+// records the claimed step can speculate on it.
+func (s *Store) ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) (store.Claimed, error) {
 	return s.claim(ctx, owner, queue, now, lease, limit, true)
 }
 
-func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int, next bool) ([]store.Task, time.Time, bool, error) {
+func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int, next bool) (store.Claimed, error) {
+	var c store.Claimed
 	if err := s.check(ctx); err != nil {
-		return nil, time.Time{}, false, err
+		return c, err
 	}
 	if limit <= 0 && !next {
-		return nil, time.Time{}, false, nil
+		return c, nil
 	}
 	s.owners.Store(owner, true)
 	var (
-		tasks []store.Task
-		at    *time.Time
+		at     *time.Time
+		loaded *claimedLoad
 	)
 	err := s.exec(ctx, "claim", func() error {
+		c.Tasks, at, loaded = nil, nil, nil
+		load := next && limit > 0
 		b := &pgx.Batch{}
-		b.Queue(sqlAsyncCommit)
-		if limit > 0 {
+		switch {
+		case load:
+			b.Queue(sqlClaimPrelude)
+			b.Queue(sqlClaimLoad, now, limit, owner, now.Add(lease), queue)
+		case limit > 0:
+			b.Queue(sqlAsyncCommit)
 			b.Queue(sqlClaim, now, limit, owner, now.Add(lease), queue)
+		default:
+			b.Queue(sqlAsyncCommit)
 		}
 		if next {
 			b.Queue(sqlNextReadyAt, now)
+		}
+		if load {
+			queueClaimedLoad(b)
 		}
 		return sendLeases(ctx, s, b, func(br pgx.BatchResults) error {
 			if limit > 0 {
 				rows, _ := br.Query()
 				var err error
-				if tasks, err = pgx.CollectRows(rows, scanTask); err != nil {
+				var ignored [2]*string
+				if c.Tasks, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Task, error) {
+					if load {
+						return scanTaskAnd(r, &ignored[0], &ignored[1])
+					}
+					return scanTask(r)
+				}); err != nil {
 					return err
 				}
 			}
-			if !next {
-				return nil
+			if next {
+				if err := br.QueryRow().Scan(&at); err != nil {
+					return err
+				}
 			}
-			return br.QueryRow().Scan(&at)
+			if load {
+				var err error
+				loaded, err = readClaimedLoad(br)
+				return err
+			}
+			return nil
 		})
 	})
 	if err != nil {
-		return nil, time.Time{}, false, err
+		return store.Claimed{}, err
 	}
-	slices.SortFunc(tasks, func(a, b store.Task) int {
+	slices.SortFunc(c.Tasks, func(a, b store.Task) int {
 		if c := a.ReadyAt.Compare(b.ReadyAt); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})
-	if at == nil {
-		return tasks, time.Time{}, false, nil
+	if loaded != nil {
+		c.Snapshots = loaded.snapshots(s, c.Tasks)
 	}
-	return tasks, utc(*at), true, nil
+	if at != nil {
+		c.Next, c.HasNext = utc(*at), true
+	}
+	return c, nil
 }
 
 // deadFor is how long a worker's row stays in the workers table after it

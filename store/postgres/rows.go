@@ -230,15 +230,19 @@ func stepArgs(exec string, s *store.Step) []any {
 		s.Heartbeat, s.Seq, s.ReadyAt, s.StartedAt, s.FinishedAt, string(s.Comp), s.CompAttempt, clean(s.CompError), s.Worker}
 }
 
-func scanStep(row pgx.CollectableRow) (store.Step, error) {
+func scanStep(row pgx.CollectableRow) (store.Step, error) { return scanStepAnd(row) }
+
+// scanStepAnd is scanStep for a row with more columns after the step's,
+// scanned into extra.
+func scanStepAnd(row pgx.CollectableRow, extra ...any) (store.Step, error) {
 	var (
 		s            store.Step
 		status, comp string
 		ot           *string
 		od           []byte
 	)
-	err := row.Scan(&s.Exec, &s.Name, &status, &s.Attempt, &ot, &od, &s.Error, &s.Wait, &s.WakeAt, &s.Signal,
-		&s.Heartbeat, &s.Seq, &s.ReadyAt, &s.StartedAt, &s.FinishedAt, &comp, &s.CompAttempt, &s.CompError, &s.Worker)
+	err := row.Scan(append([]any{&s.Exec, &s.Name, &status, &s.Attempt, &ot, &od, &s.Error, &s.Wait, &s.WakeAt, &s.Signal,
+		&s.Heartbeat, &s.Seq, &s.ReadyAt, &s.StartedAt, &s.FinishedAt, &comp, &s.CompAttempt, &s.CompError, &s.Worker}, extra...)...)
 	s.Status, s.Comp, s.Output = store.StepStatus(status), store.CompStatus(comp), valueOf(ot, od)
 	s.WakeAt, s.ReadyAt, s.StartedAt, s.FinishedAt = utc(s.WakeAt), utc(s.ReadyAt), utc(s.StartedAt), utc(s.FinishedAt)
 	return s, err
@@ -267,12 +271,16 @@ func scanEntry(row pgx.CollectableRow) (store.JournalEntry, error) {
 
 const taskCols = `id, exec, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker`
 
-func scanTask(row pgx.CollectableRow) (store.Task, error) {
+func scanTask(row pgx.CollectableRow) (store.Task, error) { return scanTaskAnd(row) }
+
+// scanTaskAnd is scanTask for a row with more columns after the task's,
+// scanned into extra.
+func scanTaskAnd(row pgx.CollectableRow, extra ...any) (store.Task, error) {
 	var (
 		t    store.Task
 		kind string
 	)
-	err := row.Scan(&t.ID, &t.Exec, &t.Step, &kind, &t.ReadyAt, &t.Owner, &t.LeaseUntil, &t.Attempt, &t.Claims, &t.Queue, &t.Worker)
+	err := row.Scan(append([]any{&t.ID, &t.Exec, &t.Step, &kind, &t.ReadyAt, &t.Owner, &t.LeaseUntil, &t.Attempt, &t.Claims, &t.Queue, &t.Worker}, extra...)...)
 	t.Kind, t.ReadyAt, t.LeaseUntil = store.TaskKind(kind), utc(t.ReadyAt), utc(t.LeaseUntil)
 	return t, err
 }

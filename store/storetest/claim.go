@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -290,7 +291,8 @@ func testNextReadyAt(t *testing.T, s store.Store) {
 }
 
 // testClaimNext checks store.NextClaimer, in stores that implement it:
-// the claim, and the next wake-up as NextReadyAt tells it after the claim.
+// the claim, the snapshots of the claimed tasks as Snapshot reads them
+// after the claim, and the next wake-up as NextReadyAt tells it then.
 func testClaimNext(t *testing.T, s store.Store) {
 	nc, ok := s.(store.NextClaimer)
 	if !ok {
@@ -298,16 +300,27 @@ func testClaimNext(t *testing.T, s store.Store) {
 	}
 	claimNext := func(what, owner string, now time.Time, lease time.Duration, limit int, wantSteps []string, wantAt time.Time, wantOK bool) {
 		t.Helper()
-		got, next, ok, err := nc.ClaimNext(t.Context(), owner, "", now, lease, limit)
+		c, err := nc.ClaimNext(t.Context(), owner, "", now, lease, limit)
 		if err != nil {
 			t.Fatalf("%s: ClaimNext: %v", what, err)
 		}
+		got, next, ok := c.Tasks, c.Next, c.HasNext
 		var steps []string
 		for _, task := range got {
 			steps = append(steps, task.Step)
 			if task.Owner != owner || !task.LeaseUntil.Equal(now.Add(lease)) {
 				t.Errorf("%s: claimed %s leased to %q until %v, want %q until %v", what, task.Step, task.Owner, task.LeaseUntil, owner, now.Add(lease))
 			}
+			want, err := s.Snapshot(t.Context(), task.Exec, task.Step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if snap := c.Snapshots[task.ID]; !sameSnapshot(snap, want) {
+				t.Errorf("%s: snapshot of %s/%s\n%+v\nwant what Snapshot reads\n%+v", what, task.Exec, task.Step, snap, want)
+			}
+		}
+		if len(c.Snapshots) > len(got) {
+			t.Errorf("%s: %d snapshots for %d tasks", what, len(c.Snapshots), len(got))
 		}
 		if !slices.Equal(steps, wantSteps) {
 			t.Errorf("%s: claimed %v, want %v", what, steps, wantSteps)
@@ -333,4 +346,60 @@ func testClaimNext(t *testing.T, s store.Store) {
 	claimNext("no room", "w2", at(6), time.Minute, 0, nil, at(10), true)
 	claimNext("lease expired", "w2", at(6), time.Minute, 5, []string{"past"}, at(10), true)
 	claimNext("after everything", "w3", at(100), time.Second, 5, []string{"past", "later"}, at(101), true)
+
+	// Executions with steps and journals, two tasks of one claimed at
+	// once, and names that need quoting in an array's text.
+	odd := minimal(`x,"{odd} é`)
+	odd.Inputs = []store.Value{{Type: "int", Data: []byte("7")}}
+	create(t, s, odd)
+	update(t, s, odd.ID, func(tx store.Tx) error {
+		for _, st := range []store.Step{
+			{Name: `a,"b"`, Status: store.StepDone, Output: &store.Value{Type: "int", Data: []byte("1")}, Seq: 1},
+			{Name: "Zé", Status: store.StepReady},
+			{Name: "b", Status: store.StepSuspended, Wait: "sleep"},
+		} {
+			if err := tx.PutStep(&st); err != nil {
+				return err
+			}
+		}
+		for _, e := range []store.JournalEntry{
+			{Step: "b", Seq: 0, Kind: "run", Name: "one", Data: []byte("1"), Done: true},
+			{Step: "b", Seq: 1, Kind: "sleep", Name: "nap", WakeAt: at(200)},
+			{Step: `a,"b"`, Seq: 0, Kind: "run", Name: "other step's", Done: true},
+		} {
+			if err := tx.PutJournal(&e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	create(t, s, minimal("plain"))
+	addTasks(t, s, "plain", store.Task{Step: "p", Kind: store.TaskStep, ReadyAt: at(-10)})
+	addTasks(t, s, odd.ID,
+		store.Task{Step: "b", Kind: store.TaskStep, ReadyAt: at(-9)},
+		store.Task{Step: "Zé", Kind: store.TaskStep, ReadyAt: at(-8)},
+	)
+	claimNext("executions with steps and journals", "w4", at(400), time.Second, 3, []string{"p", "b", "Zé"}, at(401), true)
+}
+
+// sameSnapshot reports whether two snapshots hold the same records, an
+// empty list being the same as none.
+func sameSnapshot(a, b *store.Snapshot) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if !reflect.DeepEqual(a.Execution, b.Execution) || len(a.Steps) != len(b.Steps) || len(a.Journal) != len(b.Journal) {
+		return false
+	}
+	for i := range a.Steps {
+		if !reflect.DeepEqual(a.Steps[i], b.Steps[i]) {
+			return false
+		}
+	}
+	for i := range a.Journal {
+		if !reflect.DeepEqual(a.Journal[i], b.Journal[i]) {
+			return false
+		}
+	}
+	return true
 }
