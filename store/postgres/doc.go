@@ -132,8 +132,8 @@
 //
 // # Shared reads
 //
-// Execution and Snapshot (what a worker reads before it runs a claimed
-// task) go through the same kind of queue: reads that arrive while others
+// Execution and Snapshot (what a worker reads before it runs a task that
+// its claim did not load) go through the same kind of queue: reads that arrive while others
 // are in flight are sent together, in one round trip on one connection,
 // up to 64 at a time, by at most a quarter of the pool's connections (at
 // least one). A batch of several is not a transaction: each statement
