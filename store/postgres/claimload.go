@@ -39,52 +39,49 @@ func queueClaimedLoad(b *pgx.Batch) {
 // readClaimedLoad reads what queueClaimedLoad queued.
 func readClaimedLoad(br pgx.BatchResults) (*claimedLoad, error) {
 	l := &claimedLoad{execs: map[string]*loadedExec{}, journal: map[[2]string][]store.JournalEntry{}}
-	rows, _ := br.Query()
-	_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+	err := eachRow(br, func(r pgx.CollectableRow) error {
 		x := &loadedExec{}
 		var err error
 		x.exec, err = scanExecAnd(r, &x.lastSig, &x.xmin)
 		l.execs[x.exec.ID] = x
-		return struct{}{}, err
+		return err
 	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = eachRow(br, func(r pgx.CollectableRow) error {
+			var xmin string
+			s, err := scanStepAnd(r, &xmin)
+			if x := l.execs[s.Exec]; x != nil {
+				x.steps, x.stepX = append(x.steps, s), append(x.stepX, xmin)
+			}
+			return err
+		})
 	}
-	rows, _ = br.Query()
-	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
-		var xmin string
-		s, err := scanStepAnd(r, &xmin)
-		if x := l.execs[s.Exec]; x != nil && err == nil {
-			x.steps, x.stepX = append(x.steps, s), append(x.stepX, xmin)
-		}
-		return struct{}{}, err
-	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = eachRow(br, func(r pgx.CollectableRow) error {
+			var xmin string
+			t, err := scanTaskAnd(r, &xmin)
+			if x := l.execs[t.Exec]; x != nil {
+				x.tasks, x.taskX = append(x.tasks, t), append(x.taskX, xmin)
+			}
+			return err
+		})
 	}
-	rows, _ = br.Query()
-	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
-		var xmin string
-		t, err := scanTaskAnd(r, &xmin)
-		if x := l.execs[t.Exec]; x != nil && err == nil {
-			x.tasks, x.taskX = append(x.tasks, t), append(x.taskX, xmin)
-		}
-		return struct{}{}, err
-	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = eachRow(br, func(r pgx.CollectableRow) error {
+			e, err := scanEntry(r)
+			k := [2]string{e.Exec, e.Step}
+			l.journal[k] = append(l.journal[k], e)
+			return err
+		})
 	}
-	rows, _ = br.Query()
-	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
-		e, err := scanEntry(r)
-		k := [2]string{e.Exec, e.Step}
-		l.journal[k] = append(l.journal[k], e)
-		return struct{}{}, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return l, nil
+	return l, err
+}
+
+// eachRow calls fn for each row of br's next result.
+func eachRow(br pgx.BatchResults, fn func(pgx.CollectableRow) error) error {
+	rows, _ := br.Query()
+	_, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) { return struct{}{}, fn(r) })
+	return err
 }
 
 // digest is the digest of the execution as it was read: sqlDigest's,
