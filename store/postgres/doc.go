@@ -107,11 +107,12 @@
 //
 // # Speculative Updates
 //
-// When Updates come one at a time, a worker's next Update of an execution
-// mostly finds what its own last one left: it records a step, then runs
-// and records the successor it leased to itself. So a lone Update that
-// commits keeps what it wrote, with a digest of the row versions (xmin) of
-// the execution, its tasks and its steps read in the same transaction; so
+// A worker's next Update of an execution mostly finds what its own last
+// one left: it records a step, then runs and records the successor it
+// leased to itself. So an Update that commits (alone or in a group) keeps
+// what it wrote, when a worker of this process holds one of the
+// execution's tasks, with a digest of the row versions (xmin) of the
+// execution, its tasks and its steps read in the same transaction; so
 // does a Snapshot that goes alone (then read in one REPEATABLE READ
 // transaction), and so does ClaimNext for the executions of the tasks it
 // claims (see Claiming). The next lone Update of that execution in this process
@@ -128,7 +129,11 @@
 // engine uses to start executions, speculates the same way that the
 // execution does not exist yet. A lone Update that speculates costs one
 // round trip instead of two; a step of a chain recorded this way costs one
-// round trip and one commit.
+// round trip and one commit. A group speculates when every member's
+// execution is known: BEGIN, the locks, the lock of all the members'
+// tasks in ID order, one guard over all their digests, the merged writes,
+// the notifications, the digests to keep, COMMIT — one round trip for the
+// group. One changed execution sends the whole group the ordinary way.
 //
 // # Shared reads
 //

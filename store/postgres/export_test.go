@@ -10,5 +10,9 @@ func (s *Store) Grouped() int64 { return s.grouped.Load() }
 // the store kept of their execution, and how many found it changed.
 func (s *Store) Speculated() (ok, stale int64) { return s.speculated.Load(), s.stale.Load() }
 
+// SpeculatedGroups returns how many groups of several Updates committed
+// in one round trip on what the store kept of their executions.
+func (s *Store) SpeculatedGroups() int64 { return s.specGroups.Load() }
+
 // SharedReads returns how many reads shared a round trip with others.
 func (s *Store) SharedReads() int64 { return s.sharedReads.Load() }

@@ -161,16 +161,8 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		return
 	}
 	defer c.Release()
-	if len(members) == 1 {
-		k := s.known.take(members[0].id)
-		if k == nil && members[0].absent {
-			k = &known{digest: absentDigest}
-		}
-		if k != nil && s.speculate(ctx, c.Conn(), members[0], ctxs[0], k) {
-			return
-		}
-	} else {
-		s.known.dropAll(members) // what was kept of them will not be current
+	if ks := s.known.takeAll(members); ks != nil && s.speculate(ctx, c.Conn(), members, ctxs, ks) {
+		return
 	}
 	g := &group{s: s, ctx: ctx, conn: c.Conn(), multi: len(members) > 1,
 		queue: make([]stmt, 0, 8*len(members))}
@@ -215,14 +207,18 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		}
 	}
 	if g.err == nil && ran > 0 {
-		lone := ""
-		if len(members) == 1 && s.leasedHere(txs[0].tasks) {
-			lone = members[0].id // kept, for its next Update to speculate on
+		// What this process will most likely update next is kept, for its
+		// next Update to speculate on.
+		var keep []*tx
+		for i, m := range members {
+			if m.err == nil && !m.panicked && !m.retry && s.leasedHere(txs[i].tasks) {
+				keep = append(keep, txs[i])
+			}
 		}
-		if digest, err := g.commit(payloads, lone); err == nil {
+		if digests, err := g.commit(payloads, keep); err == nil {
 			committed = true
-			if len(members) == 1 {
-				s.keep(txs[0], digest)
+			for _, t := range keep {
+				s.keep(t, digests[t.id])
 			}
 		}
 	}

@@ -84,16 +84,26 @@ func (k *knownSet) drop(id string) {
 	k.mu.Unlock()
 }
 
-// dropAll forgets the executions of members, under one lock.
-func (k *knownSet) dropAll(members []*request) {
+// takeAll takes out what is known of the executions of members, an
+// execution that a Create expects not to exist counting as known absent;
+// it returns nil, and forgets them all, unless every one is known.
+func (k *knownSet) takeAll(members []*request) []*known {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if len(k.m) == 0 {
-		return
-	}
-	for _, m := range members {
+	out := make([]*known, len(members))
+	all := true
+	for i, m := range members {
+		out[i] = k.m[m.id]
 		delete(k.m, m.id)
+		if out[i] == nil && m.absent {
+			out[i] = &known{digest: absentDigest}
+		}
+		all = all && out[i] != nil
 	}
+	if !all {
+		return nil
+	}
+	return out
 }
 
 // sqlDigest is the digest of execution $1: the versions of its row, its
@@ -102,17 +112,31 @@ func (k *knownSet) dropAll(members []*request) {
 // the group's read does; sqlReadDigest, for read-only transactions, does
 // not.
 var (
-	sqlDigest     = digestSQL(" FOR UPDATE")
-	sqlReadDigest = digestSQL("")
+	sqlDigest     = `SELECT ` + digestOf("$1", " FOR UPDATE")
+	sqlReadDigest = `SELECT ` + digestOf("$1", "")
 )
 
-func digestSQL(lock string) string {
-	return `SELECT coalesce((SELECT xmin::text FROM executions WHERE id = $1), '') || '|' ||
+// digestOf is the expression of the digest of the execution whose ID is
+// the expression id.
+func digestOf(id, lock string) string {
+	return `coalesce((SELECT xmin::text FROM executions WHERE id = ` + id + `), '') || '|' ||
 	coalesce((SELECT string_agg(t.id::text || ':' || t.xmin::text, ',' ORDER BY t.id)
-		FROM (SELECT id, xmin FROM tasks WHERE exec = $1 ORDER BY id` + lock + `) t), '') || '|' ||
+		FROM (SELECT id, xmin FROM tasks WHERE exec = ` + id + ` ORDER BY id` + lock + `) t), '') || '|' ||
 	coalesce((SELECT string_agg(length(name)::text || ':' || name || ':' || xmin::text, ',' ORDER BY name)
-		FROM steps WHERE exec = $1), '')`
+		FROM steps WHERE exec = ` + id + `), '')`
 }
+
+// The statements of a group that speculates (see speculateGroup): the
+// lock of the members' tasks, in ID order as every statement that locks
+// tasks takes them, so that none deadlocks with another; the guard on all
+// the members' digests ($1 the IDs, $2 the digests); and the digests of
+// executions $1 after the group's writes, to keep.
+var (
+	sqlGroupTaskLocks = `SELECT count(*) FROM (SELECT id FROM tasks WHERE exec = ANY($1::text[]) ORDER BY id FOR UPDATE) t`
+	sqlGroupGuard     = `SELECT 1 / (CASE WHEN bool_and((` + digestOf("u.id", "") + `) = u.d) THEN 1 ELSE 0 END)
+		FROM unnest($1::text[], $2::text[]) AS u(id, d)`
+	sqlGroupDigests = `SELECT u.id, ` + digestOf("u.id", "") + ` FROM unnest($1::text[]) AS u(id)`
+)
 
 // absentDigest is the digest of an execution that does not exist.
 const absentDigest = "||"
@@ -161,65 +185,113 @@ func cloneSteps(steps []store.Step) []store.Step {
 	return out
 }
 
-// queueDigest queues the digest of execution id, in a transaction that
-// plans with index lookups (see sqlIndexPlans).
-func queueDigest(b *pgx.Batch, id string) {
-	b.Queue(sqlDigest, id)
+// queueDigests queues the read of the digests of the executions of txs,
+// if any, in a transaction that plans with index lookups (see
+// sqlIndexPlans).
+func queueDigests(b *pgx.Batch, txs []*tx) {
+	if len(txs) == 0 {
+		return
+	}
+	ids := make([]string, len(txs))
+	for i, t := range txs {
+		ids[i] = t.id
+	}
+	b.Queue(sqlGroupDigests, ids)
 }
 
-// readDigest reads what queueDigest queued.
-func readDigest(br pgx.BatchResults) (string, error) {
-	var d string
-	err := br.QueryRow().Scan(&d)
-	return d, err
+// readDigests reads what queueDigests queued, by execution.
+func readDigests(br pgx.BatchResults, txs []*tx) (map[string]string, error) {
+	if len(txs) == 0 {
+		return nil, nil
+	}
+	rows, _ := br.Query()
+	out := make(map[string]string, len(txs))
+	var id, d string
+	_, err := pgx.ForEachRow(rows, []any{&id, &d}, func() error {
+		out[id] = d
+		return nil
+	})
+	return out, err
 }
 
-// speculate runs m against k, what this process last committed of its
-// execution, in one round trip on conn. It reports false when m must run
-// the ordinary way instead: its fn needed a read, or the guard found the
-// execution changed. Either way nothing was committed.
-func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, m *request, mctx context.Context, k *known) bool {
-	g := &group{s: s, ctx: ctx, conn: conn, queue: make([]stmt, 0, 8)}
-	t := &tx{g: g, s: s, id: m.id, exec: k.exec, tasks: k.tasks, steps: k.steps, lastSig: k.lastSig, spec: true}
-	if err := mctx.Err(); err != nil {
-		m.err = s.ctxErr(mctx, "update", err)
-		return true
+// speculate runs members against ks, what this process last committed
+// (or read) of their executions, in one round trip on conn. It reports
+// false when they must run the ordinary way instead: an fn needed a read
+// or failed, or the guard found an execution changed. Either way nothing
+// was committed. A group speculates only when every member's execution
+// is known; its guard checks all of them, and one changed execution sends
+// the whole group the ordinary way.
+func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*request, ctxs []context.Context, ks []*known) bool {
+	g := &group{s: s, ctx: ctx, conn: conn, queue: make([]stmt, 0, 8*len(members))}
+	txs := make([]*tx, len(members))
+	var payloads []string
+	for i, m := range members {
+		k := ks[i]
+		t := &tx{g: g, s: s, id: m.id, exec: k.exec, tasks: k.tasks, steps: k.steps, lastSig: k.lastSig, spec: true}
+		txs[i] = t
+		if err := ctxs[i].Err(); err != nil {
+			if len(members) > 1 {
+				return false // the ordinary way sorts out whose context ended
+			}
+			m.err = s.ctxErr(ctxs[i], "update", err)
+			return true
+		}
+		// Whatever fn decided from what was kept is only good once the
+		// guard confirms it: a failure or a panic, too, runs again the
+		// ordinary way.
+		if err := runFn(m, t); err != nil || m.panicked || t.needRead || t.bad != nil {
+			for _, m := range members[:i+1] {
+				m.err, m.panicked, m.pval = nil, false, nil
+			}
+			return false
+		}
+		if p := t.payload(); p != "" {
+			payloads = append(payloads, p)
+		}
 	}
-	// Whatever fn decided from what was kept is only good once the guard
-	// confirms it: a failure or a panic, too, runs again the ordinary way.
-	if err := runFn(m, t); err != nil || m.panicked || t.needRead || t.bad != nil {
-		m.err, m.panicked, m.pval = nil, false, nil
-		return false
-	}
-	payload := t.payload()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(sqlLock, m.key)
-	b.Queue(sqlIndexPlans)
-	b.Queue(sqlGuard, m.id, k.digest)
+	if len(members) == 1 {
+		b.Queue(sqlLock, members[0].key)
+		b.Queue(sqlIndexPlans)
+		b.Queue(sqlGuard, members[0].id, ks[0].digest)
+	} else {
+		ids, digests, keys := make([]string, len(members)), make([]string, len(members)), make([]int64, len(members))
+		for i, m := range members {
+			ids[i], digests[i], keys[i] = m.id, ks[i].digest, m.key
+		}
+		slices.Sort(keys)
+		b.Queue(sqlLocks, slices.Compact(keys))
+		b.Queue(sqlIndexPlans)
+		b.Queue(sqlGroupTaskLocks, ids)
+		b.Queue(sqlGroupGuard, ids, digests)
+	}
+	guard := len(b.QueuedQueries) - 1
 	queued := merge(g.queue)
 	for _, q := range queued {
 		b.Queue(q.sql, q.args...)
 	}
-	if payload != "" {
-		b.Queue(sqlNotify, s.channel, payload)
+	notifies := queueNotifies(b, s.channel, payloads)
+	var keep []*tx
+	for _, t := range txs {
+		if s.leasedHere(t.tasks) {
+			keep = append(keep, t)
+		}
 	}
-	keep := s.leasedHere(t.tasks)
-	if keep {
-		queueDigest(b, m.id)
-	}
+	queueDigests(b, keep)
 	reserve := s.ids.wanted() // as the ordinary first round trip does
 	if reserve > 0 {
 		s.queueReserve(b, reserve)
 	}
 	b.Queue("COMMIT")
-	stale, digest := false, ""
+	stale := false
+	var digests map[string]string
 	br := conn.SendBatch(ctx, b)
 	failed := "begin"
 	err := func() error {
-		for i := range 4 {
+		for i := range guard + 1 {
 			_, err := br.Exec()
-			if i == 3 {
+			if i == guard {
 				var pe *pgconn.PgError
 				if errors.As(err, &pe) && pe.Code == "22012" { // division_by_zero: the guard
 					stale = true
@@ -236,27 +308,21 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, m *request, mctx 
 			}
 		}
 		failed = "commit"
-		if payload != "" {
+		for range notifies {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
 		}
-		if keep {
-			var err error
-			if digest, err = readDigest(br); err != nil {
-				return err
-			}
+		var err error
+		if digests, err = readDigests(br, keep); err != nil {
+			return err
 		}
 		if reserve > 0 {
 			if err := s.takeReserved(br); err != nil {
 				return err
 			}
 		}
-		tag, err := br.Exec()
-		if err == nil && tag.String() != "COMMIT" {
-			err = errors.New("the server rolled the transaction back")
-		}
-		return err
+		return readCommit(br)
 	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -264,13 +330,29 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, m *request, mctx 
 	if err != nil {
 		g.rollback()
 		if stale {
-			s.stale.Add(1)
+			s.stale.Add(int64(len(members)))
 			return false
 		}
-		m.err = s.ctxErr(ctx, fmt.Sprintf("%s of execution %q", failed, m.id), err)
+		what := failed
+		if len(members) == 1 {
+			what = fmt.Sprintf("%s of execution %q", failed, members[0].id)
+		}
+		for _, m := range members {
+			m.err = s.ctxErr(ctx, what, err)
+		}
 		return true
 	}
-	s.speculated.Add(1)
-	s.keep(t, digest)
+	s.speculated.Add(int64(len(members)))
+	if len(members) > 1 {
+		s.specGroups.Add(1)
+	}
+	for _, t := range keep {
+		s.keep(t, digests[t.id])
+	}
+	for _, t := range txs {
+		if !slices.Contains(keep, t) {
+			s.known.drop(t.id)
+		}
+	}
 	return true
 }

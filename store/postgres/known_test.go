@@ -1,11 +1,14 @@
 package postgres_test
 
 import (
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/docket-run/docket/store"
+	"github.com/docket-run/docket/store/postgres"
 	"github.com/docket-run/docket/store/postgres/pgtest"
 )
 
@@ -267,6 +270,87 @@ func TestClaimSpeculation(t *testing.T) {
 	for _, s := range steps {
 		if wantStatus := map[bool]store.StepStatus{true: store.StepDone, false: store.StepSuspended}[s.Name != names[3]]; s.Status != wantStatus {
 			t.Errorf("step %s: %s, want %s", s.Name, s.Status, wantStatus)
+		}
+	}
+}
+
+// Groups speculate too: when every member's execution is known, a group
+// of Updates commits in one round trip, its guard checking all of them;
+// when another process changed one, the whole group runs the ordinary
+// way. Either way every Update's writes are kept, once.
+func TestGroupSpeculation(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := open(t, url, postgres.MaxConns(4)), open(t, url) // a: one group at a time
+	if _, err := a.ExtendLeases(t.Context(), "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	const execs, rounds = 8, 30
+	add := func(s store.Store, id, step, owner string) error {
+		return s.Update(t.Context(), id, func(tx store.Tx) error {
+			x, err := tx.Execution()
+			if err != nil {
+				return err
+			}
+			x.Seq++
+			if err := tx.PutExecution(x); err != nil {
+				return err
+			}
+			if err := tx.PutStep(&store.Step{Name: step, Status: store.StepDone, Seq: x.Seq}); err != nil {
+				return err
+			}
+			if owner == "" {
+				return nil
+			}
+			return tx.AddTask(&store.Task{Step: step, Kind: store.TaskStep, ReadyAt: base, Owner: owner, LeaseUntil: base.Add(time.Hour)})
+		})
+	}
+	for i := range execs {
+		create(t, a, fmt.Sprint("g-", i))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, execs*rounds*2)
+	for i := range execs {
+		wg.Add(2)
+		go func() { // this process's worker, step after step
+			defer wg.Done()
+			for r := range rounds {
+				errs <- add(a, fmt.Sprint("g-", i), fmt.Sprint("a", r), "worker-a")
+			}
+		}()
+		go func() { // another process, now and then
+			defer wg.Done()
+			for r := range rounds / 10 {
+				time.Sleep(time.Duration(r+i) * time.Millisecond)
+				errs <- add(b, fmt.Sprint("g-", i), fmt.Sprint("b", r), "")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok, stale := a.Speculated()
+	t.Logf("%d Updates grouped, %d speculated (%d groups of several), %d found their execution changed",
+		a.Grouped(), ok, a.SpeculatedGroups(), stale)
+	if a.SpeculatedGroups() == 0 {
+		t.Error("no group speculated")
+	}
+	for i := range execs {
+		id := fmt.Sprint("g-", i)
+		steps, err := a.Steps(t.Context(), id)
+		if err != nil || len(steps) != rounds+rounds/10 {
+			t.Fatalf("%s: %d steps, %v; want %d", id, len(steps), err, rounds+rounds/10)
+		}
+		x, err := a.Execution(t.Context(), id)
+		if err != nil || x.Seq != int64(len(steps)) {
+			t.Fatalf("%s: seq %d, %v; want %d", id, x.Seq, err, len(steps))
+		}
+		tasks, err := a.Tasks(t.Context(), id)
+		if err != nil || len(tasks) != rounds {
+			t.Fatalf("%s: %d tasks, %v; want %d", id, len(tasks), err, rounds)
 		}
 	}
 }

@@ -54,6 +54,7 @@ type Store struct {
 	owners      sync.Map                // worker IDs that claimed or extended leases here
 	speculated  atomic.Int64            // Updates committed on a kept execution, for tests
 	stale       atomic.Int64            // kept executions found changed, for tests
+	specGroups  atomic.Int64            // groups of several committed on kept executions, for tests
 
 	closed atomic.Bool
 	mu     sync.Mutex         // orders Listen against Close

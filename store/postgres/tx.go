@@ -315,19 +315,10 @@ func (t *tx) undo() {
 
 // commit runs step 4. With digestOf set, it also returns the digest of
 // that execution as committed (see known).
-func (g *group) commit(payloads []string, digestOf string) (digest string, err error) {
+func (g *group) commit(payloads []string, keep []*tx) (digests map[string]string, err error) {
 	b := &pgx.Batch{}
-	switch len(payloads) {
-	case 0:
-	case 1:
-		b.Queue(sqlNotify, g.s.channel, payloads[0])
-	default:
-		b.Queue(sqlNotifyMany, g.s.channel, payloads)
-	}
-	notifies := len(b.QueuedQueries)
-	if digestOf != "" {
-		queueDigest(b, digestOf)
-	}
+	notifies := queueNotifies(b, g.s.channel, payloads)
+	queueDigests(b, keep)
 	b.Queue("COMMIT")
 	err = g.send(nil, "commit", b, func(br pgx.BatchResults) error {
 		for range notifies {
@@ -335,19 +326,35 @@ func (g *group) commit(payloads []string, digestOf string) (digest string, err e
 				return err
 			}
 		}
-		if digestOf != "" {
-			var err error
-			if digest, err = readDigest(br); err != nil {
-				return err
-			}
+		if digests, err = readDigests(br, keep); err != nil {
+			return err
 		}
-		tag, err := br.Exec()
-		if err == nil && tag.String() != "COMMIT" {
-			err = errors.New("the server rolled the transaction back")
-		}
-		return err
+		return readCommit(br)
 	})
-	return digest, err
+	return digests, err
+}
+
+// queueNotifies queues the notifications of payloads and returns how many
+// statements that took.
+func queueNotifies(b *pgx.Batch, channel string, payloads []string) int {
+	switch len(payloads) {
+	case 0:
+		return 0
+	case 1:
+		b.Queue(sqlNotify, channel, payloads[0])
+	default:
+		b.Queue(sqlNotifyMany, channel, payloads)
+	}
+	return 1
+}
+
+// readCommit reads the result of COMMIT.
+func readCommit(br pgx.BatchResults) error {
+	tag, err := br.Exec()
+	if err == nil && tag.String() != "COMMIT" {
+		err = errors.New("the server rolled the transaction back")
+	}
+	return err
 }
 
 // rollback ends a transaction that is not committed. A connection that
