@@ -55,14 +55,6 @@ type knownSet struct {
 	m  map[string]*known
 }
 
-func (k *knownSet) take(id string) *known {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	e := k.m[id]
-	delete(k.m, id)
-	return e
-}
-
 func (k *knownSet) put(id string, e *known) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -187,7 +179,7 @@ func cloneSteps(steps []store.Step) []store.Step {
 
 // queueDigests queues the read of the digests of the executions of txs,
 // if any, in a transaction that plans with index lookups (see
-// sqlIndexPlans).
+// indexPlans).
 func queueDigests(b *pgx.Batch, txs []*tx) {
 	if len(txs) == 0 {
 		return
@@ -253,7 +245,6 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	b.Queue("BEGIN")
 	if len(members) == 1 {
 		b.Queue(sqlLock, members[0].key)
-		b.Queue(sqlIndexPlans)
 		b.Queue(sqlGuard, members[0].id, ks[0].digest)
 	} else {
 		ids, digests, keys := make([]string, len(members)), make([]string, len(members)), make([]int64, len(members))
@@ -262,7 +253,6 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		}
 		slices.Sort(keys)
 		b.Queue(sqlLocks, slices.Compact(keys))
-		b.Queue(sqlIndexPlans)
 		b.Queue(sqlGroupTaskLocks, ids)
 		b.Queue(sqlGroupGuard, ids, digests)
 	}

@@ -110,7 +110,7 @@ var (
 // sqlAsyncCommit makes the transaction it runs in commit without waiting
 // for the server to flush the commit to disk. It also plans the lease
 // statements that follow it with index lookups only, as the group's reads
-// are (see sqlIndexPlans): a plan cached while the tasks table was small
+// are (see indexPlans): a plan cached while the tasks table was small
 // would otherwise scan the whole table once it is large.
 const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true),
 	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`

@@ -85,9 +85,16 @@ type tx struct {
 	ready          bool // a task was added or put without an owner
 }
 
+// An Update's transaction begins with sqlLock (one execution) or sqlLocks
+// (several, $1 their keys in order), which take the executions' advisory
+// locks and plan the rest of the transaction with index lookups (see
+// indexPlans) in one statement.
 const (
-	sqlLock       = `SELECT pg_advisory_xact_lock($1)`
-	sqlLocks      = `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k`
+	sqlLock  = `SELECT pg_advisory_xact_lock($1), ` + indexPlans
+	sqlLocks = `SELECT (SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k), ` + indexPlans
+)
+
+const (
 	sqlReserveIDs = `SELECT nextval($1::regclass) FROM generate_series(1, $2)`
 	// The group's reads are lookups by primary key (or its prefix) of a few
 	// executions, and an index scan is always right for them; but on tables
@@ -99,7 +106,7 @@ const (
 	// — the group's reads, the members' reads and writes of their own
 	// execution, the merged writes — looks rows up by key, and a table
 	// with no index for a statement is still scanned.
-	sqlIndexPlans = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+	indexPlans = `set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
 		set_config('enable_mergejoin', 'off', true)`
 	sqlSavepoint   = `SAVEPOINT member`
 	sqlToSavepoint = `ROLLBACK TO SAVEPOINT member`
@@ -108,7 +115,7 @@ const (
 )
 
 // The group's reads join the array of execution IDs with each table's
-// primary key (or its prefix); they run after sqlIndexPlans, so that the
+// primary key (or its prefix); they run after indexPlans, so that the
 // join is a nested loop of index lookups whatever the statistics say.
 var (
 	sqlGroupExecs = `SELECT ` + qualify("e", execCols) + `, e.signal_seq FROM unnest($1::text[]) AS u(id)
@@ -148,7 +155,6 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 	} else {
 		b.Queue(sqlLocks, keys)
 	}
-	b.Queue(sqlIndexPlans)
 	b.Queue(sqlGroupExecs, ids)
 	b.Queue(sqlGroupTasks, ids)
 	b.Queue(sqlGroupSteps, ids)
@@ -157,7 +163,7 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 		g.s.queueReserve(b, reserve)
 	}
 	err := g.send(nil, "begin", b, func(br pgx.BatchResults) error {
-		for range 3 {
+		for range 2 {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
