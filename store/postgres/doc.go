@@ -134,6 +134,8 @@
 // tasks in ID order, one guard over all their digests, the merged writes,
 // the notifications, the digests to keep, COMMIT — one round trip for the
 // group. One changed execution sends the whole group the ordinary way.
+// The store keeps at most 1,024 executions, and none whose values
+// (inputs, result, step outputs, heartbeats) pass 64 KiB.
 //
 // # Shared reads
 //

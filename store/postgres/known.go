@@ -39,6 +39,11 @@ import (
 // maxKnown bounds how many executions the store keeps.
 const maxKnown = 1024
 
+// maxKnownBytes bounds the values (inputs, result, step outputs and
+// heartbeats) of one kept execution: a larger one is not kept, so that
+// what the store keeps stays within maxKnown × maxKnownBytes.
+const maxKnownBytes = 64 << 10
+
 // known is an execution as this process last committed it.
 type known struct {
 	exec    *store.Execution
@@ -56,6 +61,10 @@ type knownSet struct {
 }
 
 func (k *knownSet) put(id string, e *known) {
+	if e.size() > maxKnownBytes {
+		k.drop(id)
+		return
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.m == nil {
@@ -68,6 +77,26 @@ func (k *knownSet) put(id string, e *known) {
 		}
 	}
 	k.m[id] = e
+}
+
+// size is about how many bytes of values e holds.
+func (e *known) size() int {
+	n := 0
+	if x := e.exec; x != nil {
+		for _, v := range x.Inputs {
+			n += len(v.Data)
+		}
+		if x.Result != nil {
+			n += len(x.Result.Data)
+		}
+	}
+	for _, s := range e.steps {
+		if s.Output != nil {
+			n += len(s.Output.Data)
+		}
+		n += len(s.Heartbeat)
+	}
+	return n
 }
 
 func (k *knownSet) drop(id string) {

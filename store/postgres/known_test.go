@@ -354,3 +354,35 @@ func TestGroupSpeculation(t *testing.T) {
 		}
 	}
 }
+
+// An execution whose values are large is not kept: its next Update reads
+// it, so that what the store keeps stays small.
+func TestKnownSizeBound(t *testing.T) {
+	a := open(t, pgtest.URL(t))
+	if _, err := a.ExtendLeases(t.Context(), "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id   string
+		size int
+		want int64 // Updates speculated after the second
+	}{{"small", 1 << 10, 1}, {"large", 100 << 10, 1}} {
+		create(t, a, c.id)
+		for i := range 2 {
+			err := a.Update(t.Context(), c.id, func(tx store.Tx) error {
+				out := &store.Value{Type: "bytes", Data: make([]byte, c.size)}
+				if err := tx.PutStep(&store.Step{Name: fmt.Sprint("s", i), Status: store.StepDone, Output: out}); err != nil {
+					return err
+				}
+				return tx.AddTask(&store.Task{Step: fmt.Sprint("s", i), Kind: store.TaskStep, ReadyAt: base,
+					Owner: "worker-a", LeaseUntil: base.Add(time.Hour)})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, _ := a.Speculated(); ok != c.want {
+			t.Errorf("%s: %d Updates speculated, want %d", c.id, ok, c.want)
+		}
+	}
+}
