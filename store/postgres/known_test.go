@@ -40,20 +40,9 @@ func TestSpeculation(t *testing.T) {
 			for _, st := range steps {
 				seen = append(seen, st.Name)
 			}
-			x, err := tx.Execution()
-			if err != nil {
-				return err
-			}
-			x.Seq++
-			if err := tx.PutExecution(x); err != nil {
-				return err
-			}
-			if err := tx.PutStep(&store.Step{Name: name, Status: store.StepDone, Seq: x.Seq}); err != nil {
-				return err
-			}
 			// Leased to this store's worker (a lease already run out, so
 			// that a claim can take it).
-			return tx.AddTask(&store.Task{Step: name, Kind: store.TaskStep, ReadyAt: base,
+			return recordStep(tx, name, &store.Task{Step: name, Kind: store.TaskStep, ReadyAt: base,
 				Owner: owner[s], LeaseUntil: base})
 		})
 		if err != nil {
@@ -224,15 +213,7 @@ func TestClaimSpeculation(t *testing.T) {
 	record := func(task store.Task) {
 		t.Helper()
 		err := b.Update(t.Context(), "e", func(tx store.Tx) error {
-			x, err := tx.Execution()
-			if err != nil {
-				return err
-			}
-			x.Seq++
-			if err := tx.PutExecution(x); err != nil {
-				return err
-			}
-			if err := tx.PutStep(&store.Step{Name: task.Step, Status: store.StepDone, Seq: x.Seq}); err != nil {
+			if err := recordStep(tx, task.Step, nil); err != nil {
 				return err
 			}
 			return tx.DeleteTask(task.ID)
@@ -287,21 +268,11 @@ func TestGroupSpeculation(t *testing.T) {
 	const execs, rounds = 8, 30
 	add := func(s store.Store, id, step, owner string) error {
 		return s.Update(t.Context(), id, func(tx store.Tx) error {
-			x, err := tx.Execution()
-			if err != nil {
-				return err
+			var task *store.Task
+			if owner != "" {
+				task = &store.Task{Step: step, Kind: store.TaskStep, ReadyAt: base, Owner: owner, LeaseUntil: base.Add(time.Hour)}
 			}
-			x.Seq++
-			if err := tx.PutExecution(x); err != nil {
-				return err
-			}
-			if err := tx.PutStep(&store.Step{Name: step, Status: store.StepDone, Seq: x.Seq}); err != nil {
-				return err
-			}
-			if owner == "" {
-				return nil
-			}
-			return tx.AddTask(&store.Task{Step: step, Kind: store.TaskStep, ReadyAt: base, Owner: owner, LeaseUntil: base.Add(time.Hour)})
+			return recordStep(tx, step, task)
 		})
 	}
 	for i := range execs {
@@ -385,4 +356,25 @@ func TestKnownSizeBound(t *testing.T) {
 			t.Errorf("%s: %d Updates speculated, want %d", c.id, ok, c.want)
 		}
 	}
+}
+
+// recordStep records, as a worker does, that step completed: the
+// execution's step counter moves, the step is done, and task, if any, is
+// added.
+func recordStep(tx store.Tx, step string, task *store.Task) error {
+	x, err := tx.Execution()
+	if err != nil {
+		return err
+	}
+	x.Seq++
+	if err := tx.PutExecution(x); err != nil {
+		return err
+	}
+	if err := tx.PutStep(&store.Step{Name: step, Status: store.StepDone, Seq: x.Seq}); err != nil {
+		return err
+	}
+	if task == nil {
+		return nil
+	}
+	return tx.AddTask(task)
 }
