@@ -19,8 +19,8 @@ type results struct {
 	// fresh ones, until the last caller stops waiting.
 	finals map[string]*store.Execution
 	// fresh holds the executions that this process created while
-	// listening and on which Result has not been called since, in
-	// creation order in order (which may hold IDs no longer in fresh).
+	// listening and on which Result has not been called since; order
+	// holds them in creation order (and IDs no longer fresh).
 	fresh map[string]bool
 	order []string
 }
@@ -68,14 +68,6 @@ func (r *results) ended(x *store.Execution, waited bool) {
 	r.finals[x.ID] = x
 }
 
-// final returns the kept final record of execution id, or nil.
-func (r *results) final(id string) *store.Execution { return r.finals[id] }
-
-// unread reports whether execution id is fresh: created here while
-// listening, with no event missed since, so that if no final record is
-// kept it has not ended yet. The caller must already be waiting for it.
-func (r *results) unread(id string) bool { return r.fresh[id] }
-
 // forget drops what is kept for execution id once no one waits for it,
 // its freshness included: a later Result reads it.
 func (r *results) forget(id string) {
@@ -94,11 +86,12 @@ func (r *results) reset() {
 
 // lookup returns the kept final record of execution id, or nil, and
 // whether the caller, already waiting for it, may skip reading it: it is
-// fresh, and so has not ended if no record is kept.
+// fresh (created here while listening, with no event missed since), and
+// so has not ended if no record is kept.
 func (e *Engine) lookup(id string) (final *store.Execution, unread bool) {
 	e.waitMu.Lock()
 	defer e.waitMu.Unlock()
-	return e.results.final(id), e.results.unread(id)
+	return e.results.finals[id], e.results.fresh[id]
 }
 
 // creating marks execution id, which this process is about to create, as

@@ -115,11 +115,18 @@ func (x *loadedExec) digest() string {
 	return b.String()
 }
 
+// keep keeps each execution read (see known): its tasks were just leased
+// here, so this process most likely makes its next Update.
+func (l *claimedLoad) keep(s *Store) {
+	for id, x := range l.execs {
+		s.known.put(id, &known{exec: copyExec(&x.exec), tasks: slices.Clone(x.tasks), steps: cloneSteps(x.steps),
+			lastSig: x.lastSig, digest: x.digest()})
+	}
+}
+
 // snapshots returns the snapshot of each of tasks whose execution was
-// read, each with copies of its own, and keeps each execution read (see
-// known): its tasks were just leased here, so this process most likely
-// makes its next Update.
-func (l *claimedLoad) snapshots(s *Store, tasks []store.Task) map[int64]*store.Snapshot {
+// read, each with copies of its own.
+func (l *claimedLoad) snapshots(tasks []store.Task) map[int64]*store.Snapshot {
 	out := make(map[int64]*store.Snapshot, len(tasks))
 	for _, t := range tasks {
 		x := l.execs[t.Exec]
@@ -128,10 +135,6 @@ func (l *claimedLoad) snapshots(s *Store, tasks []store.Task) map[int64]*store.S
 		}
 		out[t.ID] = &store.Snapshot{Execution: copyExec(&x.exec), Steps: cloneSteps(x.steps),
 			Journal: slices.Clone(l.journal[[2]string{t.Exec, t.Step}])}
-	}
-	for id, x := range l.execs {
-		s.known.put(id, &known{exec: copyExec(&x.exec), tasks: slices.Clone(x.tasks), steps: cloneSteps(x.steps),
-			lastSig: x.lastSig, digest: x.digest()})
 	}
 	return out
 }

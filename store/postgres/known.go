@@ -365,13 +365,8 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	if len(members) > 1 {
 		s.specGroups.Add(1)
 	}
-	for _, t := range keep {
-		s.keep(t, digests[t.id])
-	}
 	for _, t := range txs {
-		if !slices.Contains(keep, t) {
-			s.known.drop(t.id)
-		}
+		s.keep(t, digests[t.id]) // with no digest (not kept), forgotten
 	}
 	return true
 }

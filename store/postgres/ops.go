@@ -85,9 +85,8 @@ const (
 	sqlClaimLoad = claimCandidates + `, u AS (
 		` + claimLease + `
 	)
-	SELECT u.*, set_config('docket.claimed', (SELECT array_agg(exec ORDER BY id) FROM u)::text, true),
-		set_config('docket.claimed_steps', (SELECT array_agg(step ORDER BY id) FROM u)::text, true)
-	FROM u`
+	SELECT u.* FROM u, (SELECT set_config('docket.claimed', (SELECT array_agg(exec ORDER BY id) FROM u)::text, true),
+		set_config('docket.claimed_steps', (SELECT array_agg(step ORDER BY id) FROM u)::text, true)) AS settings`
 	sqlClaimPrelude = sqlAsyncCommit + `, set_config('docket.claimed', '{}', true),
 		set_config('docket.claimed_steps', '{}', true)`
 	claimedExecs = `current_setting('docket.claimed')::text[]`
@@ -112,8 +111,7 @@ var (
 // statements that follow it with index lookups only, as the group's reads
 // are (see indexPlans): a plan cached while the tasks table was small
 // would otherwise scan the whole table once it is large.
-const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true),
-	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
+const sqlAsyncCommit = `SELECT set_config('synchronous_commit', 'off', true), ` + indexPlans
 
 // queryLeases runs a statement that only writes leases (Claim,
 // ExtendLeases, Release) and scans its rows. Such a statement commits
@@ -217,13 +215,7 @@ func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, l
 			if limit > 0 {
 				rows, _ := br.Query()
 				var err error
-				var ignored [2]*string
-				if c.Tasks, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Task, error) {
-					if load {
-						return scanTaskAnd(r, &ignored[0], &ignored[1])
-					}
-					return scanTask(r)
-				}); err != nil {
+				if c.Tasks, err = pgx.CollectRows(rows, scanTask); err != nil {
 					return err
 				}
 			}
@@ -250,7 +242,8 @@ func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, l
 		return cmp.Compare(a.ID, b.ID)
 	})
 	if loaded != nil {
-		c.Snapshots = loaded.snapshots(s, c.Tasks)
+		loaded.keep(s)
+		c.Snapshots = loaded.snapshots(c.Tasks)
 	}
 	if at != nil {
 		c.Next, c.HasNext = utc(*at), true
