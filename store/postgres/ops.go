@@ -80,13 +80,13 @@ const claimLease = `UPDATE tasks t SET owner = $3, lease_until = $4, claims = t.
 // steps of the claimed tasks, as two arrays in the order of the tasks'
 // IDs, for the reads that follow it in the transaction (sqlClaimed...).
 // sqlClaimPrelude empties them first: with nothing claimed, the settings
-// are not evaluated.
+// may not be evaluated.
 const (
 	sqlClaimLoad = claimCandidates + `, u AS (
 		` + claimLease + `
 	)
-	SELECT u.* FROM u, (SELECT set_config('docket.claimed', (SELECT array_agg(exec ORDER BY id) FROM u)::text, true),
-		set_config('docket.claimed_steps', (SELECT array_agg(step ORDER BY id) FROM u)::text, true)) AS settings`
+	SELECT u.* FROM u, (SELECT set_config('docket.claimed', coalesce((SELECT array_agg(exec ORDER BY id) FROM u)::text, '{}'), true),
+		set_config('docket.claimed_steps', coalesce((SELECT array_agg(step ORDER BY id) FROM u)::text, '{}'), true)) AS settings`
 	sqlClaimPrelude = sqlAsyncCommit + `, set_config('docket.claimed', '{}', true),
 		set_config('docket.claimed_steps', '{}', true)`
 	claimedExecs = `current_setting('docket.claimed')::text[]`
