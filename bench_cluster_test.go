@@ -64,6 +64,10 @@ func benchCluster(b *testing.B, n, workers int) (*docket.Engine, []*docket.Graph
 	if pool := os.Getenv("DOCKET_BENCH_POOL"); pool != "" {
 		u = pgtest.WithParam(b, u, "pool_max_conns", pool)
 	}
+	for _, kv := range strings.Fields(os.Getenv("DOCKET_BENCH_PARAMS")) { // e.g. "plan_cache_mode=force_generic_plan"
+		k, v, _ := strings.Cut(kv, "=")
+		u = pgtest.WithParam(b, u, k, v)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
