@@ -111,14 +111,17 @@
 // one left: it records a step, then runs and records the successor it
 // leased to itself. So an Update that commits (alone or in a group) keeps
 // what it wrote, when a worker of this process holds one of the
-// execution's tasks, with a digest of the row versions (xmin) of the
-// execution, its tasks and its steps read in the same transaction; so
+// execution's tasks, with the row versions (xmin) of the execution, its
+// tasks and its steps: those it read, and for the rows it wrote, its own
+// transaction ID, read just before COMMIT — no read of the rows again. So
 // does a Snapshot that goes alone (then read in one REPEATABLE READ
 // transaction), and so does ClaimNext for the executions of the tasks it
-// claims (see Claiming). The next lone Update of that execution in this process
+// claims (see Claiming). (A group that set a savepoint keeps nothing: rows
+// written after it carry a subtransaction's ID.) The next lone Update of that execution in this process
 // runs fn on what was kept and sends everything in one round trip: BEGIN,
-// the lock, a guard that recomputes the digest (locking the tasks as the
-// ordinary read does) and divides by zero unless it is unchanged, the
+// the lock, a guard that computes the digest of the versions (locking the
+// tasks as the ordinary read does) and divides by zero unless it is the
+// digest of the kept versions, the
 // writes, COMMIT. Any change by anyone — another process's Update, a
 // claim, an extended lease — gives a row a new version, so a guard that
 // passes proves fn saw exactly what is stored; one that fails aborts the
@@ -183,10 +186,10 @@
 // the claim statement leaves in two settings of its transaction
 // (docket.claimed, docket.claimed_steps), one statement per table
 // whatever the number of tasks claimed. Each execution read is kept (see
-// Speculative Updates) with a digest built from the row versions (xmin)
-// read with it: its rows were read by several statements, so perhaps not
-// at one moment, but a guard that finds that digest again finds every row
-// read unchanged and none added. So a lone worker's step costs one round
+// Speculative Updates) with the row versions (xmin) read with it: its rows
+// were read by several statements, so perhaps not at one moment, but a
+// guard that finds their digest again finds every row read unchanged and
+// none added. So a lone worker's step costs one round
 // trip to claim and load, and one to record.
 //
 // Claim, ExtendLeases and Release commit asynchronously (synchronous_commit

@@ -215,10 +215,10 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 				keep = append(keep, txs[i])
 			}
 		}
-		if digests, err := g.commit(payloads, keep); err == nil {
+		if xid, err := g.commit(payloads, keep); err == nil {
 			committed = true
 			for _, t := range keep {
-				s.keep(t, digests[t.id])
+				s.keep(t, xid)
 			}
 		}
 	}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,20 +20,22 @@ import (
 // process that committed its last one: a worker records a step and runs
 // the successor it leased to itself, then records that. The first of the
 // two round trips of an Update — lock, then read the execution, its tasks
-// and steps — then reads what this process already has. So when an Update
-// runs alone, the store commits each execution it wrote with a digest of
-// the row versions (xmin) of the execution, its tasks and its steps, and
-// keeps what it wrote. The next lone Update of that execution runs its fn
-// against what was kept and sends everything in one round trip: BEGIN,
-// the lock, a guard that recomputes the digest (row-locking the tasks) and
-// fails unless it is unchanged, the writes, COMMIT. Any change by anyone —
-// another process's Update, a claim, a lease extended — changes a row
-// version, so a guard that passes proves that fn saw exactly what is
-// stored. A guard that fails aborts the transaction before anything is
-// committed, and the Update runs again the ordinary way (so fn may run
-// twice; only the last run's writes are kept). So does an Update whose fn
-// needs a read of its own (the journal, the inbox): nothing has been sent
-// then.
+// and steps — then reads what this process already has. So the store
+// keeps each execution it wrote (or claimed) with the row versions (xmin)
+// of the execution, its tasks and its steps: the versions read, and for
+// the rows a transaction wrote, that transaction's ID, which the commit
+// returns. The next lone Update of that execution runs its fn against
+// what was kept and sends everything in one round trip: BEGIN, the lock, a
+// guard that recomputes the digest of the versions (row-locking the
+// tasks) and fails unless it is the kept one, the writes, COMMIT. Any
+// change by anyone — another process's Update, a claim, a lease extended
+// — changes a row version, so a guard that passes proves that fn saw
+// exactly what is stored. A guard that fails aborts the transaction before
+// anything is committed, and the Update runs again the ordinary way (so fn
+// may run twice; only the last run's writes are kept). So does an Update
+// whose fn needs a read of its own (the journal, the inbox): nothing has
+// been sent then. A version the store gets wrong costs only that: the
+// guard fails.
 //
 // The speculation only covers what the digest covers: the execution row
 // (an added signal moves its counter), its tasks and its steps. Reads of
@@ -44,13 +49,81 @@ const maxKnown = 1024
 // what the store keeps stays within maxKnown × maxKnownBytes.
 const maxKnownBytes = 64 << 10
 
-// known is an execution as this process last committed it.
+// known is an execution as this process last committed (or read) it.
 type known struct {
-	exec    *store.Execution
-	tasks   []store.Task
-	steps   []store.Step
+	exec    *store.Execution // nil: it does not exist
+	tasks   []store.Task     // by ID
+	steps   []store.Step     // by name, bytewise
 	lastSig int64
-	digest  string
+	versions
+}
+
+// versions are the row versions (xmin) of an execution's row, its tasks
+// and its steps, in the order of the tasks and the steps they go with. In
+// a running transaction, "" marks a row that it wrote: that row's version
+// is the transaction's ID (see resolve).
+type versions struct {
+	execX        string
+	taskX, stepX []string
+}
+
+// clone returns a copy that can change on its own.
+func (v versions) clone() versions {
+	return versions{execX: v.execX, taskX: slices.Clone(v.taskX), stepX: slices.Clone(v.stepX)}
+}
+
+// resolve returns the versions after the commit of the transaction xid
+// ("" if it was given none: it wrote nothing), and false when they cannot
+// be told: a row marked written by a transaction that has no ID.
+func (v versions) resolve(xid string) (versions, bool) {
+	out := versions{execX: v.execX, taskX: make([]string, len(v.taskX)), stepX: make([]string, len(v.stepX))}
+	set := func(dst *string, x string) bool {
+		if x == "" {
+			x = xid
+		}
+		*dst = x
+		return x != ""
+	}
+	ok := set(&out.execX, v.execX)
+	for i, x := range v.taskX {
+		ok = set(&out.taskX[i], x) && ok
+	}
+	for i, x := range v.stepX {
+		ok = set(&out.stepX[i], x) && ok
+	}
+	return out, ok
+}
+
+// digest is sqlDigest's value for the execution as kept: the version of
+// its row, each task's ID and version in ID order, and each step's name
+// (prefixed by its length in characters) and version in bytewise name
+// order. An execution that does not exist has the digest "||".
+func (e *known) digest() string {
+	var b strings.Builder
+	if e.exec != nil {
+		b.WriteString(e.execX)
+	}
+	b.WriteByte('|')
+	for i, t := range e.tasks {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(t.ID, 10))
+		b.WriteByte(':')
+		b.WriteString(e.taskX[i])
+	}
+	b.WriteByte('|')
+	for i, s := range e.steps {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(utf8.RuneCountInString(s.Name))) // length() counts characters
+		b.WriteByte(':')
+		b.WriteString(s.Name)
+		b.WriteByte(':')
+		b.WriteString(e.stepX[i])
+	}
+	return b.String()
 }
 
 // knownSet holds known executions by ID. An entry is taken out to be used,
@@ -117,7 +190,7 @@ func (k *knownSet) takeAll(members []*request) []*known {
 		out[i] = k.m[m.id]
 		delete(k.m, m.id)
 		if out[i] == nil && m.absent {
-			out[i] = &known{digest: absentDigest}
+			out[i] = &known{} // its digest is "||"
 		}
 		all = all && out[i] != nil
 	}
@@ -127,15 +200,12 @@ func (k *knownSet) takeAll(members []*request) []*known {
 	return out
 }
 
-// sqlDigest is the digest of execution $1: the versions of its row, its
-// tasks' and its steps'. Step names are length-prefixed, so that no two
-// different sets of rows give one digest. It locks the tasks' rows, as
-// the group's read does; sqlReadDigest, for read-only transactions, does
-// not.
-var (
-	sqlDigest     = `SELECT ` + digestOf("$1", " FOR UPDATE")
-	sqlReadDigest = `SELECT ` + digestOf("$1", "")
-)
+// sqlDigest is the digest of execution $1 (see known.digest): the
+// versions of its row, its tasks' and its steps'. Step names are
+// length-prefixed, so that no two different sets of rows give one digest,
+// and ordered bytewise (COLLATE "C"), as the store orders them. It locks
+// the tasks' rows, as the group's read does.
+var sqlDigest = `SELECT ` + digestOf("$1", " FOR UPDATE")
 
 // digestOf is the expression of the digest of the execution whose ID is
 // the expression id.
@@ -143,46 +213,48 @@ func digestOf(id, lock string) string {
 	return `coalesce((SELECT xmin::text FROM executions WHERE id = ` + id + `), '') || '|' ||
 	coalesce((SELECT string_agg(t.id::text || ':' || t.xmin::text, ',' ORDER BY t.id)
 		FROM (SELECT id, xmin FROM tasks WHERE exec = ` + id + ` ORDER BY id` + lock + `) t), '') || '|' ||
-	coalesce((SELECT string_agg(length(name)::text || ':' || name || ':' || xmin::text, ',' ORDER BY name)
+	coalesce((SELECT string_agg(length(name)::text || ':' || name || ':' || xmin::text, ',' ORDER BY name COLLATE "C")
 		FROM steps WHERE exec = ` + id + `), '')`
 }
 
-// The statements of a group that speculates (see speculateGroup): the
-// lock of the members' tasks, in ID order as every statement that locks
-// tasks takes them, so that none deadlocks with another; the guard on all
-// the members' digests ($1 the IDs, $2 the digests); and the digests of
-// executions $1 after the group's writes, to keep.
+// The statements of a group that speculates (see speculate): the lock of
+// the members' tasks, in ID order as every statement that locks tasks
+// takes them, so that none deadlocks with another; and the guard on all
+// the members' digests ($1 the IDs, $2 the digests).
 var (
 	sqlGroupTaskLocks = `SELECT count(*) FROM (SELECT id FROM tasks WHERE exec = ANY($1::text[]) ORDER BY id FOR UPDATE) t`
 	sqlGroupGuard     = `SELECT 1 / (CASE WHEN bool_and((` + digestOf("u.id", "") + `) = u.d) THEN 1 ELSE 0 END)
 		FROM unnest($1::text[], $2::text[]) AS u(id, d)`
-	sqlGroupDigests = `SELECT u.id, ` + digestOf("u.id", "") + ` FROM unnest($1::text[]) AS u(id)`
 )
-
-// absentDigest is the digest of an execution that does not exist.
-const absentDigest = "||"
 
 // sqlGuard fails with a division by zero unless the digest of execution $1
 // is $2; the tasks' rows stay locked, as the group's read locks them.
 var sqlGuard = `SELECT 1 / (CASE WHEN (` + sqlDigest + `) = $2 THEN 1 ELSE 0 END)`
 
+// sqlXid reads the ID of the transaction, if it was given one (it wrote
+// something), as xmin shows it: the version of every row it wrote.
+const sqlXid = `SELECT pg_current_xact_id_if_assigned()::xid::text`
+
 // errNeedRead stops a speculative fn that asked for a read.
 var errNeedRead = errors.New("postgres: the update needs a read")
 
-// keep records what the lone member t committed, with its digest, or
-// forgets the execution when there is no digest. The digest is only read
-// (see leasedHere) when this process is likely to make the execution's
-// next Update: a worker of this process holds a lease on one of its
-// tasks. (A client that started an execution, or sent it a signal, would
-// find it changed by the worker that runs it, and speculating would cost
-// it a round trip.)
-func (s *Store) keep(t *tx, digest string) {
-	if t.exec == nil || digest == "" {
+// keep records what t committed in the transaction xid (see sqlXid), or
+// forgets the execution when that cannot be told. It is only called (see
+// leasedHere) when this process is likely to make the execution's next
+// Update: a worker of this process holds a lease on one of its tasks. (A
+// client that started an execution, or sent it a signal, would find it
+// changed by the worker that runs it, and speculating would cost it a
+// round trip.)
+func (s *Store) keep(t *tx, xid string) {
+	v, ok := t.versions.resolve(xid)
+	if t.exec == nil || !ok || t.g.savepoint {
+		// Rows written after a savepoint carry the ID of a
+		// subtransaction, which the store does not know.
 		s.known.drop(t.id)
 		return
 	}
 	s.known.put(t.id, &known{exec: copyExec(t.exec), tasks: slices.Clone(t.tasks), steps: cloneSteps(t.steps),
-		lastSig: t.lastSig, digest: digest})
+		lastSig: t.lastSig, versions: v})
 }
 
 // leasedHere reports whether one of tasks is leased to a worker of this
@@ -206,33 +278,24 @@ func cloneSteps(steps []store.Step) []store.Step {
 	return out
 }
 
-// queueDigests queues the read of the digests of the executions of txs,
-// if any, in a transaction that plans with index lookups (see
-// indexPlans).
-func queueDigests(b *pgx.Batch, txs []*tx) {
-	if len(txs) == 0 {
-		return
+// queueXid queues sqlXid if there are executions to keep.
+func queueXid(b *pgx.Batch, keep []*tx) {
+	if len(keep) > 0 {
+		b.Queue(sqlXid)
 	}
-	ids := make([]string, len(txs))
-	for i, t := range txs {
-		ids[i] = t.id
-	}
-	b.Queue(sqlGroupDigests, ids)
 }
 
-// readDigests reads what queueDigests queued, by execution.
-func readDigests(br pgx.BatchResults, txs []*tx) (map[string]string, error) {
-	if len(txs) == 0 {
-		return nil, nil
+// readXid reads what queueXid queued.
+func readXid(br pgx.BatchResults, keep []*tx) (string, error) {
+	if len(keep) == 0 {
+		return "", nil
 	}
-	rows, _ := br.Query()
-	out := make(map[string]string, len(txs))
-	var id, d string
-	_, err := pgx.ForEachRow(rows, []any{&id, &d}, func() error {
-		out[id] = d
-		return nil
-	})
-	return out, err
+	var xid *string
+	err := br.QueryRow().Scan(&xid)
+	if xid == nil {
+		return "", err
+	}
+	return *xid, err
 }
 
 // speculate runs members against ks, what this process last committed
@@ -245,10 +308,13 @@ func readDigests(br pgx.BatchResults, txs []*tx) (map[string]string, error) {
 func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*request, ctxs []context.Context, ks []*known) bool {
 	g := &group{s: s, ctx: ctx, conn: conn, queue: make([]stmt, 0, 8*len(members))}
 	txs := make([]*tx, len(members))
+	digests := make([]string, len(members)) // of what fn starts from: it changes ks
 	var payloads []string
 	for i, m := range members {
 		k := ks[i]
-		t := &tx{g: g, s: s, id: m.id, exec: k.exec, tasks: k.tasks, steps: k.steps, lastSig: k.lastSig, spec: true}
+		digests[i] = k.digest()
+		t := &tx{g: g, s: s, id: m.id, exec: k.exec, tasks: k.tasks, steps: k.steps, lastSig: k.lastSig,
+			versions: k.versions, spec: true}
 		txs[i] = t
 		if err := ctxs[i].Err(); err != nil {
 			if len(members) > 1 {
@@ -274,11 +340,11 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	b.Queue("BEGIN")
 	if len(members) == 1 {
 		b.Queue(sqlLock, members[0].key)
-		b.Queue(sqlGuard, members[0].id, ks[0].digest)
+		b.Queue(sqlGuard, members[0].id, digests[0])
 	} else {
-		ids, digests, keys := make([]string, len(members)), make([]string, len(members)), make([]int64, len(members))
+		ids, keys := make([]string, len(members)), make([]int64, len(members))
 		for i, m := range members {
-			ids[i], digests[i], keys[i] = m.id, ks[i].digest, m.key
+			ids[i], keys[i] = m.id, m.key
 		}
 		slices.Sort(keys)
 		b.Queue(sqlLocks, slices.Compact(keys))
@@ -297,14 +363,14 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 			keep = append(keep, t)
 		}
 	}
-	queueDigests(b, keep)
+	queueXid(b, keep)
 	reserve := s.ids.wanted() // as the ordinary first round trip does
 	if reserve > 0 {
 		s.queueReserve(b, reserve)
 	}
 	b.Queue("COMMIT")
 	stale := false
-	var digests map[string]string
+	var xid string
 	br := conn.SendBatch(ctx, b)
 	failed := "begin"
 	err := func() error {
@@ -333,7 +399,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 			}
 		}
 		var err error
-		if digests, err = readDigests(br, keep); err != nil {
+		if xid, err = readXid(br, keep); err != nil {
 			return err
 		}
 		if reserve > 0 {
@@ -366,7 +432,11 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		s.specGroups.Add(1)
 	}
 	for _, t := range txs {
-		s.keep(t, digests[t.id]) // with no digest (not kept), forgotten
+		if slices.Contains(keep, t) {
+			s.keep(t, xid)
+		} else {
+			s.known.drop(t.id)
+		}
 	}
 	return true
 }

@@ -98,7 +98,7 @@ var (
 	sqlClaimedExecs = `SELECT ` + execCols + `, signal_seq, xmin::text FROM executions
 		WHERE id = ANY(` + claimedExecs + `)`
 	sqlClaimedSteps = `SELECT ` + stepCols + `, xmin::text FROM steps
-		WHERE exec = ANY(` + claimedExecs + `) ORDER BY exec, name`
+		WHERE exec = ANY(` + claimedExecs + `) ORDER BY exec, name COLLATE "C"`
 	sqlClaimedTasks = `SELECT ` + taskCols + `, xmin::text FROM tasks
 		WHERE exec = ANY(` + claimedExecs + `) ORDER BY exec, id`
 	sqlClaimedJournal = `SELECT ` + qualify("j", journalCols) + ` FROM
@@ -171,8 +171,8 @@ func (s *Store) Claim(ctx context.Context, owner, queue string, now time.Time, l
 // ClaimNext implements store.NextClaimer: the claim's transaction also
 // reads the claimed tasks' executions, their steps, tasks and journals
 // (by the settings sqlClaimLoad leaves), and the next wake-up time, all in
-// its round trip. What it reads of each execution is kept with the digest
-// of the row versions it read (see known), so that the Update that
+// its round trip. What it reads of each execution is kept with the row
+// versions it read (see known), so that the Update that
 // records the claimed step can speculate on it.
 func (s *Store) ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) (store.Claimed, error) {
 	return s.claim(ctx, owner, queue, now, lease, limit, true)
@@ -343,12 +343,15 @@ func (s *Store) NextReadyAt(ctx context.Context, now time.Time) (time.Time, bool
 
 const (
 	sqlExecution = `SELECT ` + execCols + ` FROM executions WHERE id = $1`
-	sqlSteps     = `SELECT ` + stepCols + ` FROM steps WHERE exec = $1 ORDER BY name`
-	// sqlExecutionSig reads the execution with its signal counter.
-	sqlExecutionSig = `SELECT ` + execCols + `, signal_seq FROM executions WHERE id = $1`
-	sqlJournal      = `SELECT ` + journalCols + ` FROM journal WHERE exec = $1 AND step = $2 ORDER BY seq`
-	sqlTasks        = `SELECT ` + taskCols + ` FROM tasks WHERE exec = $1 ORDER BY id`
-	sqlSignals      = `SELECT ` + signalCols + ` FROM signals WHERE exec = $1 ORDER BY seq`
+	sqlSteps     = `SELECT ` + stepCols + ` FROM steps WHERE exec = $1 ORDER BY name COLLATE "C"`
+	sqlJournal   = `SELECT ` + journalCols + ` FROM journal WHERE exec = $1 AND step = $2 ORDER BY seq`
+	sqlTasks     = `SELECT ` + taskCols + ` FROM tasks WHERE exec = $1 ORDER BY id`
+	// The reads of an execution, its steps and tasks with their versions
+	// (see readVersioned).
+	sqlExecutionVersion = `SELECT ` + execCols + `, signal_seq, xmin::text FROM executions WHERE id = $1`
+	sqlStepsVersions    = `SELECT ` + stepCols + `, xmin::text FROM steps WHERE exec = $1 ORDER BY name COLLATE "C"`
+	sqlTasksVersions    = `SELECT ` + taskCols + `, xmin::text FROM tasks WHERE exec = $1 ORDER BY id`
+	sqlSignals          = `SELECT ` + signalCols + ` FROM signals WHERE exec = $1 ORDER BY seq`
 )
 
 // read runs a query on a pooled connection and scans every row.
@@ -394,46 +397,49 @@ func (s *Store) Steps(ctx context.Context, id string) ([]store.Step, error) {
 // shared with other reads that arrive at the same time.
 func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot, error) {
 	var (
-		snap    store.Snapshot
-		k       known
-		lastSig int64
-		kept    bool // read alone, with the tasks and the digest
+		snap store.Snapshot
+		k    *known // read alone, with the tasks and the row versions
 	)
 	err := s.readBatched(ctx, &readRequest{op: "snapshot", consistent: true,
 		queue: func(b *pgx.Batch, alone bool) {
-			b.Queue(sqlExecutionSig, id)
-			b.Queue(sqlSteps, id)
-			b.Queue(sqlJournal, id, step)
 			if alone {
-				b.Queue(sqlTasks, id)
-				b.Queue(sqlReadDigest, id)
+				b.Queue(sqlExecutionVersion, id)
+				b.Queue(sqlStepsVersions, id)
+				b.Queue(sqlTasksVersions, id)
+			} else {
+				b.Queue(sqlExecution, id)
+				b.Queue(sqlSteps, id)
 			}
+			b.Queue(sqlJournal, id, step)
 		},
 		read: func(br pgx.BatchResults, alone bool) error {
-			kept = alone
+			k = nil
+			if alone {
+				execs := map[string]*known{}
+				if err := readVersioned(br, execs); err != nil {
+					return err
+				}
+				if k = execs[id]; k != nil {
+					snap.Execution, snap.Steps = copyExec(k.exec), cloneSteps(k.steps)
+				}
+			} else {
+				rows, _ := br.Query()
+				execs, err := pgx.CollectRows(rows, scanExec)
+				if err != nil {
+					return err
+				}
+				if len(execs) > 0 {
+					snap.Execution = &execs[0]
+				}
+				rows, _ = br.Query()
+				if snap.Steps, err = pgx.CollectRows(rows, scanStep); err != nil {
+					return err
+				}
+			}
 			rows, _ := br.Query()
-			execs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Execution, error) {
-				return scanExecAnd(r, &lastSig)
-			})
-			if err != nil {
-				return err
-			}
-			if len(execs) > 0 {
-				snap.Execution = &execs[0]
-			}
-			rows, _ = br.Query()
-			if snap.Steps, err = pgx.CollectRows(rows, scanStep); err != nil {
-				return err
-			}
-			rows, _ = br.Query()
-			if snap.Journal, err = pgx.CollectRows(rows, scanEntry); err != nil || !alone {
-				return err
-			}
-			rows, _ = br.Query()
-			if k.tasks, err = pgx.CollectRows(rows, scanTask); err != nil {
-				return err
-			}
-			return br.QueryRow().Scan(&k.digest)
+			var err error
+			snap.Journal, err = pgx.CollectRows(rows, scanEntry)
+			return err
 		}})
 	if err != nil {
 		return nil, err
@@ -441,11 +447,10 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 	if snap.Execution == nil {
 		return nil, s.wrap("execution "+strconv.Quote(id), store.ErrNotFound)
 	}
-	if kept && s.leasedHere(k.tasks) {
-		// Read in one transaction with its digest: the worker's Update
+	if k != nil && s.leasedHere(k.tasks) {
+		// Read in one transaction with its versions: the worker's Update
 		// that records the step can speculate on it (see known).
-		k.exec, k.steps, k.lastSig = copyExec(snap.Execution), cloneSteps(snap.Steps), lastSig
-		s.known.put(id, &k)
+		s.known.put(id, k)
 	}
 	return &snap, nil
 }

@@ -14,7 +14,8 @@ import (
 // committed when it runs, as it would alone. Only a read that goes alone
 // (the store is not busy) may ask for more: Snapshot, a consistent read,
 // then reads what its Update needs too, in one read-only REPEATABLE READ
-// transaction, and keeps it with a digest of that same moment (see known).
+// transaction, and keeps it with the row versions of that same moment
+// (see known).
 
 // sqlReadOnly begins a batch of reads.
 const sqlReadOnly = `BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`

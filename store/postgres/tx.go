@@ -55,8 +55,9 @@ type group struct {
 	conn  *pgx.Conn
 	multi bool // more than one member: a member's writes are undone alone
 
-	queue []stmt // writes not sent yet
-	err   error  // the first failure on the server; the transaction is lost
+	queue     []stmt // writes not sent yet
+	err       error  // the first failure on the server; the transaction is lost
+	savepoint bool   // a savepoint was set: later writes belong to a subtransaction
 }
 
 // tx is the store.Tx of one Update, a member of a group.
@@ -65,10 +66,11 @@ type tx struct {
 	s  *Store
 	id string
 
-	exec    *store.Execution // the execution as it now is; nil while it does not exist
-	tasks   []store.Task     // its tasks, by ID, as they now are
-	steps   []store.Step     // its steps, by name, as they now are
-	lastSig int64            // the highest signal Seq given out (executions.signal_seq)
+	exec     *store.Execution // the execution as it now is; nil while it does not exist
+	tasks    []store.Task     // its tasks, by ID, as they now are
+	steps    []store.Step     // its steps, by name, as they now are
+	lastSig  int64            // the highest signal Seq given out (executions.signal_seq)
+	versions                  // of the execution's row, tasks and steps ("": written here)
 	// sigs holds the Seqs of the inbox as it now is, once Signals has read
 	// it in this Update (nil before): PutSignal then needs no round trip to
 	// tell whether the signal exists.
@@ -118,12 +120,12 @@ const (
 // primary key (or its prefix); they run after indexPlans, so that the
 // join is a nested loop of index lookups whatever the statistics say.
 var (
-	sqlGroupExecs = `SELECT ` + qualify("e", execCols) + `, e.signal_seq FROM unnest($1::text[]) AS u(id)
+	sqlGroupExecs = `SELECT ` + qualify("e", execCols) + `, e.signal_seq, e.xmin::text FROM unnest($1::text[]) AS u(id)
 		JOIN executions e ON e.id = u.id`
-	sqlGroupTasks = `SELECT ` + qualify("t", taskCols) + ` FROM unnest($1::text[]) AS u(id)
+	sqlGroupTasks = `SELECT ` + qualify("t", taskCols) + `, t.xmin::text FROM unnest($1::text[]) AS u(id)
 		JOIN tasks t ON t.exec = u.id ORDER BY t.id FOR UPDATE OF t`
-	sqlGroupSteps = `SELECT ` + qualify("s", stepCols) + ` FROM unnest($1::text[]) AS u(id)
-		JOIN steps s ON s.exec = u.id ORDER BY s.exec, s.name`
+	sqlGroupSteps = `SELECT ` + qualify("s", stepCols) + `, s.xmin::text FROM unnest($1::text[]) AS u(id)
+		JOIN steps s ON s.exec = u.id ORDER BY s.exec, s.name COLLATE "C"`
 )
 
 // qualify prefixes each column of a list with a table alias.
@@ -168,12 +170,15 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 				return err
 			}
 		}
-		var lastSig int64
+		var (
+			lastSig int64
+			xmin    string
+		)
 		rows, _ := br.Query()
 		execs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Execution, error) {
-			x, err := scanExecAnd(r, &lastSig)
+			x, err := scanExecAnd(r, &lastSig, &xmin)
 			if err == nil {
-				byExec[x.ID].lastSig = lastSig
+				byExec[x.ID].lastSig, byExec[x.ID].execX = lastSig, xmin
 			}
 			return x, err
 		})
@@ -183,23 +188,25 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 		for i := range execs {
 			byExec[execs[i].ID].exec = &execs[i]
 		}
-		rows, _ = br.Query()
-		tasks, err := pgx.CollectRows(rows, scanTask)
+		err = eachRow(br, func(r pgx.CollectableRow) error {
+			task, err := scanTaskAnd(r, &xmin)
+			if t := byExec[task.Exec]; err == nil {
+				t.tasks, t.taskX = append(t.tasks, task), append(t.taskX, xmin)
+			}
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		for _, task := range tasks {
-			t := byExec[task.Exec]
-			t.tasks = append(t.tasks, task)
-		}
-		rows, _ = br.Query()
-		steps, err := pgx.CollectRows(rows, scanStep)
+		err = eachRow(br, func(r pgx.CollectableRow) error {
+			st, err := scanStepAnd(r, &xmin)
+			if t := byExec[st.Exec]; err == nil {
+				t.steps, t.stepX = append(t.steps, st), append(t.stepX, xmin)
+			}
+			return err
+		})
 		if err != nil {
 			return err
-		}
-		for _, st := range steps {
-			t := byExec[st.Exec]
-			t.steps = append(t.steps, st)
 		}
 		if reserve > 0 {
 			return g.s.takeReserved(br)
@@ -223,7 +230,7 @@ func (g *group) send(t *tx, op string, b *pgx.Batch, read func(pgx.BatchResults)
 	}
 	if t != nil && g.multi && !t.saved {
 		g.queue = slices.Insert(g.queue, t.mark, stmt{op: "savepoint", sql: sqlSavepoint, kind: barrier})
-		t.saved = true
+		t.saved, g.savepoint = true, true
 	}
 	queued := merge(g.queue)
 	g.queue = nil
@@ -319,12 +326,12 @@ func (t *tx) undo() {
 	g.queue = g.queue[:t.mark]
 }
 
-// commit runs step 4. With digestOf set, it also returns the digest of
-// that execution as committed (see known).
-func (g *group) commit(payloads []string, keep []*tx) (digests map[string]string, err error) {
+// commit runs step 4. With executions to keep, it also returns the
+// transaction's ID (see sqlXid).
+func (g *group) commit(payloads []string, keep []*tx) (xid string, err error) {
 	b := &pgx.Batch{}
 	notifies := queueNotifies(b, g.s.channel, payloads)
-	queueDigests(b, keep)
+	queueXid(b, keep)
 	b.Queue("COMMIT")
 	err = g.send(nil, "commit", b, func(br pgx.BatchResults) error {
 		for range notifies {
@@ -332,12 +339,12 @@ func (g *group) commit(payloads []string, keep []*tx) (digests map[string]string
 				return err
 			}
 		}
-		if digests, err = readDigests(br, keep); err != nil {
+		if xid, err = readXid(br, keep); err != nil {
 			return err
 		}
 		return readCommit(br)
 	})
-	return digests, err
+	return xid, err
 }
 
 // queueNotifies queues the notifications of payloads and returns how many
@@ -415,7 +422,7 @@ func (t *tx) CreateExecution(e *store.Execution) error {
 	if err != nil {
 		return err
 	}
-	t.exec, t.changed, t.finished = normExec(t.id, e), true, e.Status.Finished()
+	t.exec, t.changed, t.finished, t.execX = normExec(t.id, e), true, e.Status.Finished(), ""
 	return t.write("create execution", `INSERT INTO executions (`+execCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`, args...)
 }
@@ -429,7 +436,7 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	if c, ok := progressed(old, e); ok {
 		// Only the step counter and the time moved: the rest of the row,
 		// its inputs above all, need not be sent or written again.
-		t.exec = c
+		t.exec, t.execX = c, ""
 		return t.writeAs(mergeProgress, "put execution", sqlPutProgress, t.id, c.Seq, c.UpdatedAt)
 	}
 	args, err := execArgs(t.id, e)
@@ -444,7 +451,7 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	if e.Status.Finished() && !old.Status.Finished() {
 		t.finished = true
 	}
-	t.exec = normExec(t.id, e)
+	t.exec, t.execX = normExec(t.id, e), ""
 	return t.writeAs(mergeExec, "put execution", `UPDATE executions SET run = $2, graph = $3, target = $4, codec = $5,
 		inputs = $6, status = $7, result_type = $8, result_data = $9, error = $10, cancel_requested = $11,
 		deadline = $12, created_at = $13, updated_at = $14, finished_at = $15, seq = $16, parent = $17,
@@ -493,9 +500,9 @@ func (t *tx) PutStep(s *store.Step) error {
 	}
 	put := normStep(t.id, s)
 	if i, ok := slices.BinarySearchFunc(t.steps, s.Name, byName); ok {
-		t.steps[i] = put
+		t.steps[i], t.stepX[i] = put, ""
 	} else {
-		t.steps = slices.Insert(t.steps, i, put)
+		t.steps, t.stepX = slices.Insert(t.steps, i, put), slices.Insert(t.stepX, i, "")
 	}
 	return nil
 }
@@ -515,7 +522,7 @@ func (t *tx) DeleteStep(name string) error {
 		return t.lost() // nothing to delete
 	}
 	if i, ok := slices.BinarySearchFunc(t.steps, name, byName); ok {
-		t.steps = slices.Delete(t.steps, i, i+1)
+		t.steps, t.stepX = slices.Delete(t.steps, i, i+1), slices.Delete(t.stepX, i, i+1)
 	}
 	return t.writeAs(touchSteps, "delete step", `WITH j AS (DELETE FROM journal WHERE exec = $1 AND step = $2)
 		DELETE FROM steps WHERE exec = $1 AND name = $2`, t.id, name)
@@ -574,7 +581,7 @@ func (t *tx) AddSignal(s *store.Signal) error {
 		signalArgs(t.id, seq, s)...); err != nil {
 		return err
 	}
-	t.lastSig, t.changed = seq, true
+	t.lastSig, t.changed, t.execX = seq, true, ""
 	if t.sigs != nil {
 		t.sigs[seq] = true
 	}
@@ -666,7 +673,7 @@ func (t *tx) AddTask(task *store.Task) error {
 	}
 	task.ID, task.Exec = id, t.id
 	i, _ := slices.BinarySearchFunc(t.tasks, id, byID)
-	t.tasks = slices.Insert(t.tasks, i, normTask(*task))
+	t.tasks, t.taskX = slices.Insert(t.tasks, i, normTask(*task)), slices.Insert(t.taskX, i, "")
 	t.ready = t.ready || claimable(task)
 	return nil
 }
@@ -712,7 +719,7 @@ func (t *tx) PutTask(task *store.Task) error {
 	}
 	put := normTask(*task)
 	put.Exec = t.id
-	t.tasks[i] = put
+	t.tasks[i], t.taskX[i] = put, ""
 	t.ready = t.ready || claimable(task)
 	return t.writeAs(touchTask, "put task", `UPDATE tasks SET step = $2, kind = $3, ready_at = $4, owner = $5, lease_until = $6,
 		attempt = $7, claims = $8, queue = $9, worker = $10 WHERE id = $1`,
@@ -729,7 +736,7 @@ func (t *tx) DeleteTask(id int64) error {
 	if i < 0 {
 		return nil // missing, or another execution's
 	}
-	t.tasks = slices.Delete(t.tasks, i, i+1)
+	t.tasks, t.taskX = slices.Delete(t.tasks, i, i+1), slices.Delete(t.taskX, i, i+1)
 	return t.writeAs(mergeDelTask, "delete task", `DELETE FROM tasks WHERE id = $1`, id)
 }
 
