@@ -129,8 +129,12 @@
 // by zero) and the Update runs the ordinary way, calling fn again. An fn
 // that needs a read of its own (the journal, the inbox) runs the ordinary
 // way at once, before anything is sent. Create (store.Creator), which the
-// engine uses to start executions, speculates the same way that the
-// execution does not exist yet. A lone Update that speculates costs one
+// engine uses to start executions, speculates that the execution does not
+// exist yet, with neither lock nor guard when fn creates it: if it exists
+// after all, the insert fails on the primary key (the server logs it) and
+// the Create runs the ordinary way. A guard of a transaction that writes
+// what it will keep also returns the transaction's ID, so that the row
+// versions are known without a statement more. A lone Update that speculates costs one
 // round trip instead of two; a step of a chain recorded this way costs one
 // round trip and one commit. A group speculates when every member's
 // execution is known: BEGIN, the locks, the lock of all the members'

@@ -223,17 +223,29 @@ func digestOf(id, lock string) string {
 // the members' digests ($1 the IDs, $2 the digests).
 var (
 	sqlGroupTaskLocks = `SELECT count(*) FROM (SELECT id FROM tasks WHERE exec = ANY($1::text[]) ORDER BY id FOR UPDATE) t`
-	sqlGroupGuard     = `SELECT 1 / (CASE WHEN bool_and((` + digestOf("u.id", "") + `) = u.d) THEN 1 ELSE 0 END)
-		FROM unnest($1::text[], $2::text[]) AS u(id, d)`
+	sqlGroupGuard     = `SELECT 1 / (CASE WHEN bool_and((` + digestOf("u.id", "") + `) = u.d) THEN 1 ELSE 0 END)` +
+		groupGuardFrom
+	groupGuardFrom = ` FROM unnest($1::text[], $2::text[]) AS u(id, d)`
 )
 
 // sqlGuard fails with a division by zero unless the digest of execution $1
 // is $2; the tasks' rows stay locked, as the group's read locks them.
 var sqlGuard = `SELECT 1 / (CASE WHEN (` + sqlDigest + `) = $2 THEN 1 ELSE 0 END)`
 
+// The guards of a transaction that will write and keep what it wrote also
+// give it its ID (see sqlXid), which saves a statement.
+var (
+	sqlGuardXid      = sqlGuard + `, ` + xidNow
+	sqlGroupGuardXid = strings.TrimSuffix(sqlGroupGuard, groupGuardFrom) + `, ` + xidNow + groupGuardFrom
+)
+
 // sqlXid reads the ID of the transaction, if it was given one (it wrote
 // something), as xmin shows it: the version of every row it wrote.
-const sqlXid = `SELECT pg_current_xact_id_if_assigned()::xid::text`
+// xidNow gives the transaction its ID at once.
+const (
+	sqlXid = `SELECT pg_current_xact_id_if_assigned()::xid::text`
+	xidNow = `pg_current_xact_id()::xid::text`
+)
 
 // errNeedRead stops a speculative fn that asked for a read.
 var errNeedRead = errors.New("postgres: the update needs a read")
@@ -336,11 +348,34 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 			payloads = append(payloads, p)
 		}
 	}
+	// Members that all create their execution need neither locks nor a
+	// guard: the insert of an execution that exists after all fails on
+	// its primary key, and that too sends them the ordinary way.
+	creating := true
+	for i, t := range txs {
+		creating = creating && ks[i].exec == nil && t.exec != nil
+	}
+	var keep []*tx
+	for _, t := range txs {
+		if s.leasedHere(t.tasks) {
+			keep = append(keep, t)
+		}
+	}
+	queued := merge(g.queue)
+	// The transaction's ID is wanted if it writes rows to keep; the guard
+	// asks for it, or a statement of its own when there is no guard.
+	wantXid := len(keep) > 0 && len(queued) > 0
+	guardSQL, groupGuardSQL := sqlGuard, sqlGroupGuard
+	if wantXid {
+		guardSQL, groupGuardSQL = sqlGuardXid, sqlGroupGuardXid
+	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	if len(members) == 1 {
+	if creating {
+		// nothing to lock or check
+	} else if len(members) == 1 {
 		b.Queue(sqlLock, members[0].key)
-		b.Queue(sqlGuard, members[0].id, digests[0])
+		b.Queue(guardSQL, members[0].id, digests[0])
 	} else {
 		ids, keys := make([]string, len(members)), make([]int64, len(members))
 		for i, m := range members {
@@ -349,21 +384,16 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		slices.Sort(keys)
 		b.Queue(sqlLocks, slices.Compact(keys))
 		b.Queue(sqlGroupTaskLocks, ids)
-		b.Queue(sqlGroupGuard, ids, digests)
+		b.Queue(groupGuardSQL, ids, digests)
 	}
 	guard := len(b.QueuedQueries) - 1
-	queued := merge(g.queue)
 	for _, q := range queued {
 		b.Queue(q.sql, q.args...)
 	}
 	notifies := queueNotifies(b, s.channel, payloads)
-	var keep []*tx
-	for _, t := range txs {
-		if s.leasedHere(t.tasks) {
-			keep = append(keep, t)
-		}
+	if creating && wantXid {
+		b.Queue(sqlXid)
 	}
-	queueXid(b, keep)
 	reserve := s.ids.wanted() // as the ordinary first round trip does
 	if reserve > 0 {
 		s.queueReserve(b, reserve)
@@ -375,8 +405,14 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	failed := "begin"
 	err := func() error {
 		for i := range guard + 1 {
-			_, err := br.Exec()
-			if i == guard {
+			var err error
+			if i == guard && wantXid && !creating {
+				var one int
+				err = br.QueryRow().Scan(&one, &xid)
+			} else {
+				_, err = br.Exec()
+			}
+			if i == guard && !creating {
 				var pe *pgconn.PgError
 				if errors.As(err, &pe) && pe.Code == "22012" { // division_by_zero: the guard
 					stale = true
@@ -389,6 +425,10 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		for _, q := range queued {
 			failed = q.op
 			if _, err := br.Exec(); err != nil {
+				var pe *pgconn.PgError
+				if creating && errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == "executions" {
+					stale = true // unique_violation: an execution exists
+				}
 				return err
 			}
 		}
@@ -398,9 +438,10 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 				return err
 			}
 		}
-		var err error
-		if xid, err = readXid(br, keep); err != nil {
-			return err
+		if creating && wantXid {
+			if err := br.QueryRow().Scan(&xid); err != nil {
+				return err
+			}
 		}
 		if reserve > 0 {
 			if err := s.takeReserved(br); err != nil {

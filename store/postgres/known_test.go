@@ -309,19 +309,53 @@ func TestGroupSpeculation(t *testing.T) {
 	if a.SpeculatedGroups() == 0 {
 		t.Error("no group speculated")
 	}
+	// With the other process gone, what a keeps after each commit (the row
+	// versions it read, and its transaction's ID for the rows it wrote) is
+	// exact: once each execution is known again, no Update finds it changed.
+	for i := range execs {
+		if err := add(a, fmt.Sprint("g-", i), "c", "worker-a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok, stale = a.Speculated()
+	groups := a.SpeculatedGroups()
+	const more = 10
+	errs = make(chan error, execs*more)
+	for i := range execs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range more {
+				errs <- add(a, fmt.Sprint("g-", i), fmt.Sprint("d", r), "worker-a")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok2, stale2 := a.Speculated()
+	t.Logf("alone: %d more speculated (%d groups of several), %d stale", ok2-ok, a.SpeculatedGroups()-groups, stale2-stale)
+	if stale2 != stale || ok2-ok != execs*more {
+		t.Errorf("alone: %d speculated, %d stale; want %d, 0", ok2-ok, stale2-stale, execs*more)
+	}
+	const total = rounds + rounds/10 + 1 + more
 	for i := range execs {
 		id := fmt.Sprint("g-", i)
 		steps, err := a.Steps(t.Context(), id)
-		if err != nil || len(steps) != rounds+rounds/10 {
-			t.Fatalf("%s: %d steps, %v; want %d", id, len(steps), err, rounds+rounds/10)
+		if err != nil || len(steps) != total {
+			t.Fatalf("%s: %d steps, %v; want %d", id, len(steps), err, total)
 		}
 		x, err := a.Execution(t.Context(), id)
 		if err != nil || x.Seq != int64(len(steps)) {
 			t.Fatalf("%s: seq %d, %v; want %d", id, x.Seq, err, len(steps))
 		}
 		tasks, err := a.Tasks(t.Context(), id)
-		if err != nil || len(tasks) != rounds {
-			t.Fatalf("%s: %d tasks, %v; want %d", id, len(tasks), err, rounds)
+		if err != nil || len(tasks) != rounds+1+more {
+			t.Fatalf("%s: %d tasks, %v; want %d", id, len(tasks), err, rounds+1+more)
 		}
 	}
 }
