@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -411,4 +412,55 @@ func recordStep(tx store.Tx, step string, task *store.Task) error {
 		return nil
 	}
 	return tx.AddTask(task)
+}
+
+// Step names are kept in bytewise order whatever the database's collation:
+// on a database whose default collation sorts "a" before "B" (ICU, en-US),
+// Updates find the steps they rewrite (no step is listed twice), Steps
+// lists them bytewise, and speculating Updates still find the versions they
+// kept (the digest orders names bytewise too).
+func TestStepNamesUnderCollation(t *testing.T) {
+	url := pgtest.Database(t, `TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`)
+	a := open(t, url)
+	if _, err := a.ExtendLeases(t.Context(), "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	create(t, a, "e")
+	names := []string{"b", "B", "a", "_x", "Z", "é", "A"}
+	lease := &store.Task{Kind: store.TaskStep, ReadyAt: base, Owner: "worker-a", LeaseUntil: base.Add(time.Hour)}
+	for round := range 3 { // the first round adds the steps, later ones rewrite them
+		for _, n := range names {
+			err := a.Update(t.Context(), "e", func(tx store.Tx) error {
+				steps, err := tx.Steps()
+				if err != nil {
+					return err
+				}
+				if want := min(len(names), round*len(names)+slices.Index(names, n)); len(steps) != want {
+					return fmt.Errorf("round %d, step %q: the Update sees %d steps, want %d", round, n, len(steps), want)
+				}
+				task := *lease
+				task.Step = n
+				return recordStep(tx, n, &task)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	steps, err := a.Steps(t.Context(), "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range steps {
+		got = append(got, s.Name)
+	}
+	want := slices.Clone(names)
+	slices.Sort(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("steps %q, want %q (bytewise)", got, want)
+	}
+	if ok, stale := a.Speculated(); stale != 0 || ok != int64(3*len(names)-1) {
+		t.Errorf("speculated %d, stale %d; want %d, 0", ok, stale, 3*len(names)-1)
+	}
 }

@@ -104,6 +104,33 @@ func URL(t testing.TB) string {
 	return WithParam(t, server, "search_path", schema)
 }
 
+// Database is URL for a database of the test's own, created with the
+// given options of CREATE DATABASE (a collation, say) and dropped when the
+// test ends: for behaviour that depends on what a database is created
+// with. It fails t if the server cannot create it.
+func Database(t testing.TB, options string) string {
+	t.Helper()
+	server := ServerURL(t)
+	name := schemaName(t.Name())
+	if err := exec(server, "CREATE DATABASE "+name+" "+options); err != nil {
+		t.Fatalf("pgtest: creating database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := exec(server, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("pgtest: dropping database %s: %v", name, err)
+		}
+	})
+	if !strings.HasPrefix(server, "postgres://") && !strings.HasPrefix(server, "postgresql://") {
+		return server + " dbname=" + name
+	}
+	p, err := url.Parse(server)
+	if err != nil {
+		t.Fatalf("pgtest: bad URL %s: %v", redact(server), err)
+	}
+	p.Path = "/" + name
+	return p.String()
+}
+
 // exec runs one statement on a connection of its own.
 func exec(server, sql string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
