@@ -35,7 +35,8 @@
 // advisory lock, pg_advisory_xact_lock, on a 64-bit FNV-1a hash of the
 // schema name and the ID. The lock does not need a row, so it covers
 // executions that do not exist yet (two processes creating the same ID
-// queue up, and the second sees ErrExists); it is released by COMMIT or
+// queue up, and the second sees ErrExists; a Create that speculates takes
+// no lock, see Speculative Updates); it is released by COMMIT or
 // ROLLBACK, also when the connection dies. A hash collision only makes two
 // executions wait for each other. Within the transaction, the execution's
 // tasks are locked too (SELECT ... FOR UPDATE), so that no Claim,
@@ -254,7 +255,13 @@
 //
 // Server settings in the URL apply to every connection; lock_timeout
 // bounds how long an Update waits for an execution that another process
-// holds.
+// holds. Unless the URL sets plan_cache_mode, the pool's connections use
+// force_generic_plan: docket's statements are prepared once per
+// connection and look rows up by key (the transactions that write, and
+// the claims, turn sequential scans and hash and merge joins off, so that
+// a plan made while a table was small still uses its indexes once it is
+// large), so planning each execution of a statement anew for its
+// parameters only cost time — a tenth of the server's CPU under load.
 //
 // # Errors
 //
