@@ -1,6 +1,7 @@
 // Package postgres is docket's PostgreSQL store, for executions shared by
 // many processes on many machines. It talks to the server with
-// github.com/jackc/pgx/v5 through a pgxpool connection pool.
+// github.com/jackc/pgx/v5 through a pgxpool connection pool. It needs
+// PostgreSQL 13 or later.
 //
 //	s, err := postgres.Open(ctx, "postgres://docket@db.internal/app?search_path=docket")
 //
