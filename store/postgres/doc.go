@@ -1,7 +1,8 @@
 // Package postgres is docket's PostgreSQL store, for executions shared by
 // many processes on many machines. It talks to the server with
 // github.com/jackc/pgx/v5 through a pgxpool connection pool. It needs
-// PostgreSQL 13 or later.
+// PostgreSQL 13 or later (Open refuses an older server with
+// ErrServerTooOld).
 //
 //	s, err := postgres.Open(ctx, "postgres://docket@db.internal/app?search_path=docket")
 //

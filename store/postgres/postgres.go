@@ -26,6 +26,13 @@ var ErrSchemaTooNew = errors.New("postgres: database schema is newer than this v
 // missing or older than this version of docket needs: run Migrate first.
 var ErrSchemaTooOld = errors.New("postgres: database schema is older than this version of docket needs")
 
+// ErrServerTooOld is returned by Open for a server older than
+// PostgreSQL 13, the first with the transaction ID functions docket uses.
+var ErrServerTooOld = errors.New("postgres: server is older than PostgreSQL 13, which docket needs")
+
+// minServerVersion is PostgreSQL 13, as server_version_num gives it.
+const minServerVersion = 130000
+
 // ErrBadValue is returned for a value that the server would refuse: a name
 // or ID with a NUL byte or invalid UTF-8, a time outside PostgreSQL's range
 // (4713 BC to 294276 AD), a count beyond 32 bits. The Update that tried to
@@ -173,6 +180,13 @@ func (s *Store) setup(ctx context.Context, o options) error {
 		return s.wrap("open", err)
 	}
 	defer c.Release()
+	var version int
+	if err := c.Conn().QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return s.wrap("open", err)
+	}
+	if version < minServerVersion {
+		return fmt.Errorf("%w (server %s has version %d)", ErrServerTooOld, s.name, version)
+	}
 	if s.schema, err = currentSchema(ctx, c.Conn()); err != nil {
 		return s.wrap("open", err)
 	}
