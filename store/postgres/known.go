@@ -228,6 +228,10 @@ var (
 	groupGuardFrom = ` FROM unnest($1::text[], $2::text[]) AS u(id, d)`
 )
 
+// sqlPlans plans the rest of a transaction that takes no lock as sqlLock
+// does.
+const sqlPlans = `SELECT ` + indexPlans
+
 // sqlGuard fails with a division by zero unless the digest of execution $1
 // is $2; the tasks' rows stay locked, as the group's read locks them.
 var sqlGuard = `SELECT 1 / (CASE WHEN (` + sqlDigest + `) = $2 THEN 1 ELSE 0 END)`
@@ -372,7 +376,9 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	if creating {
-		// nothing to lock or check
+		// Nothing to lock or check; the writes are planned as in every
+		// Update (a plan is made once per connection, see Connections).
+		b.Queue(sqlPlans)
 	} else if len(members) == 1 {
 		b.Queue(sqlLock, members[0].key)
 		b.Queue(guardSQL, members[0].id, digests[0])

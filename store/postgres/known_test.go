@@ -279,31 +279,24 @@ func TestGroupSpeculation(t *testing.T) {
 	for i := range execs {
 		create(t, a, fmt.Sprint("g-", i))
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, execs*rounds*2)
-	for i := range execs {
-		wg.Add(2)
-		go func() { // this process's worker, step after step
-			defer wg.Done()
-			for r := range rounds {
-				errs <- add(a, fmt.Sprint("g-", i), fmt.Sprint("a", r), "worker-a")
+	// Each execution gets steps from this process's worker, step after
+	// step, and now and then from another process.
+	inParallel(t, execs, func(i int) error {
+		for r := range rounds {
+			if err := add(a, fmt.Sprint("g-", i), fmt.Sprint("a", r), "worker-a"); err != nil {
+				return err
 			}
-		}()
-		go func() { // another process, now and then
-			defer wg.Done()
-			for r := range rounds / 10 {
-				time.Sleep(time.Duration(r+i) * time.Millisecond)
-				errs <- add(b, fmt.Sprint("g-", i), fmt.Sprint("b", r), "")
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
 		}
-	}
+		return nil
+	}, func(i int) error {
+		for r := range rounds / 10 {
+			time.Sleep(time.Duration(r+i) * time.Millisecond)
+			if err := add(b, fmt.Sprint("g-", i), fmt.Sprint("b", r), ""); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	ok, stale := a.Speculated()
 	t.Logf("%d Updates grouped, %d speculated (%d groups of several), %d found their execution changed",
 		a.Grouped(), ok, a.SpeculatedGroups(), stale)
@@ -321,23 +314,14 @@ func TestGroupSpeculation(t *testing.T) {
 	ok, stale = a.Speculated()
 	groups := a.SpeculatedGroups()
 	const more = 10
-	errs = make(chan error, execs*more)
-	for i := range execs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range more {
-				errs <- add(a, fmt.Sprint("g-", i), fmt.Sprint("d", r), "worker-a")
+	inParallel(t, execs, func(i int) error {
+		for r := range more {
+			if err := add(a, fmt.Sprint("g-", i), fmt.Sprint("d", r), "worker-a"); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
 		}
-	}
+		return nil
+	})
 	ok2, stale2 := a.Speculated()
 	t.Logf("alone: %d more speculated (%d groups of several), %d stale", ok2-ok, a.SpeculatedGroups()-groups, stale2-stale)
 	if stale2 != stale || ok2-ok != execs*more {
@@ -462,5 +446,29 @@ func TestStepNamesUnderCollation(t *testing.T) {
 	}
 	if ok, stale := a.Speculated(); stale != 0 || ok != int64(3*len(names)-1) {
 		t.Errorf("speculated %d, stale %d; want %d, 0", ok, stale, 3*len(names)-1)
+	}
+}
+
+// inParallel runs each of fns for each of n executions, all at once, and
+// fails t with the first error.
+func inParallel(t *testing.T, n int, fns ...func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n*len(fns))
+	for i := range n {
+		for _, fn := range fns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- fn(i)
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
