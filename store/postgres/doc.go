@@ -257,7 +257,8 @@
 //
 // Server settings in the URL apply to every connection; lock_timeout
 // bounds how long an Update waits for an execution that another process
-// holds. Unless the URL sets plan_cache_mode, the pool's connections use
+// holds. Unless the URL sets plan_cache_mode (as a parameter or in
+// options), the pool's connections use
 // force_generic_plan: docket's statements are prepared once per
 // connection and look rows up by key (the transactions that write, and
 // the claims, turn sequential scans and hash and merge joins off, so that

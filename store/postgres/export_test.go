@@ -1,5 +1,14 @@
 package postgres
 
+import "context"
+
+// Setting returns a server setting as the store's pooled connections have it.
+func (s *Store) Setting(ctx context.Context, name string) (string, error) {
+	var v string
+	err := s.pool.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v)
+	return v, err
+}
+
 // Channel returns the NOTIFY channel of the store's schema.
 func (s *Store) Channel() string { return s.channel }
 

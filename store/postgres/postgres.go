@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -145,8 +146,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	// looks rows up by key, so a plan made for its first parameters is as
 	// good as one made for each call's; planning each call anew was a
 	// tenth of the server's time under load. A URL that sets
-	// plan_cache_mode keeps its own.
-	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
+	// plan_cache_mode (also as options=-c plan_cache_mode=...) keeps its own.
+	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok &&
+		!strings.Contains(cfg.ConnConfig.RuntimeParams["options"], "plan_cache_mode") {
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	}
 	// A quarter of the pool (at least one connection) leads groups of

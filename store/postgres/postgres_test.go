@@ -808,3 +808,23 @@ func TestGroupFailure(t *testing.T) {
 		}
 	}
 }
+
+// The store's connections make each statement's plan once, unless the URL
+// chooses otherwise, as a parameter or in options.
+func TestPlanCacheMode(t *testing.T) {
+	url := pgtest.URL(t)
+	withOptions := url + " options='-c plan_cache_mode=force_custom_plan'" // a key=value string
+	if strings.Contains(url, "://") {
+		withOptions = url + "&options=-c%20plan_cache_mode%3Dforce_custom_plan" // pgtest.URL has a query
+	}
+	for _, c := range []struct{ url, want string }{
+		{url, "force_generic_plan"},
+		{pgtest.WithParam(t, url, "plan_cache_mode", "auto"), "auto"},
+		{withOptions, "force_custom_plan"},
+	} {
+		got, err := open(t, c.url).Setting(t.Context(), "plan_cache_mode")
+		if err != nil || got != c.want {
+			t.Errorf("plan_cache_mode %q, %v; want %q", got, err, c.want)
+		}
+	}
+}
