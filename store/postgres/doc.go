@@ -258,13 +258,13 @@
 // Server settings in the URL apply to every connection; lock_timeout
 // bounds how long an Update waits for an execution that another process
 // holds. Unless the URL sets plan_cache_mode (as a parameter or in
-// options), the pool's connections use
-// force_generic_plan: docket's statements are prepared once per
-// connection and look rows up by key (the transactions that write, and
-// the claims, turn sequential scans and hash and merge joins off, so that
-// a plan made while a table was small still uses its indexes once it is
-// large), so planning each execution of a statement anew for its
-// parameters only cost time — a tenth of the server's CPU under load.
+// options), the pool's connections use force_generic_plan: docket's
+// statements are prepared once per connection and look rows up by key
+// (the transactions that write, and the claims, turn sequential scans and
+// hash and merge joins off, so that a plan made while a table was small
+// still uses its indexes once it is large), so planning each execution of
+// a statement anew for its parameters only cost time — a tenth of the
+// server's CPU under load.
 //
 // # Errors
 //
