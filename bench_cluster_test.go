@@ -57,16 +57,23 @@ func benchWorker(spec string) {
 	select {}
 }
 
+// benchURL is a fresh schema's URL with the connection parameters of
+// DOCKET_BENCH_PARAMS ("k=v k=v", e.g. "synchronous_commit=off").
+func benchURL(b *testing.B) string {
+	u := pgtest.URL(b)
+	for _, kv := range strings.Fields(os.Getenv("DOCKET_BENCH_PARAMS")) {
+		k, v, _ := strings.Cut(kv, "=")
+		u = pgtest.WithParam(b, u, k, v)
+	}
+	return u
+}
+
 // benchCluster starts n worker processes on a fresh schema and returns a
 // client engine on it.
 func benchCluster(b *testing.B, n, workers int) (*docket.Engine, []*docket.Graph) {
-	u := pgtest.URL(b)
+	u := benchURL(b)
 	if pool := os.Getenv("DOCKET_BENCH_POOL"); pool != "" {
 		u = pgtest.WithParam(b, u, "pool_max_conns", pool)
-	}
-	for _, kv := range strings.Fields(os.Getenv("DOCKET_BENCH_PARAMS")) { // e.g. "plan_cache_mode=force_generic_plan"
-		k, v, _ := strings.Cut(kv, "=")
-		u = pgtest.WithParam(b, u, k, v)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -195,11 +202,7 @@ func BenchmarkPostgresSignal(b *testing.B) {
 // once): the same work without the hop to another process, and easy to
 // profile. DOCKET_BENCH_CONC sets the executions in flight, as there.
 func BenchmarkPostgresChainInProcess(b *testing.B) {
-	u := pgtest.URL(b)
-	for _, kv := range strings.Fields(os.Getenv("DOCKET_BENCH_PARAMS")) { // e.g. "synchronous_commit=off"
-		k, v, _ := strings.Cut(kv, "=")
-		u = pgtest.WithParam(b, u, k, v)
-	}
+	u := benchURL(b)
 	graphs := benchGraphs()
 	eng, err := docket.Open(context.Background(), docket.Config{Store: u, Graphs: graphs, Workers: 64})
 	if err != nil {

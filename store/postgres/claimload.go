@@ -43,33 +43,43 @@ func readClaimedLoad(br pgx.BatchResults) (*claimedLoad, error) {
 // (xmin), the steps in bytewise name order and the tasks in ID order.
 // Steps and tasks of executions not read are skipped.
 func readVersioned(br pgx.BatchResults, execs map[string]*known) error {
-	var xmin string
-	err := eachRow(br, func(r pgx.CollectableRow) error {
+	err := eachVersioned(br, func(r pgx.CollectableRow, more ...any) (*known, error) {
 		x := &known{}
-		e, err := scanExecAnd(r, &x.lastSig, &x.execX)
+		e, err := scanExecAnd(r, append([]any{&x.lastSig}, more...)...)
 		x.exec = &e
-		execs[e.ID] = x
-		return err
+		return x, err
+	}, func(x *known, v string) {
+		x.execX = v
+		execs[x.exec.ID] = x
 	})
 	if err == nil {
-		err = eachRow(br, func(r pgx.CollectableRow) error {
-			s, err := scanStepAnd(r, &xmin)
+		err = eachVersioned(br, scanStepAnd, func(s store.Step, v string) {
 			if x := execs[s.Exec]; x != nil {
-				x.steps, x.stepX = append(x.steps, s), append(x.stepX, xmin)
+				x.steps, x.stepX = append(x.steps, s), append(x.stepX, v)
 			}
-			return err
 		})
 	}
 	if err == nil {
-		err = eachRow(br, func(r pgx.CollectableRow) error {
-			t, err := scanTaskAnd(r, &xmin)
+		err = eachVersioned(br, scanTaskAnd, func(t store.Task, v string) {
 			if x := execs[t.Exec]; x != nil {
-				x.tasks, x.taskX = append(x.tasks, t), append(x.taskX, xmin)
+				x.tasks, x.taskX = append(x.tasks, t), append(x.taskX, v)
 			}
-			return err
 		})
 	}
 	return err
+}
+
+// eachVersioned calls fn for each row of br's next result, scanned with
+// its version (the row's last column).
+func eachVersioned[T any](br pgx.BatchResults, scan func(pgx.CollectableRow, ...any) (T, error), fn func(T, string)) error {
+	var version string
+	return eachRow(br, func(r pgx.CollectableRow) error {
+		v, err := scan(r, &version)
+		if err == nil {
+			fn(v, version)
+		}
+		return err
+	})
 }
 
 // eachRow calls fn for each row of br's next result.
@@ -80,11 +90,11 @@ func eachRow(br pgx.BatchResults, fn func(pgx.CollectableRow) error) error {
 }
 
 // keep keeps each execution read (see known): its tasks were just leased
-// here, so this process most likely makes its next Update.
+// here, so this process most likely makes its next Update. What is kept
+// is no longer l's: call snapshots first.
 func (l *claimedLoad) keep(s *Store) {
 	for id, x := range l.execs {
-		s.known.put(id, &known{exec: copyExec(x.exec), tasks: slices.Clone(x.tasks), steps: cloneSteps(x.steps),
-			lastSig: x.lastSig, versions: x.versions.clone()})
+		s.known.put(id, x)
 	}
 }
 

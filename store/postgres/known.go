@@ -67,31 +67,25 @@ type versions struct {
 	taskX, stepX []string
 }
 
-// clone returns a copy that can change on its own.
-func (v versions) clone() versions {
-	return versions{execX: v.execX, taskX: slices.Clone(v.taskX), stepX: slices.Clone(v.stepX)}
-}
-
-// resolve returns the versions after the commit of the transaction xid
-// ("" if it was given none: it wrote nothing), and false when they cannot
-// be told: a row marked written by a transaction that has no ID.
-func (v versions) resolve(xid string) (versions, bool) {
-	out := versions{execX: v.execX, taskX: make([]string, len(v.taskX)), stepX: make([]string, len(v.stepX))}
-	set := func(dst *string, x string) bool {
-		if x == "" {
-			x = xid
+// resolve gives the rows marked written the version xid, the ID of the
+// transaction that wrote them ("" if it was given none: it wrote nothing),
+// and reports false when that leaves a version unknown.
+func (v *versions) resolve(xid string) bool {
+	ok := true
+	set := func(x *string) {
+		if *x == "" {
+			*x = xid
 		}
-		*dst = x
-		return x != ""
+		ok = ok && *x != ""
 	}
-	ok := set(&out.execX, v.execX)
-	for i, x := range v.taskX {
-		ok = set(&out.taskX[i], x) && ok
+	set(&v.execX)
+	for i := range v.taskX {
+		set(&v.taskX[i])
 	}
-	for i, x := range v.stepX {
-		ok = set(&out.stepX[i], x) && ok
+	for i := range v.stepX {
+		set(&v.stepX[i])
 	}
-	return out, ok
+	return ok
 }
 
 // digest is sqlDigest's value for the execution as kept: the version of
@@ -262,15 +256,14 @@ var errNeedRead = errors.New("postgres: the update needs a read")
 // changed by the worker that runs it, and speculating would cost it a
 // round trip.)
 func (s *Store) keep(t *tx, xid string) {
-	v, ok := t.versions.resolve(xid)
-	if t.exec == nil || !ok || t.g.savepoint {
+	if t.exec == nil || !t.versions.resolve(xid) || t.g.savepoint {
 		// Rows written after a savepoint carry the ID of a
 		// subtransaction, which the store does not know.
 		s.known.drop(t.id)
 		return
 	}
 	s.known.put(t.id, &known{exec: copyExec(t.exec), tasks: slices.Clone(t.tasks), steps: cloneSteps(t.steps),
-		lastSig: t.lastSig, versions: v})
+		lastSig: t.lastSig, versions: t.versions})
 }
 
 // leasedHere reports whether one of tasks is leased to a worker of this

@@ -242,8 +242,8 @@ func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, l
 		return cmp.Compare(a.ID, b.ID)
 	})
 	if loaded != nil {
-		loaded.keep(s)
 		c.Snapshots = loaded.snapshots(c.Tasks)
+		loaded.keep(s)
 	}
 	if at != nil {
 		c.Next, c.HasNext = utc(*at), true

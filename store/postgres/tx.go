@@ -140,12 +140,10 @@ func qualify(alias, cols string) string {
 // begin runs step 1 in one round trip and returns the members' Txs.
 func (g *group) begin(members []*request) ([]*tx, error) {
 	txs := make([]*tx, len(members))
-	byExec := make(map[string]*tx, len(members))
 	ids := make([]string, len(members))
 	keys := make([]int64, len(members))
 	for i, m := range members {
 		txs[i] = &tx{g: g, s: g.s, id: m.id}
-		byExec[m.id] = txs[i]
 		ids[i], keys[i] = m.id, m.key
 	}
 	slices.Sort(keys)
@@ -158,8 +156,8 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 		b.Queue(sqlLocks, keys)
 	}
 	b.Queue(sqlGroupExecs, ids)
-	b.Queue(sqlGroupTasks, ids)
 	b.Queue(sqlGroupSteps, ids)
+	b.Queue(sqlGroupTasks, ids)
 	reserve := g.s.ids.wanted()
 	if reserve > 0 {
 		g.s.queueReserve(b, reserve)
@@ -170,43 +168,14 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 				return err
 			}
 		}
-		var (
-			lastSig int64
-			xmin    string
-		)
-		rows, _ := br.Query()
-		execs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Execution, error) {
-			x, err := scanExecAnd(r, &lastSig, &xmin)
-			if err == nil {
-				byExec[x.ID].lastSig, byExec[x.ID].execX = lastSig, xmin
-			}
-			return x, err
-		})
-		if err != nil {
+		read := make(map[string]*known, len(members))
+		if err := readVersioned(br, read); err != nil {
 			return err
 		}
-		for i := range execs {
-			byExec[execs[i].ID].exec = &execs[i]
-		}
-		err = eachRow(br, func(r pgx.CollectableRow) error {
-			task, err := scanTaskAnd(r, &xmin)
-			if t := byExec[task.Exec]; err == nil {
-				t.tasks, t.taskX = append(t.tasks, task), append(t.taskX, xmin)
+		for _, t := range txs {
+			if k := read[t.id]; k != nil {
+				t.exec, t.tasks, t.steps, t.lastSig, t.versions = k.exec, k.tasks, k.steps, k.lastSig, k.versions
 			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		err = eachRow(br, func(r pgx.CollectableRow) error {
-			st, err := scanStepAnd(r, &xmin)
-			if t := byExec[st.Exec]; err == nil {
-				t.steps, t.stepX = append(t.steps, st), append(t.stepX, xmin)
-			}
-			return err
-		})
-		if err != nil {
-			return err
 		}
 		if reserve > 0 {
 			return g.s.takeReserved(br)
