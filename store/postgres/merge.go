@@ -200,6 +200,40 @@ func mergeSegment(out, seg []stmt) []stmt {
 	return out
 }
 
+// textColumn returns column j of rows as a []string, or as a []*string
+// when it holds a NULL: pgx encodes a []string without reflection or an
+// allocation per row, and most text columns have no NULLs.
+func textColumn(rows [][]any, j int) any {
+	strs := make([]string, len(rows))
+	for i, r := range rows {
+		switch v := r[j].(type) {
+		case nil:
+			return nullableText(rows, j)
+		case string:
+			strs[i] = v
+		default: // a named string type
+			strs[i] = fmt.Sprint(v)
+		}
+	}
+	return strs
+}
+
+// nullableText is textColumn for a column with NULLs.
+func nullableText(rows [][]any, j int) []*string {
+	col := make([]*string, len(rows))
+	for i, r := range rows {
+		switch v := r[j].(type) {
+		case nil:
+		case string:
+			col[i] = &v
+		default:
+			s := fmt.Sprint(v)
+			col[i] = &s
+		}
+	}
+	return col
+}
+
 // rowsOf counts the updates in a count per key.
 func rowsOf(per map[string]int) int {
 	n := 0
@@ -226,18 +260,7 @@ func columns(tb table, rows [][]any) []any {
 	for j, typ := range tb {
 		switch typ {
 		case "text":
-			col := make([]*string, len(rows))
-			for i, r := range rows {
-				switch v := r[j].(type) {
-				case nil:
-				case string:
-					col[i] = &v
-				default: // a named string type
-					s := fmt.Sprint(v)
-					col[i] = &s
-				}
-			}
-			args[j] = col
+			args[j] = textColumn(rows, j)
 		case "jsonb":
 			col := make([]string, len(rows))
 			for i, r := range rows {
