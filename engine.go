@@ -188,7 +188,11 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 func (e *Engine) event(ev store.Event) {
 	switch ev.Kind {
 	case store.EventTask:
-		e.pokeWorker()
+		// A task handed to one worker (see store.Event.Worker) is not
+		// for the others to race for.
+		if ev.Worker == "" || (e.w != nil && ev.Worker == e.w.id) {
+			e.pokeWorker()
+		}
 		e.notifyExec(ev.Exec, false)
 	case store.EventExec:
 		e.notifyExec(ev.Exec, false)

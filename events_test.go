@@ -83,15 +83,7 @@ func TestPostgresResultFromEvents(t *testing.T) {
 	}, docket.Name("double"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // an hour without events
 	defer cancel()
-	open := func(cfg docket.Config) *docket.Engine {
-		cfg.Graphs, cfg.PollInterval = []*docket.Graph{g}, time.Hour
-		eng, err := docket.Open(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = eng.Close() })
-		return eng
-	}
+	open := func(cfg docket.Config) *docket.Engine { return openUnpolled(t, ctx, g, cfg) }
 	pg, err := postgres.Open(ctx, u)
 	if err != nil {
 		t.Fatal(err)
@@ -132,5 +124,85 @@ func TestPostgresResultFromEvents(t *testing.T) {
 	check(4, docket.HandleFor[evOut](client, "ev-4"))
 	if r := st.reads.Load(); r != 1 {
 		t.Errorf("%d reads for the result of an execution that ended, want 1", r)
+	}
+}
+
+// openUnpolled opens an engine of graph g that polls only once an hour,
+// so that it sees tasks and results by notifications alone.
+func openUnpolled(t *testing.T, ctx context.Context, g *docket.Graph, cfg docket.Config) *docket.Engine {
+	t.Helper()
+	cfg.Graphs, cfg.PollInterval = []*docket.Graph{g}, time.Hour
+	eng, err := docket.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	return eng
+}
+
+// claimCounter counts a worker's claims, and those that found nothing.
+type claimCounter struct {
+	*postgres.Store
+	claims, empty atomic.Int64
+}
+
+func (c *claimCounter) ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) (store.Claimed, error) {
+	got, err := c.Store.ClaimNext(ctx, owner, queue, now, lease, limit)
+	c.claims.Add(1)
+	if len(got.Tasks) == 0 {
+		c.empty.Add(1)
+	}
+	return got, err
+}
+
+// On PostgreSQL a new task is handed to one idle worker: with two idle
+// workers and polling off, each execution started one at a time is
+// claimed once, by the worker its notification names, and the other
+// makes no claim for it; both get some.
+func TestPostgresHandOff(t *testing.T) {
+	type hoSeed int
+	u := pgtest.URL(t)
+	g := docket.NewGraph("hand-off", docket.Input[hoSeed]())
+	docket.Register1(g, func(ctx context.Context, n hoSeed) (int, error) { return int(n) * 2, nil }, docket.Name("double"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // an hour without notifications
+	defer cancel()
+	open := func(cfg docket.Config) *docket.Engine { return openUnpolled(t, ctx, g, cfg) }
+	workers := make([]*claimCounter, 2)
+	for i := range workers {
+		pg, err := postgres.Open(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = pg.Close() })
+		workers[i] = &claimCounter{Store: pg}
+		open(docket.Config{Backend: workers[i], WorkerID: fmt.Sprintf("w%d", i), Workers: 4})
+	}
+	client := open(docket.Config{Store: u, Workers: -1})
+	run := func(prefix string, n int) {
+		for i := range n {
+			h, err := docket.Start[int](ctx, client, g, fmt.Sprintf("%s-%d", prefix, i), hoSeed(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := h.Result(ctx); err != nil || got != 2*i {
+				t.Fatalf("%s-%d: %d, %v", prefix, i, got, err)
+			}
+		}
+	}
+	run("warm", 4) // both workers have claimed, and so wait
+	var before [2]int64
+	for i, w := range workers {
+		before[i] = w.claims.Load()
+	}
+	const n = 40
+	run("ho", n)
+	var claims [2]int64
+	for i, w := range workers {
+		claims[i] = w.claims.Load() - before[i]
+	}
+	// A worker's notes lapse after two seconds without a claim; then a
+	// task goes to everyone again, so allow a few more.
+	if total := claims[0] + claims[1]; total > n+6 || claims[0] == 0 || claims[1] == 0 {
+		t.Errorf("claims by each worker for %d executions: %v; want about one per execution, spread over both", n, claims)
 	}
 }

@@ -396,6 +396,10 @@ const (
 type Event struct {
 	Kind EventKind
 	Exec string
+	// Worker is, for EventTask, the worker that the store handed the task
+	// to: that worker claims it and others need not ("" when the store
+	// named none, as when no worker was known to be waiting).
+	Worker string
 	// Final is, for EventFinished, the execution as it finished (its ID,
 	// Graph, Status, Result, Error and FinishedAt) when the store could
 	// send it with the event, so that callers waiting for the result need

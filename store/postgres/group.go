@@ -177,7 +177,7 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		fail(err)
 		return
 	}
-	var payloads []string
+	var notices []notice
 	ran := 0
 	for i, m := range members {
 		if g.err != nil {
@@ -202,9 +202,7 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 			continue
 		}
 		ran++
-		if p := t.payload(); p != "" {
-			payloads = append(payloads, p)
-		}
+		notices = append(notices, t.notice())
 	}
 	if g.err == nil && ran > 0 {
 		// What this process will most likely update next is kept, for its
@@ -215,7 +213,7 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 				keep = append(keep, txs[i])
 			}
 		}
-		if xid, err := g.commit(payloads, keep); err == nil {
+		if xid, err := g.commit(notices, keep); err == nil {
 			committed = true
 			for _, t := range keep {
 				s.keep(t, xid)

@@ -102,8 +102,25 @@ func TestPayloads(t *testing.T) {
 			t.Errorf("parsePayload(%.200q) = %v, want %v", p, parsePayload(p), c.events)
 		}
 	}
+	// A task handed to a worker names it, by length: any byte may be in
+	// the worker's ID or the execution's.
+	handed := func(id, worker string) store.Event {
+		return store.Event{Kind: store.EventTask, Exec: id, Worker: worker}
+	}
+	for p, want := range map[string][]store.Event{
+		"t@2/w1:e1":      {handed("e1", "w1")},
+		"xt@5/a:b@c:e:1": {x("e:1"), handed("e:1", "a:b@c")},
+		"t@3/w/2:":       {handed("", "w/2")},
+		"xfto@1/w:" + `{"id":"e:5","g":"g","s":"failed","e":"step \"a\" failed: ✗","at":"2026-11-26T12:00:00.123456Z"}`: {
+			x("e:5"), fin(failed), handed("e:5", "w")},
+	} {
+		if got := parsePayload(p); !reflect.DeepEqual(got, want) {
+			t.Errorf("parsePayload(%q) = %v, want %v", p, got, want)
+		}
+	}
 	for _, bad := range []string{"", "r", "q:e1", ":e1", "xq:e1", "xfo:e1", `xo:{"id":"e","s":"failed"}`,
-		`xfo:{"id":"e","s":"running"}`, `fo:{"id":"e","s":"completed"`} {
+		`xfo:{"id":"e","s":"running"}`, `fo:{"id":"e","s":"completed"`,
+		"t@", "t@2/w1", "t@3/w1:", "t@9/w1:e1", "t@x/w1:e1", "t@0/:e1", "t@-1/w:e1", "t@1w:e1", "t@2/w1e1", "@2/w1:e1"} {
 		if got := parsePayload(bad); !slices.Equal(got, reset) {
 			t.Errorf("parsePayload(%q) = %v, want a reset", bad, got)
 		}

@@ -318,7 +318,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	g := &group{s: s, ctx: ctx, conn: conn, queue: make([]stmt, 0, 8*len(members))}
 	txs := make([]*tx, len(members))
 	digests := make([]string, len(members)) // of what fn starts from: it changes ks
-	var payloads []string
+	var notices []notice
 	for i, m := range members {
 		k := ks[i]
 		digests[i] = k.digest()
@@ -341,9 +341,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 			}
 			return false
 		}
-		if p := t.payload(); p != "" {
-			payloads = append(payloads, p)
-		}
+		notices = append(notices, t.notice())
 	}
 	// Members that all create their execution need neither locks nor a
 	// guard: the insert of an execution that exists after all fails on
@@ -389,7 +387,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	for _, q := range queued {
 		b.Queue(q.sql, q.args...)
 	}
-	notifies := queueNotifies(b, s.channel, payloads)
+	notifies := queueNotifies(b, s.channel, notices)
 	if creating && wantXid {
 		b.Queue(sqlXid)
 	}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,12 +70,102 @@ func (t *tx) payload() string {
 	return eventPayload(t.id, t.changed, t.finished, t.ready, final)
 }
 
+// A notice is a transaction's notification, with what handing its task
+// off needs.
+type notice struct {
+	payload string
+	// hand: the transaction made exactly one task claimable, ready now and
+	// pinned to no worker, in queue; exec is its execution.
+	hand  bool
+	queue string
+	exec  string
+}
+
+// notice returns the transaction's notice; its payload is "" when it
+// changed nothing.
+func (t *tx) notice() notice {
+	n := notice{payload: t.payload(), exec: t.id}
+	if o := t.offer; t.offers == 1 && o.Worker == "" && !o.ReadyAt.After(time.Now()) {
+		n.hand, n.queue = true, o.Queue
+	}
+	return n
+}
+
+// offered records that task became claimable in the transaction.
+func (t *tx) offered(task *store.Task) {
+	t.ready = true
+	t.offers++
+	t.offer = *task
+}
+
+// Handing a task off: a notification that makes one task claimable names
+// one of the workers waiting for tasks of its queue (see claimWaiting),
+// chosen by a hash of the execution's ID and the worker's, so that only
+// that worker claims: "t@N/WORKER:ID", where N is the length in bytes of
+// the worker's ID. Without a waiting worker the payload goes as it is.
+const sqlNotifyHanded = `SELECT pg_notify($1, $2 || coalesce((SELECT '@' || octet_length(w.worker) || '/' || w.worker
+	FROM waiting w WHERE w.queue = $4 AND w.until > now() AND octet_length(w.worker) <= $6
+	ORDER BY hashtext(w.worker || $5) LIMIT 1), '') || $3)`
+
+// maxPayload is the longest payload NOTIFY takes.
+const maxPayload = 7999
+
+// queueNotifies queues the notifications of notices (those with a
+// payload) and returns how many statements that took.
+func queueNotifies(b *pgx.Batch, channel string, notices []notice) int {
+	var payloads []string
+	var only notice
+	for _, n := range notices {
+		if n.payload != "" {
+			payloads = append(payloads, n.payload)
+			only = n
+		}
+	}
+	switch len(payloads) {
+	case 0:
+		return 0
+	case 1:
+		kinds, rest, ok := strings.Cut(only.payload, ":")
+		if !only.hand || !ok {
+			b.Queue(sqlNotify, channel, only.payload)
+			break
+		}
+		room := maxPayload - len(only.payload) - len("@9999/")
+		b.Queue(sqlNotifyHanded, channel, kinds, ":"+rest, only.queue, only.exec, room)
+	default:
+		b.Queue(sqlNotifyMany, channel, payloads)
+	}
+	return 1
+}
+
+// splitPayload splits a payload into its kinds, the worker it names (or
+// ""), and what follows the colon.
+func splitPayload(p string) (kinds, worker, rest string, ok bool) {
+	i := strings.IndexFunc(p, func(r rune) bool { return r < 'a' || r > 'z' })
+	if i <= 0 {
+		return "", "", "", false
+	}
+	kinds, p = p[:i], p[i:]
+	if p[0] == '@' {
+		n, after, found := strings.Cut(p[1:], "/")
+		size, err := strconv.Atoi(n)
+		if !found || err != nil || size <= 0 || size >= len(after) {
+			return "", "", "", false
+		}
+		worker, p = after[:size], after[size:]
+	}
+	if p[0] != ':' {
+		return "", "", "", false
+	}
+	return kinds, worker, p[1:], true
+}
+
 // parsePayload returns the events of a notification. Anything it does not
 // understand is a reset, so that listeners look at everything again.
 func parsePayload(p string) []store.Event {
 	reset := []store.Event{{Kind: store.EventReset}}
-	kinds, id, ok := strings.Cut(p, ":")
-	if !ok || kinds == "" {
+	kinds, worker, id, ok := splitPayload(p)
+	if !ok {
 		return reset
 	}
 	var final *store.Execution
@@ -95,7 +186,7 @@ func parsePayload(p string) []store.Event {
 		case 'f':
 			out = append(out, store.Event{Kind: store.EventFinished, Exec: id, Final: final})
 		case 't':
-			out = append(out, store.Event{Kind: store.EventTask, Exec: id})
+			out = append(out, store.Event{Kind: store.EventTask, Exec: id, Worker: worker})
 		case 'o':
 			if final == nil || !strings.ContainsRune(kinds, 'f') {
 				return reset
@@ -142,6 +233,7 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Event)) error {
 		return s.check(ctx)
 	}
 	s.wg.Add(1)
+	s.listening.Add(1)
 	s.mu.Unlock()
 	go s.listenLoop(ctx, conn, fn)
 	return nil
@@ -177,14 +269,16 @@ func (s *Store) listenLoop(ctx context.Context, conn *pgx.Conn, fn func(store.Ev
 	defer cancel()
 	defer context.AfterFunc(s.stop, cancel)()
 	for {
-		if s.wait(ctx, conn, fn) {
-			closeConn(conn)
+		done := s.wait(ctx, conn, fn)
+		s.listening.Add(-1)
+		closeConn(conn)
+		if done {
 			return
 		}
-		closeConn(conn)
 		if conn = s.reconnect(ctx); conn == nil {
 			return
 		}
+		s.listening.Add(1)
 		fn(store.Event{Kind: store.EventReset})
 	}
 }

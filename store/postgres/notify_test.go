@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -258,4 +259,100 @@ func TestListenStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(0)
+}
+
+// TestHandOff: the notification of a task made claimable names one worker
+// whose last claim of the task's queue left slots free, while that note
+// is fresh (a few seconds), so that only that worker claims; a claim that
+// fills its slots takes the note back. Several tasks at once, a task
+// pinned to a worker, one ready later, or no worker waiting: it names none.
+func TestHandOff(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	ch := listen(t, ctx, a)
+	listen(t, ctx, b) // notes its workers only while it hears notifications
+
+	handed := func(id, worker string) store.Event {
+		return store.Event{Kind: store.EventTask, Exec: id, Worker: worker}
+	}
+	add := func(id string, tasks ...store.Task) {
+		t.Helper()
+		err := b.Update(ctx, id, func(tx store.Tx) error {
+			for i := range tasks {
+				if err := tx.AddTask(&tasks[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim := func(worker, queue string, limit, want int) {
+		t.Helper()
+		c, err := b.ClaimNext(ctx, worker, queue, time.Now(), time.Minute, limit)
+		if err != nil || len(c.Tasks) != want {
+			t.Fatalf("ClaimNext(%s, %d) = %v, %v; want %d tasks", worker, limit, c.Tasks, err, want)
+		}
+	}
+	ready := func(step, queue string) store.Task {
+		return store.Task{Step: step, Kind: store.TaskStep, ReadyAt: time.Now(), Queue: queue}
+	}
+
+	create(t, b, "h1")
+	ch.expect(t, "create", exec("h1"))
+	add("h1", ready("a", ""))
+	ch.expect(t, "no worker waiting", task("h1"))
+
+	claim("w1", "", 2, 1) // takes a, leaves a slot free
+	add("h1", ready("b", ""))
+	ch.expect(t, "w1 waiting", handed("h1", "w1"))
+	add("h1", ready("c", "gpu"))
+	ch.expect(t, "another queue", task("h1"))
+	add("h1", ready("d", ""), ready("e", ""))
+	ch.expect(t, "two tasks", task("h1"))
+	pinned := ready("f", "")
+	pinned.Worker = "w9"
+	add("h1", pinned)
+	ch.expect(t, "a pinned task", task("h1"))
+	later := ready("g", "")
+	later.ReadyAt = time.Now().Add(time.Hour)
+	add("h1", later)
+	ch.expect(t, "a task ready later", task("h1"))
+
+	claim("w1", "", 1, 1) // fills its slot: no longer waiting
+	add("h1", ready("h", ""))
+	ch.expect(t, "w1 busy", task("h1"))
+
+	// With several waiting, each execution's task goes to one of them by
+	// a hash: all are named, none twice for one task.
+	claim("w1", "", 8, 4) // d, e, h and f (pinned to a worker not alive, so anyone's)
+	claim("w2", "", 8, 0)
+	claim("w3", "", 8, 0)
+	named := map[string]int{}
+	for i := range 24 {
+		id := fmt.Sprintf("spread-%d", i)
+		create(t, b, id)
+		ch.expect(t, "create", exec(id))
+		add(id, ready("a", ""))
+		select {
+		case ev := <-ch:
+			if ev.Kind != store.EventTask || ev.Exec != id {
+				t.Fatalf("%s: event %+v", id, ev)
+			}
+			named[ev.Worker]++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no event", id)
+		}
+	}
+	if len(named) != 3 || named[""] > 0 {
+		t.Errorf("tasks named %v; want each of w1, w2, w3 some", named)
+	}
+
+	// A note lapses: a worker that died after its claim is named no more.
+	time.Sleep(2100 * time.Millisecond)
+	add("h1", ready("i", ""))
+	ch.expect(t, "notes lapsed", task("h1"))
 }

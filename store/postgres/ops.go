@@ -84,13 +84,31 @@ const claimLease = `UPDATE tasks t SET owner = $3, lease_until = $4, claims = t.
 const (
 	sqlClaimLoad = claimCandidates + `, u AS (
 		` + claimLease + `
-	)
+	)` + claimWaiting + `
 	SELECT u.* FROM u, (SELECT set_config('docket.claimed', coalesce((SELECT array_agg(exec ORDER BY id) FROM u)::text, '{}'), true),
 		set_config('docket.claimed_steps', coalesce((SELECT array_agg(step ORDER BY id) FROM u)::text, '{}'), true)) AS settings`
 	sqlClaimPrelude = sqlAsyncCommit + `, set_config('docket.claimed', '{}', true),
 		set_config('docket.claimed_steps', '{}', true)`
 	claimedExecs = `current_setting('docket.claimed')::text[]`
 )
+
+// claimWaiting notes the claimer as waiting for tasks of the queue for
+// waitingFor when the claim leaves some of its $2 slots free and $6 (the
+// process hears notifications), and removes the note when it fills them
+// (see Handing tasks off in doc.go). The note's time is the server's, as
+// is the time it is checked against, whatever the workers' clocks say.
+const claimWaiting = `, waits AS (
+		INSERT INTO waiting (queue, worker, until)
+		SELECT $5, $3, now() + interval '` + waitingFor + `' WHERE $6 AND (SELECT count(*) FROM u) < $2
+		ON CONFLICT (queue, worker) DO UPDATE SET until = excluded.until
+	), filled AS (
+		DELETE FROM waiting WHERE queue = $5 AND worker = $3 AND (SELECT count(*) FROM u) >= $2
+	)`
+
+// waitingFor is how long a claim that left slots free notes its worker as
+// waiting: a few of the engine's default poll intervals, so that an idle
+// worker's note stays fresh and a dead worker's lapses soon.
+const waitingFor = "2 seconds"
 
 // The reads of what the claimed tasks' executions need, each with the row
 // versions (xmin) that make up the executions' digests (see known).
@@ -198,7 +216,7 @@ func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, l
 		switch {
 		case load:
 			b.Queue(sqlClaimPrelude)
-			b.Queue(sqlClaimLoad, now, limit, owner, now.Add(lease), queue)
+			b.Queue(sqlClaimLoad, now, limit, owner, now.Add(lease), queue, s.listening.Load() > 0)
 		case limit > 0:
 			b.Queue(sqlAsyncCommit)
 			b.Queue(sqlClaim, now, limit, owner, now.Add(lease), queue)

@@ -63,6 +63,7 @@ type Store struct {
 	speculated  atomic.Int64            // Updates committed on a kept execution, for tests
 	stale       atomic.Int64            // kept executions found changed, for tests
 	specGroups  atomic.Int64            // groups of several committed on kept executions, for tests
+	listening   atomic.Int32            // listeners connected now: claims note waiting workers only then
 
 	closed atomic.Bool
 	mu     sync.Mutex         // orders Listen against Close

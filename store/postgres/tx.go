@@ -80,11 +80,13 @@ type tx struct {
 	// spec is set while fn runs against what this process kept of the
 	// execution (see speculate): a read it needs sets needRead instead.
 	spec, needRead bool
-	mark           int  // where this member's writes start in the group's queue
-	saved          bool // a savepoint was set at mark
-	changed        bool // the execution, a step, journal entry or signal was written
-	finished       bool // the execution's status became final
-	ready          bool // a task was added or put without an owner
+	mark           int        // where this member's writes start in the group's queue
+	saved          bool       // a savepoint was set at mark
+	changed        bool       // the execution, a step, journal entry or signal was written
+	finished       bool       // the execution's status became final
+	ready          bool       // a task was added or put without an owner
+	offers         int        // how many times: see notice
+	offer          store.Task // the last such task
 }
 
 // An Update's transaction begins with sqlLock (one execution) or sqlLocks
@@ -297,9 +299,9 @@ func (t *tx) undo() {
 
 // commit runs step 4. With executions to keep, it also returns the
 // transaction's ID (see sqlXid).
-func (g *group) commit(payloads []string, keep []*tx) (xid string, err error) {
+func (g *group) commit(notices []notice, keep []*tx) (xid string, err error) {
 	b := &pgx.Batch{}
-	notifies := queueNotifies(b, g.s.channel, payloads)
+	notifies := queueNotifies(b, g.s.channel, notices)
 	queueXid(b, keep)
 	b.Queue("COMMIT")
 	err = g.send(nil, "commit", b, func(br pgx.BatchResults) error {
@@ -314,20 +316,6 @@ func (g *group) commit(payloads []string, keep []*tx) (xid string, err error) {
 		return readCommit(br)
 	})
 	return xid, err
-}
-
-// queueNotifies queues the notifications of payloads and returns how many
-// statements that took.
-func queueNotifies(b *pgx.Batch, channel string, payloads []string) int {
-	switch len(payloads) {
-	case 0:
-		return 0
-	case 1:
-		b.Queue(sqlNotify, channel, payloads[0])
-	default:
-		b.Queue(sqlNotifyMany, channel, payloads)
-	}
-	return 1
 }
 
 // readCommit reads the result of COMMIT.
@@ -643,7 +631,9 @@ func (t *tx) AddTask(task *store.Task) error {
 	task.ID, task.Exec = id, t.id
 	i, _ := slices.BinarySearchFunc(t.tasks, id, byID)
 	t.tasks, t.taskX = slices.Insert(t.tasks, i, normTask(*task)), slices.Insert(t.taskX, i, "")
-	t.ready = t.ready || claimable(task)
+	if claimable(task) {
+		t.offered(task)
+	}
 	return nil
 }
 
@@ -689,7 +679,9 @@ func (t *tx) PutTask(task *store.Task) error {
 	put := normTask(*task)
 	put.Exec = t.id
 	t.tasks[i], t.taskX[i] = put, ""
-	t.ready = t.ready || claimable(task)
+	if claimable(task) {
+		t.offered(task)
+	}
 	return t.writeAs(touchTask, "put task", `UPDATE tasks SET step = $2, kind = $3, ready_at = $4, owner = $5, lease_until = $6,
 		attempt = $7, claims = $8, queue = $9, worker = $10 WHERE id = $1`,
 		task.ID, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
