@@ -355,4 +355,18 @@ func TestHandOff(t *testing.T) {
 	time.Sleep(2100 * time.Millisecond)
 	add("h1", ready("i", ""))
 	ch.expect(t, "notes lapsed", task("h1"))
+
+	// A store that closes takes its workers' notes with it.
+	c := open(t, url)
+	listen(t, ctx, c)
+	if got, err := c.ClaimNext(ctx, "w5", "", time.Now(), time.Minute, 64); err != nil || len(got.Tasks) != 25 {
+		t.Fatalf("ClaimNext(w5) = %d tasks, %v; want i and the 24 spread ones", len(got.Tasks), err)
+	}
+	add("h1", ready("j", ""))
+	ch.expect(t, "w5 waiting", handed("h1", "w5"))
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	add("h1", ready("k", ""))
+	ch.expect(t, "w5's store closed", task("h1"))
 }

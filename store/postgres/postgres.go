@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -314,9 +315,27 @@ func (s *Store) Close() error {
 	}
 	s.cancel()
 	s.mu.Unlock()
+	s.forgetWaiting()
 	s.wg.Wait()
 	s.pool.Close()
 	return nil
+}
+
+// forgetWaiting removes the notes of the workers that claimed here as
+// waiting (see claimWaiting), so that no task is named to them once they
+// are gone. It is best effort: a note left behind lapses in seconds.
+func (s *Store) forgetWaiting() {
+	var ids []string
+	s.owners.Range(func(k, _ any) bool {
+		ids = append(ids, k.(string))
+		return true
+	})
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _ = s.pool.Exec(ctx, `DELETE FROM waiting WHERE worker = ANY($1)`, ids)
 }
 
 // check returns store.ErrClosed after Close, or ctx's error.
