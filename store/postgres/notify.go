@@ -67,7 +67,7 @@ func (t *tx) payload() string {
 	if t.finished && t.exec != nil && t.exec.Status.Finished() {
 		final = t.exec
 	}
-	return eventPayload(t.id, t.changed, t.finished, t.ready, final)
+	return eventPayload(t.id, t.changed, t.finished, t.offers > 0, final)
 }
 
 // A notice is a transaction's notification, with what handing its task
@@ -93,7 +93,6 @@ func (t *tx) notice() notice {
 
 // offered records that task became claimable in the transaction.
 func (t *tx) offered(task *store.Task) {
-	t.ready = true
 	t.offers++
 	t.offer = *task
 }

@@ -84,8 +84,7 @@ type tx struct {
 	saved          bool       // a savepoint was set at mark
 	changed        bool       // the execution, a step, journal entry or signal was written
 	finished       bool       // the execution's status became final
-	ready          bool       // a task was added or put without an owner
-	offers         int        // how many times: see notice
+	offers         int        // tasks added or put without an owner (see notice)
 	offer          store.Task // the last such task
 }
 
