@@ -1,10 +1,13 @@
 package docket_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,27 +105,40 @@ func benchCluster(b *testing.B, n, workers int) (*docket.Engine, []*docket.Graph
 // runChains runs n chain executions from conc client goroutines and
 // returns each one's start-to-result latency.
 func runChains(b *testing.B, eng *docket.Engine, g *docket.Graph, prefix string, n, conc int) []time.Duration {
+	lat, err := chainLatencies(eng, g, prefix, n, conc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return lat
+}
+
+// chainLatencies runs n chain executions from conc goroutines and returns
+// each one's start-to-result latency, or the first failure.
+func chainLatencies(eng *docket.Engine, g *docket.Graph, prefix string, n, conc int) ([]time.Duration, error) {
 	ctx := context.Background()
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
 	for range conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
+			for failed.Load() == nil {
 				i := int(next.Add(1)) - 1
 				if i >= n {
 					return
 				}
 				t0 := time.Now()
 				h, err := docket.Start[BenchOut](ctx, eng, g, fmt.Sprintf("%s-%d", prefix, i), BenchIn{i})
-				if err != nil {
-					b.Error(err)
-					return
+				if err == nil {
+					var out BenchOut
+					if out, err = h.Result(ctx); err == nil && int(out) != 2*(i+1) {
+						err = fmt.Errorf("%s-%d: result %d", prefix, i, out)
+					}
 				}
-				if out, err := h.Result(ctx); err != nil || int(out) != 2*(i+1) {
-					b.Errorf("%s-%d: %v %v", prefix, i, out, err)
+				if err != nil {
+					failed.CompareAndSwap(nil, &err)
 					return
 				}
 				lat[i] = time.Since(t0)
@@ -130,7 +146,10 @@ func runChains(b *testing.B, eng *docket.Engine, g *docket.Graph, prefix string,
 		}()
 	}
 	wg.Wait()
-	return lat
+	if err := failed.Load(); err != nil {
+		return nil, *err
+	}
+	return lat, nil
 }
 
 // BenchmarkPostgresChain measures the 3-step chain on PostgreSQL with 1, 2
@@ -153,6 +172,7 @@ func BenchmarkPostgresChain(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
 			reportPercentiles(b, lat)
+			b.ReportMetric(float64(slices.Max(lat).Microseconds()), "max-µs")
 		})
 	}
 }
@@ -221,4 +241,137 @@ func BenchmarkPostgresChainInProcess(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
 	reportPercentiles(b, lat)
+}
+
+const benchStarterEnv = "DOCKET_BENCH_STARTER"
+
+// benchStarter is a worker process that also starts the executions it
+// runs, as an application serving requests does: DOCKET_BENCH_STARTER is
+// "url workers conc n". It warms up, says "ready", waits for a line on
+// stdin, runs n chains with conc in flight and writes their latencies in
+// microseconds on one line.
+func benchStarter(spec string) {
+	f := strings.Fields(spec)
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "bench starter:", err)
+		os.Exit(2)
+	}
+	if len(f) != 4 {
+		fail(fmt.Errorf("bad spec %q", spec))
+	}
+	workers, _ := strconv.Atoi(f[1])
+	conc, _ := strconv.Atoi(f[2])
+	n, _ := strconv.Atoi(f[3])
+	graphs := benchGraphs()
+	eng, err := docket.Open(context.Background(), docket.Config{Store: f[0], Graphs: graphs, Workers: workers})
+	if err != nil {
+		fail(err)
+	}
+	defer eng.Close()
+	prefix := fmt.Sprint("p", os.Getpid())
+	if _, err := chainLatencies(eng, graphs[0], prefix+"-warm", 100, conc); err != nil {
+		fail(err)
+	}
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fail(err)
+	}
+	lat, err := chainLatencies(eng, graphs[0], prefix, n, conc)
+	if err != nil {
+		fail(err)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	for _, d := range lat {
+		fmt.Fprint(out, d.Microseconds(), " ")
+	}
+	fmt.Fprintln(out)
+	if err := out.Flush(); err != nil {
+		fail(err)
+	}
+}
+
+// BenchmarkPostgresChainLocal measures the 3-step chain on PostgreSQL
+// with 1, 2 and 4 worker processes that each start the executions they
+// run (and lease them to themselves in the start's transaction), as
+// applications that serve requests and run their graphs do: executions
+// per second over all processes and start-to-result latency. 64
+// executions are in flight over all processes (DOCKET_BENCH_CONC sets
+// another number, divided among the processes).
+func BenchmarkPostgresChainLocal(b *testing.B) {
+	conc := 64
+	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
+		conc = c
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, procs := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
+			u := benchURL(b)
+			type starter struct {
+				cmd *exec.Cmd
+				in  io.WriteCloser
+				out *bufio.Reader
+			}
+			var ss []starter
+			for k := range procs {
+				n := b.N / procs
+				if k < b.N%procs {
+					n++
+				}
+				cmd := exec.Command(exe, "-test.run=^$")
+				c := max(1, (conc+k)/procs) // the remainder to the last ones
+				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d", benchStarterEnv, u, max(64/procs, 8, c), c, n))
+				cmd.Stderr = os.Stderr
+				in, err := cmd.StdinPipe()
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+				ss = append(ss, starter{cmd, in, bufio.NewReader(out)})
+			}
+			for _, s := range ss {
+				if line, err := s.out.ReadString('\n'); err != nil || line != "ready\n" {
+					b.Fatalf("starter: %q %v", line, err)
+				}
+			}
+			b.ResetTimer()
+			t0 := time.Now()
+			for _, s := range ss {
+				if _, err := io.WriteString(s.in, "go\n"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var lat []time.Duration
+			for _, s := range ss {
+				line, err := s.out.ReadString('\n')
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, f := range strings.Fields(line) {
+					us, err := strconv.ParseInt(f, 10, 64)
+					if err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, time.Duration(us)*time.Microsecond)
+				}
+			}
+			elapsed := time.Since(t0)
+			b.StopTimer()
+			if len(lat) != b.N {
+				b.Fatalf("%d latencies for %d executions", len(lat), b.N)
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
+			reportPercentiles(b, lat)
+			b.ReportMetric(float64(slices.Max(lat).Microseconds()), "max-µs")
+		})
+	}
 }

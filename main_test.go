@@ -18,6 +18,10 @@ func TestMain(m *testing.M) {
 		benchWorker(spec)
 		return
 	}
+	if spec := os.Getenv(benchStarterEnv); spec != "" {
+		benchStarter(spec)
+		return
+	}
 	if db := os.Getenv(sessionWorkerEnv); db != "" {
 		sessionWorker(db)
 		return

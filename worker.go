@@ -119,12 +119,24 @@ func (w *worker) track() bool {
 	return true
 }
 
-// giveBack releases the lease of a task the stopping worker will not run,
-// so another worker takes it at once rather than after the lease.
-func (w *worker) giveBack(t store.Task) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// stopWait bounds the calls to the store that a stopping worker still
+// makes: the claim in flight, handing tasks back.
+const stopWait = 5 * time.Second
+
+// giveBack releases the leases of tasks the stopping worker will not run,
+// so another worker takes them at once rather than after the lease.
+func (w *worker) giveBack(ts ...store.Task) {
+	if len(ts) == 0 {
+		return
+	}
+	ids := make([]int64, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ID
+		w.takeClaimed(t.ID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
 	defer cancel()
-	_ = w.eng.st.Release(ctx, w.id, []int64{t.ID})
+	_ = w.eng.st.Release(ctx, w.id, ids)
 }
 
 // stop ends claiming, lets running tasks finish for up to grace, then
@@ -202,7 +214,6 @@ func (w *worker) releaseSlot(q string) {
 // caller holds a slot for it.
 func (w *worker) launch(t store.Task) {
 	if !w.track() {
-		w.takeClaimed(t.ID)
 		w.releaseSlot(t.Queue)
 		w.giveBack(t)
 		return
@@ -233,7 +244,11 @@ func (w *worker) claimLoop() {
 				continue
 			}
 			tasks, err := w.claim(q.name, now, free, &next)
-			if err != nil && w.ctx.Err() == nil {
+			if w.ctx.Err() != nil { // stopped meanwhile: not for this worker to run
+				w.giveBack(tasks...)
+				return
+			}
+			if err != nil {
 				e.log.Error("docket: claiming tasks failed", "worker", w.id, "queue", q.name, "error", err)
 			}
 			reclaimed := 0
@@ -290,11 +305,17 @@ type nextReady struct {
 // the next task will be ready does so in the same round trip, into next.
 func (w *worker) claim(queue string, now time.Time, limit int, next *nextReady) ([]store.Task, error) {
 	e := w.eng
+	// The worker's stop does not cut a claim short: the store may have
+	// committed it already, and a claim whose answer is lost leaves its
+	// tasks leased to a worker that will never run them, for a whole
+	// lease. The claim loop hands back what a claim returns after the stop.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), stopWait)
+	defer cancel()
 	nc, ok := e.st.(store.NextClaimer)
 	if !ok {
-		return e.st.Claim(w.ctx, w.id, queue, now, e.cfg.Lease, limit)
+		return e.st.Claim(ctx, w.id, queue, now, e.cfg.Lease, limit)
 	}
-	c, err := nc.ClaimNext(w.ctx, w.id, queue, now, e.cfg.Lease, limit)
+	c, err := nc.ClaimNext(ctx, w.id, queue, now, e.cfg.Lease, limit)
 	if err == nil {
 		*next = nextReady{known: true, ok: c.HasNext, at: c.Next}
 		if len(c.Snapshots) > 0 {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/docket-run/docket"
+	"github.com/docket-run/docket/store"
+	"github.com/docket-run/docket/store/postgres/pgtest"
 )
 
 func TestWorkerConcurrencyLimit(t *testing.T) {
@@ -152,5 +154,115 @@ func TestShutdownDoesNotRecordInterruptedCalls(t *testing.T) {
 		if err != nil || v != "done" {
 			t.Errorf("%s: %q, %v; want the call made again after the shutdown", id, v, err)
 		}
+	}
+}
+
+// lateClaims holds the first claim after arm until the claiming worker is
+// told to stop (its context ends) or a second has passed, then claims for
+// real; if the context has ended by then, the answer is lost as it would
+// be to a cancellation: the leases are committed and the worker never
+// hears of them. That is what a claim looks like when the server commits
+// it just as Close begins.
+type lateClaims struct {
+	store.Store
+	armed   atomic.Bool
+	entered chan struct{}
+}
+
+func (s *lateClaims) arm() { s.entered = make(chan struct{}); s.armed.Store(true) }
+
+func (s *lateClaims) late(ctx context.Context, claim func(context.Context) error) error {
+	if !s.armed.CompareAndSwap(true, false) {
+		return claim(ctx)
+	}
+	close(s.entered)
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
+	if err := claim(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (s *lateClaims) Claim(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) (ts []store.Task, err error) {
+	err = s.late(ctx, func(ctx context.Context) error {
+		ts, err = s.Store.Claim(ctx, owner, queue, now, lease, limit)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ts, nil
+}
+
+// lateNextClaims is lateClaims for a store that claims with ClaimNext.
+type lateNextClaims struct{ *lateClaims }
+
+func (s lateNextClaims) ClaimNext(ctx context.Context, owner, queue string, now time.Time, lease time.Duration, limit int) (c store.Claimed, err error) {
+	err = s.late(ctx, func(ctx context.Context) error {
+		c, err = s.Store.(store.NextClaimer).ClaimNext(ctx, owner, queue, now, lease, limit)
+		return err
+	})
+	if err != nil {
+		return store.Claimed{}, err
+	}
+	return c, nil
+}
+
+// A worker told to stop while a claim is in flight hands back what the
+// claim took, so that another worker runs it at once rather than after
+// the lease.
+func TestStopDuringClaimHandsTasksBack(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			url := "sqlite:" + filepath.Join(t.TempDir(), "stop.db")
+			if backend == "postgres" {
+				url = pgtest.URL(t)
+			}
+			inner, err := docket.OpenStore(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer inner.Close()
+			g := docket.NewGraph("stop-claim", docket.Input[int]())
+			docket.Register1(g, func(_ context.Context, n int) (string, error) { return fmt.Sprint(n), nil }, docket.Name("work"))
+			open := func(st store.Store, workers int) *docket.Engine {
+				eng, err := docket.Open(ctx, docket.Config{Backend: st, Graphs: []*docket.Graph{g}, Workers: workers,
+					Lease: time.Hour, PollInterval: time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return eng
+			}
+			client := open(inner, -1)
+			defer client.Close()
+			h, err := docket.Start[string](ctx, client, g, "claimed-at-stop", 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			late := &lateClaims{Store: inner}
+			late.arm()
+			var st store.Store = late
+			if _, ok := inner.(store.NextClaimer); ok {
+				st = lateNextClaims{late}
+			}
+			w := open(st, 1) // its first claim takes the task, late
+			<-late.entered
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tasks, err := inner.Tasks(ctx, "claimed-at-stop")
+			if err != nil || len(tasks) != 1 || tasks[0].Owner != "" {
+				t.Fatalf("after the stop, the task must be free: %+v %v", tasks, err)
+			}
+			w2 := open(inner, 1)
+			defer w2.Close()
+			if v, err := h.Result(ctx); err != nil || v != "7" {
+				t.Fatalf("%q %v", v, err)
+			}
+		})
 	}
 }
