@@ -61,12 +61,16 @@ func benchWorker(spec string) {
 }
 
 // benchURL is a fresh schema's URL with the connection parameters of
-// DOCKET_BENCH_PARAMS ("k=v k=v", e.g. "synchronous_commit=off").
+// DOCKET_BENCH_PARAMS ("k=v k=v", e.g. "synchronous_commit=off") and the
+// pool size of DOCKET_BENCH_POOL.
 func benchURL(b *testing.B) string {
 	u := pgtest.URL(b)
 	for _, kv := range strings.Fields(os.Getenv("DOCKET_BENCH_PARAMS")) {
 		k, v, _ := strings.Cut(kv, "=")
 		u = pgtest.WithParam(b, u, k, v)
+	}
+	if pool := os.Getenv("DOCKET_BENCH_POOL"); pool != "" {
+		u = pgtest.WithParam(b, u, "pool_max_conns", pool)
 	}
 	return u
 }
@@ -75,9 +79,6 @@ func benchURL(b *testing.B) string {
 // client engine on it.
 func benchCluster(b *testing.B, n, workers int) (*docket.Engine, []*docket.Graph) {
 	u := benchURL(b)
-	if pool := os.Getenv("DOCKET_BENCH_POOL"); pool != "" {
-		u = pgtest.WithParam(b, u, "pool_max_conns", pool)
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)

@@ -184,7 +184,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 		e.w.releaseSlot(queue)
 	}
 	if finished {
-		e.finished(id)
+		e.finished(id, nil)
 	}
 	e.committed()
 	return nil
@@ -378,7 +378,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 		e.committed()
 	}
 	if finished {
-		e.finished(id)
+		e.finished(id, nil)
 	}
 	return nil
 }

@@ -569,7 +569,8 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 		retry    bool
 	)
 	var carry *preload
-	err := e.st.Update(context.WithoutCancel(ctx), d.exec.ID, func(tx store.Tx) error {
+	var final *store.Execution // the execution as its end was committed
+	record := func(tx store.Tx) error {
 		next, finished, retry, carry = nil, false, false, nil
 		task, err := w.fence(tx, d.task.ID)
 		if err != nil {
@@ -665,6 +666,14 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 		}
 		msg := (&StepError{Graph: r.ix.g.name, Step: ps.st.name, Attempts: f.attempt, Err: runErr}).Error()
 		return failExecution(e, tx, p, x, recs, msg, now, &finished)
+	}
+	err := e.st.Update(context.WithoutCancel(ctx), d.exec.ID, func(tx store.Tx) error {
+		final = nil
+		err := record(tx)
+		if err == nil && finished {
+			final, err = tx.Execution() // as the store gives it back, and Result would read it
+		}
+		return err
 	})
 	if err != nil {
 		if !errors.Is(err, errLeaseLost) {
@@ -680,7 +689,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 		r.retryScheduled(f, f.attempt, runErr, delay)
 	}
 	if finished {
-		e.finished(d.exec.ID)
+		e.finished(d.exec.ID, final)
 	}
 	e.committed()
 	return next
@@ -1069,7 +1078,7 @@ func (w *worker) finishWith(ctx context.Context, t store.Task, msg string) *stor
 		return finish(tx, x, e.clock.Now(), &finished)
 	})
 	if err == nil && finished {
-		e.finished(t.Exec)
+		e.finished(t.Exec, nil)
 	}
 	return nil
 }

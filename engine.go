@@ -285,7 +285,14 @@ func (e *Engine) dropWait(id string, ch chan struct{}) {
 // finished wakes the callers waiting for execution id, which this process
 // has just seen finish, and settles its family: a child's parent is woken,
 // and a parent that did not complete cancels its children (see Call).
-func (e *Engine) finished(id string) {
+// final, when known, is the execution as its end was committed: callers
+// of Result here take it (see results) rather than read it back.
+func (e *Engine) finished(id string, final *store.Execution) {
+	if final != nil {
+		e.waitMu.Lock()
+		e.results.ended(final, len(e.waiters[id]) > 0)
+		e.waitMu.Unlock()
+	}
 	e.notify(id)
 	e.committed() // for the settle task
 }

@@ -55,14 +55,20 @@ func TestPostgresEventsWake(t *testing.T) {
 }
 
 // countingStore is a PostgreSQL store that counts the reads of executions
-// its engine makes.
+// its engine makes (with marked set, only those made under a context that
+// carries the value marked{}).
 type countingStore struct {
 	*postgres.Store
-	reads atomic.Int64
+	reads  atomic.Int64
+	marked bool
 }
 
+type marked struct{}
+
 func (c *countingStore) Execution(ctx context.Context, id string) (*store.Execution, error) {
-	c.reads.Add(1)
+	if !c.marked || ctx.Value(marked{}) != nil {
+		c.reads.Add(1)
+	}
 	return c.Store.Execution(ctx, id)
 }
 
@@ -124,6 +130,59 @@ func TestPostgresResultFromEvents(t *testing.T) {
 	check(4, docket.HandleFor[evOut](client, "ev-4"))
 	if r := st.reads.Load(); r != 1 {
 		t.Errorf("%d reads for the result of an execution that ended, want 1", r)
+	}
+}
+
+// An engine that runs the executions it starts hands their ends to its
+// callers of Result as its worker commits them: no read back, whether
+// Result waits already or is called after the end.
+func TestPostgresResultOfLocalEnd(t *testing.T) {
+	type leSeed int
+	type leOut string
+	u := pgtest.URL(t)
+	g := docket.NewGraph("local-end", docket.Input[leSeed]())
+	docket.Register1(g, func(ctx context.Context, n leSeed) (leOut, error) {
+		if n%3 == 0 {
+			return "", docket.NonRetryable(fmt.Errorf("%d is a multiple of 3", n))
+		}
+		return leOut(fmt.Sprint(n * 2)), nil
+	}, docket.Name("double"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pg, err := postgres.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	st := &countingStore{Store: pg, marked: true} // the reads of Result, not of the worker's settle tasks
+	eng := openUnpolled(t, ctx, g, docket.Config{Backend: st, Workers: 4})
+	ctx = context.WithValue(ctx, marked{}, true)
+	check := func(n int, h *docket.Handle[leOut]) {
+		t.Helper()
+		got, err := h.Result(ctx)
+		var xe *docket.ExecutionError
+		switch {
+		case n%3 == 0 && (!errors.As(err, &xe) || xe.Status != "failed" || !strings.Contains(xe.Message, fmt.Sprintf("%d is a multiple of 3", n))):
+			t.Errorf("le-%d: %q, %v; want it failed", n, got, err)
+		case n%3 != 0 && (err != nil || string(got) != fmt.Sprint(n*2)):
+			t.Errorf("le-%d: %q, %v", n, got, err)
+		}
+	}
+	handles := make([]*docket.Handle[leOut], 12)
+	for n := range handles {
+		if handles[n], err = docket.Start[leOut](ctx, eng, g, fmt.Sprintf("le-%d", n), leSeed(n)); err != nil {
+			t.Fatal(err)
+		}
+		if n%2 == 0 {
+			check(n, handles[n])
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the others end before anyone waits
+	for n := 1; n < len(handles); n += 2 {
+		check(n, handles[n])
+	}
+	if r := st.reads.Load(); r != 0 {
+		t.Errorf("Result read executions %d times for ends this engine committed", r)
 	}
 }
 

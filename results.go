@@ -6,9 +6,10 @@ import "github.com/docket-run/docket/store"
 // for, results remembers.
 const maxFresh = 1024
 
-// results spares callers of Result in a process that listens to the
-// store's events (see store.Notifier) the reads of the execution: the read
-// of its end, which comes with the event (store.Event.Final), and, for an
+// results spares callers of Result the reads of the execution: the read
+// of its end, which comes with the store's event (store.Event.Final) or
+// from this process's worker when it committed the end itself, and, in a
+// process that listens to the store's events (see store.Notifier), for an
 // execution this process just created, the first read that looks whether
 // it has already ended, since its end cannot have been missed.
 //

@@ -121,7 +121,7 @@ func (w *worker) deadlineTask(ctx context.Context, t store.Task) {
 	if err == nil {
 		w.cancelExec(x.ID, errCancelling)
 		if finished {
-			e.finished(x.ID)
+			e.finished(x.ID, nil)
 		}
 	}
 }
