@@ -618,11 +618,11 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 			x.Seq++
 			rec.Status, rec.Output, rec.Seq, rec.FinishedAt = store.StepDone, outVal, x.Seq, now
 			rec.Error, rec.Wait, rec.WakeAt = "", "", time.Time{}
-			if err := putAndDelete(tx, rec, task.ID); err != nil {
-				return err
-			}
 			x.UpdatedAt = now
 			if ps.out == p.target {
+				if err := putAndDelete(tx, rec, task.ID); err != nil {
+					return err
+				}
 				x.Status, x.Result, x.FinishedAt = store.Completed, outVal, now
 				finished = true
 				if err := endTasks(tx, x, now); err != nil {
@@ -630,8 +630,18 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 				}
 				return tx.PutExecution(x)
 			}
-			if next, err = w.schedule(tx, p, recs, ps.out, now, w.leaseTo(true, d.task.Queue)); err != nil {
+			if err := tx.PutStep(rec); err != nil {
 				return err
+			}
+			o := w.leaseTo(true, d.task.Queue)
+			o.reuse = task
+			if next, err = w.schedule(tx, p, recs, ps.out, now, o); err != nil {
+				return err
+			}
+			if next == nil || next.ID != task.ID {
+				if err := tx.DeleteTask(task.ID); err != nil {
+					return err
+				}
 			}
 			if next != nil {
 				carry = &preload{x: x, recs: recs}
@@ -767,9 +777,12 @@ func (w *worker) schedule(tx store.Tx, p *plan, recs map[string]*store.Step, si 
 
 // offer says who leases a task that makeReady makes: a worker holding a
 // slot of queue, to run the task next on the same goroutine — or nobody.
+// reuse, when set, is the task of the step just recorded, which the
+// leased task may take over (see makeReady).
 type offer struct {
 	w     *worker
 	queue string
+	reuse *store.Task
 }
 
 // leaseTo offers tasks of queue to w when lease is true.
@@ -777,7 +790,7 @@ func (w *worker) leaseTo(lease bool, queue string) offer {
 	if w == nil || !lease {
 		return offer{}
 	}
-	return offer{w, queue}
+	return offer{w: w, queue: queue}
 }
 
 // unless withdraws the offer when taken is true (one task per slot).
@@ -814,7 +827,17 @@ func makeReady(e *Engine, tx store.Tx, p *plan, recs map[string]*store.Step, i i
 	if lease {
 		t.Owner, t.LeaseUntil, t.Claims = o.w.id, now.Add(e.cfg.Lease), 1
 	}
-	if err := tx.AddTask(t); err != nil {
+	if r := o.reuse; lease && r != nil && r.Queue == t.Queue && r.LeaseUntil.After(now.Add(e.cfg.Lease/2)) {
+		// The task of the step just recorded, leased here, carries on as
+		// its successor's: a store updates one row, keeping its indexed
+		// columns (ready time, lease, queue) as they are — the lease is
+		// renewed with the others — rather than deleting one and adding
+		// another.
+		t.ID, t.Exec, t.ReadyAt, t.LeaseUntil = r.ID, r.Exec, r.ReadyAt, r.LeaseUntil
+		if err := tx.PutTask(t); err != nil {
+			return err
+		}
+	} else if err := tx.AddTask(t); err != nil {
 		return err
 	}
 	if lease {
@@ -891,7 +914,7 @@ func (w *worker) joinSession(ctx context.Context, p *plan, t store.Task, key str
 				delete(recs, name)
 			}
 		}
-		o := offer{w, t.Queue}
+		o := offer{w: w, queue: t.Queue}
 		for k := range p.steps {
 			ps := &p.steps[k]
 			if session[ps.st.name] && inputsReady(p, recs, ps) {

@@ -22,7 +22,10 @@ import (
 //     of one step the later wins, as it would have;
 //   - task inserts merge when no other statement of the segment touches
 //     the tasks they insert (an update or a delete of a new task must come
-//     after it); task deletes merge alike, and then run last;
+//     after it); task updates and deletes merge alike (of two updates of
+//     one task the later wins), the updates run after the inserts and the
+//     deletes last, so that a task updated and deleted ends deleted in
+//     either order;
 //   - execution updates merge (the later of two for one execution wins),
 //     and so do the updates of only an execution's progress, except that
 //     an execution with both kinds in the segment keeps its own in their
@@ -41,9 +44,9 @@ const (
 	mergeStep               // upsert of a step: args are stepArgs
 	mergeAddTask            // insert of a task: args are its row, ID first
 	mergeDelTask            // delete of a task: args are its ID
+	mergePutTask            // update of a task: args are putTaskTypes, ID first
 	mergeExec               // update of an execution: args are execArgs
 	mergeProgress           // update of an execution's seq and updated_at: args are its ID, seq, updated_at
-	touchTask               // another write of a task (args[0] is its ID): not merged
 	touchSteps              // a delete of a step: not merged
 	barrier                 // a savepoint or a rollback to one
 )
@@ -58,6 +61,7 @@ var (
 	taskTypes = table{"bigint", "text", "text", "text", "timestamptz", "text", "timestamptz", "integer", "integer",
 		"text", "text"}
 	progressTypes = table{"text", "bigint", "timestamptz"}
+	putTaskTypes  = table{"bigint", "text", "text", "timestamptz", "text", "timestamptz", "integer", "integer", "text", "text"}
 	execTypes     = table{"text", "integer", "text", "text", "text", "jsonb", "text", "text", "bytea", "text", "boolean",
 		"timestamptz", "timestamptz", "timestamptz", "timestamptz", "bigint", "text", "text", "jsonb"}
 )
@@ -80,6 +84,10 @@ var (
 		" " + sqlPutStep[strings.Index(sqlPutStep, "ON CONFLICT"):]
 	sqlAddTasks = `INSERT INTO tasks (` + taskCols + `) OVERRIDING SYSTEM VALUE SELECT * FROM ` + taskTypes.unnest()
 	sqlDelTasks = `DELETE FROM tasks WHERE id = ANY($1::bigint[])`
+	sqlPutTasks = `UPDATE tasks t SET step = u.step, kind = u.kind, ready_at = u.ready_at, owner = u.owner,
+		lease_until = u.lease_until, attempt = u.attempt, claims = u.claims, queue = u.queue, worker = u.worker
+		FROM ` + putTaskTypes.unnest() + ` AS u(id, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker)
+		WHERE t.id = u.id`
 	sqlPutExecs = putExecsSQL()
 	sqlPutProgs = `UPDATE executions e SET seq = u.seq, updated_at = u.updated_at FROM ` + progressTypes.unnest() +
 		` AS u(id, seq, updated_at) WHERE e.id = u.id`
@@ -122,7 +130,7 @@ func merge(queue []stmt) []stmt {
 
 // mergeSegment appends a segment of the queue to out, merged.
 func mergeSegment(out, seg []stmt) []stmt {
-	var steps, adds, dels int
+	var steps, adds, puts, dels int
 	stepsOK, tasksOK := true, true
 	added := map[int64]bool{}
 	full, progress := map[string]int{}, map[string]int{} // updates per execution
@@ -135,6 +143,8 @@ func mergeSegment(out, seg []stmt) []stmt {
 			added[q.args[0].(int64)] = true
 		case mergeDelTask:
 			dels++
+		case mergePutTask:
+			puts++
 		case mergeExec:
 			full[q.args[0].(string)]++
 		case mergeProgress:
@@ -144,7 +154,7 @@ func mergeSegment(out, seg []stmt) []stmt {
 		}
 	}
 	for _, q := range seg {
-		if (q.kind == mergeDelTask || q.kind == touchTask) && added[q.args[0].(int64)] {
+		if (q.kind == mergeDelTask || q.kind == mergePutTask) && added[q.args[0].(int64)] {
 			tasksOK = false
 		}
 	}
@@ -158,20 +168,22 @@ func mergeSegment(out, seg []stmt) []stmt {
 			delete(progress, id)
 		}
 	}
-	mergeSteps, mergeTasks := stepsOK && steps > 1, tasksOK && (adds > 1 || dels > 1)
+	mergeSteps, mergeTasks := stepsOK && steps > 1, tasksOK && (adds > 1 || puts > 1 || dels > 1)
 	mergeExecs, mergeProgs := rowsOf(full) > 1, rowsOf(progress) > 1
 	if !mergeSteps && !mergeTasks && !mergeExecs && !mergeProgs {
 		return append(out, seg...)
 	}
-	var stepRows, addRows, execRows, progRows [][]any
+	var stepRows, addRows, putRows, execRows, progRows [][]any
 	var delIDs []int64
-	stepAt, execAt, progAt := map[string]int{}, map[string]int{}, map[string]int{}
+	stepAt, execAt, progAt, putAt := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 	for _, q := range seg {
 		switch {
 		case q.kind == mergeStep && mergeSteps:
 			stepRows = latest(stepRows, stepAt, q.args[0].(string)+"\x00"+q.args[1].(string), q.args)
 		case q.kind == mergeAddTask && mergeTasks:
 			addRows = append(addRows, q.args)
+		case q.kind == mergePutTask && mergeTasks:
+			putRows = latest(putRows, putAt, fmt.Sprint(q.args[0]), q.args)
 		case q.kind == mergeDelTask && mergeTasks:
 			delIDs = append(delIDs, q.args[0].(int64))
 		case q.kind == mergeExec && mergeExecs && !mixed[q.args[0].(string)]:
@@ -193,6 +205,9 @@ func mergeSegment(out, seg []stmt) []stmt {
 	}
 	if len(addRows) > 0 {
 		out = append(out, stmt{op: "add tasks", sql: sqlAddTasks, args: columns(taskTypes, addRows)})
+	}
+	if len(putRows) > 0 {
+		out = append(out, stmt{op: "put tasks", sql: sqlPutTasks, args: columns(putTaskTypes, putRows)})
 	}
 	if len(delIDs) > 0 {
 		out = append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{delIDs}})

@@ -30,7 +30,9 @@ func execRow(id string) []any {
 
 func TestMergeRules(t *testing.T) {
 	del := func(id int64) stmt { return stmt{op: "delete task", kind: mergeDelTask, args: []any{id}} }
-	put := func(id int64) stmt { return stmt{op: "put task", kind: touchTask, args: []any{id}} }
+	put := func(id int64) stmt {
+		return stmt{op: "put task", kind: mergePutTask, args: []any{id, "s", "step", time.Time{}, "w", time.Time{}, 1, 1, "", ""}}
+	}
 	other := stmt{op: "put journal"}
 	save := stmt{op: "savepoint", kind: barrier}
 	delStep := stmt{op: "delete step", kind: touchSteps}
@@ -50,6 +52,9 @@ func TestMergeRules(t *testing.T) {
 			"add tasks,delete tasks"},
 		{"a deleted step keeps the order", []stmt{stepW("x", "a"), delStep, stepW("x", "a")}, "put step,delete step,put step"},
 		{"a new task written again keeps the order", []stmt{addW(5), addW(6), put(5)}, "add task,add task,put task"},
+		{"task updates merge after the inserts, before the deletes", []stmt{put(1), del(3), addW(5), put(2), other, addW(6)},
+			"put journal,add tasks,put tasks,delete tasks"},
+		{"an updated task deleted ends deleted", []stmt{del(1), put(1), put(2), del(2)}, "put tasks,delete tasks"},
 		{"a new task deleted keeps the order", []stmt{addW(5), addW(6), del(6)}, "add task,add task,delete task"},
 		{"progress merges apart from whole records", []stmt{prog("x"), full("y"), prog("z"), full("w")},
 			"put executions,put progress"},
@@ -70,6 +75,13 @@ func TestMergeRules(t *testing.T) {
 	got := merge([]stmt{stepW("x", "a"), stepW("y", "a"), later})
 	if rows := got[0].args[2].([]string); len(rows) != 2 || rows[0] != "failed" {
 		t.Errorf("merged statuses %v, want the later upsert's", got[0].args[2])
+	}
+	// Of two updates of one task, the later wins.
+	first, second := put(7), put(7)
+	second.args[1] = "b"
+	got = merge([]stmt{first, put(8), second})
+	if rows := got[0].args[1].([]string); len(rows) != 2 || rows[0] != "b" {
+		t.Errorf("merged task steps %v, want the later update's", got[0].args[1])
 	}
 }
 

@@ -673,6 +673,84 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestGroupTaskUpdates updates tasks in groups, where the updates merge
+// into one statement: each task gets its own last update, an updated task
+// that is deleted stays deleted, and a task added and updated in one
+// Update keeps the update.
+func TestGroupTaskUpdates(t *testing.T) {
+	s := open(t, pgtest.URL(t), postgres.MaxConns(2)) // one leader
+	const n = 48
+	ids := make([]int64, n)
+	for i := range n {
+		id := fmt.Sprintf("t%02d", i)
+		create(t, s, id)
+		if err := s.Update(t.Context(), id, func(tx store.Tx) error {
+			task := store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base, Attempt: 1}
+			err := tx.AddTask(&task)
+			ids[i] = task.ID
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lease := base.Add(time.Hour)
+	put := func(tx store.Tx, id int64, step string, i int) error {
+		return tx.PutTask(&store.Task{ID: id, Step: step, Kind: store.TaskStep, ReadyAt: base, Owner: fmt.Sprint("w", i),
+			LeaseUntil: lease, Attempt: i, Claims: 1, Queue: "q", Worker: fmt.Sprint("p", i)})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.Update(t.Context(), fmt.Sprintf("t%02d", i), func(tx store.Tx) error {
+				switch i % 4 {
+				case 1: // two updates: the later wins
+					if err := put(tx, ids[i], "first", i); err != nil {
+						return err
+					}
+				case 2: // updated, then deleted
+					if err := put(tx, ids[i], "b", i); err != nil {
+						return err
+					}
+					return tx.DeleteTask(ids[i])
+				case 3: // a new task, updated
+					task := store.Task{Step: "new", Kind: store.TaskStep, ReadyAt: base, Attempt: 1}
+					if err := tx.AddTask(&task); err != nil {
+						return err
+					}
+					if err := put(tx, task.ID, "new-b", i); err != nil {
+						return err
+					}
+				}
+				return put(tx, ids[i], "b", i)
+			})
+		})
+	}
+	wg.Wait()
+	if g := s.Grouped(); g == 0 {
+		t.Errorf("no Update ran in a group of more than one")
+	}
+	for i := range n {
+		id := fmt.Sprintf("t%02d", i)
+		tasks, err := s.Tasks(t.Context(), id)
+		if err != nil || errs[i] != nil {
+			t.Fatal(err, errs[i])
+		}
+		var steps []string
+		for _, task := range tasks {
+			steps = append(steps, task.Step)
+			if task.Owner != fmt.Sprint("w", i) || !task.LeaseUntil.Equal(lease) || task.Attempt != i || task.Claims != 1 ||
+				task.Queue != "q" || task.Worker != fmt.Sprint("p", i) {
+				t.Errorf("%s: task %+v, want the update's values", id, task)
+			}
+		}
+		want := map[int]string{0: "b", 1: "b", 2: "", 3: "b,new-b"}[i%4]
+		if strings.Join(steps, ",") != want {
+			t.Errorf("%s: tasks of steps %v, want %q", id, steps, want)
+		}
+	}
+}
+
 // TestSharedReads reads many executions at once on a store with one
 // reading leader, so that reads share round trips: each still gets its own
 // answer, and one that the server refuses fails alone.

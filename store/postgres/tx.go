@@ -681,7 +681,7 @@ func (t *tx) PutTask(task *store.Task) error {
 	if claimable(task) {
 		t.offered(task)
 	}
-	return t.writeAs(touchTask, "put task", `UPDATE tasks SET step = $2, kind = $3, ready_at = $4, owner = $5, lease_until = $6,
+	return t.writeAs(mergePutTask, "put task", `UPDATE tasks SET step = $2, kind = $3, ready_at = $4, owner = $5, lease_until = $6,
 		attempt = $7, claims = $8, queue = $9, worker = $10 WHERE id = $1`,
 		task.ID, task.Step, string(task.Kind), task.ReadyAt, task.Owner, task.LeaseUntil, task.Attempt, task.Claims,
 		task.Queue, task.Worker)
