@@ -83,7 +83,7 @@
 // one statement per table; the fns run one after the other on the
 // leader's goroutine; the last round trip sends all their writes and one
 // COMMIT. Before they are sent, writes of the common kinds — step upserts,
-// task inserts and deletes, execution updates — are merged into one
+// task inserts, updates and deletes, execution updates — are merged into one
 // statement per kind, their rows sent as arrays and unnested, wherever
 // moving them past the group's other writes changes nothing (never past a
 // savepoint, nor past a delete of the same step or task). An execution
