@@ -72,21 +72,64 @@ func (c *countingStore) Execution(ctx context.Context, id string) (*store.Execut
 	return c.Store.Execution(ctx, id)
 }
 
-// On PostgreSQL, the event of an execution's end carries its outcome: a
-// client that started executions gets their results and errors without
-// reading them back, even when they end before Result is called; an
-// execution the client did not create is read once, then waited for.
-func TestPostgresResultFromEvents(t *testing.T) {
-	type evSeed int
-	type evOut string
-	u := pgtest.URL(t)
-	g := docket.NewGraph("ev-result", docket.Input[evSeed]())
+type (
+	evSeed int
+	evOut  string
+)
+
+// evGraph's step fails for multiples of 3 and otherwise returns n é's.
+func evGraph(name string) *docket.Graph {
+	g := docket.NewGraph(name, docket.Input[evSeed]())
 	docket.Register1(g, func(ctx context.Context, n evSeed) (evOut, error) {
 		if n%3 == 0 {
 			return "", docket.NonRetryable(fmt.Errorf("%d is a multiple of 3", n))
 		}
 		return evOut(strings.Repeat("é", int(n))), nil
 	}, docket.Name("double"))
+	return g
+}
+
+// checkEvResult checks the outcome of evGraph's execution of n.
+func checkEvResult(t *testing.T, ctx context.Context, n int, h *docket.Handle[evOut]) {
+	t.Helper()
+	got, err := h.Result(ctx)
+	var xe *docket.ExecutionError
+	switch {
+	case n%3 == 0 && (!errors.As(err, &xe) || xe.Status != "failed" || !strings.Contains(xe.Message, fmt.Sprintf("%d is a multiple of 3", n))):
+		t.Errorf("%s: %q, %v; want it failed", h.ID(), got, err)
+	case n%3 != 0 && (err != nil || string(got) != strings.Repeat("é", n)):
+		t.Errorf("%s: %q, %v", h.ID(), got, err)
+	}
+}
+
+// runEvResults starts 12 executions of evGraph g on eng and checks their
+// outcomes: the even ones waited for at once, the odd ones after they
+// ended.
+func runEvResults(t *testing.T, ctx context.Context, eng *docket.Engine, g *docket.Graph, prefix string) {
+	t.Helper()
+	handles := make([]*docket.Handle[evOut], 12)
+	for n := range handles {
+		var err error
+		if handles[n], err = docket.Start[evOut](ctx, eng, g, fmt.Sprintf("%s-%d", prefix, n), evSeed(n)); err != nil {
+			t.Fatal(err)
+		}
+		if n%2 == 0 {
+			checkEvResult(t, ctx, n, handles[n]) // waited for at once
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the others end before anyone waits
+	for n := 1; n < len(handles); n += 2 {
+		checkEvResult(t, ctx, n, handles[n])
+	}
+}
+
+// On PostgreSQL, the event of an execution's end carries its outcome: a
+// client that started executions gets their results and errors without
+// reading them back, even when they end before Result is called; an
+// execution the client did not create is read once, then waited for.
+func TestPostgresResultFromEvents(t *testing.T) {
+	u := pgtest.URL(t)
+	g := evGraph("ev-result")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // an hour without events
 	defer cancel()
 	open := func(cfg docket.Config) *docket.Engine { return openUnpolled(t, ctx, g, cfg) }
@@ -98,36 +141,12 @@ func TestPostgresResultFromEvents(t *testing.T) {
 	st := &countingStore{Store: pg}
 	client := open(docket.Config{Backend: st, Workers: -1})
 	open(docket.Config{Store: u, WorkerID: "worker", Workers: 4})
-
-	check := func(n int, h *docket.Handle[evOut]) {
-		t.Helper()
-		got, err := h.Result(ctx)
-		var xe *docket.ExecutionError
-		switch {
-		case n%3 == 0 && (!errors.As(err, &xe) || xe.Status != "failed" || !strings.Contains(xe.Message, fmt.Sprintf("%d is a multiple of 3", n))):
-			t.Errorf("ev-%d: %q, %v; want it failed", n, got, err)
-		case n%3 != 0 && (err != nil || string(got) != strings.Repeat("é", n)):
-			t.Errorf("ev-%d: %q, %v", n, got, err)
-		}
-	}
-	handles := make([]*docket.Handle[evOut], 12)
-	for n := range handles {
-		if handles[n], err = docket.Start[evOut](ctx, client, g, fmt.Sprintf("ev-%d", n), evSeed(n)); err != nil {
-			t.Fatal(err)
-		}
-		if n%2 == 0 {
-			check(n, handles[n]) // waited for at once
-		}
-	}
-	time.Sleep(200 * time.Millisecond) // the others end before anyone waits
-	for n := 1; n < len(handles); n += 2 {
-		check(n, handles[n])
-	}
+	runEvResults(t, ctx, client, g, "ev")
 	if r := st.reads.Load(); r != 0 {
 		t.Errorf("the client read executions %d times for the results of executions it created", r)
 	}
 	// Another handle of an execution that ended is read, once.
-	check(4, docket.HandleFor[evOut](client, "ev-4"))
+	checkEvResult(t, ctx, 4, docket.HandleFor[evOut](client, "ev-4"))
 	if r := st.reads.Load(); r != 1 {
 		t.Errorf("%d reads for the result of an execution that ended, want 1", r)
 	}
@@ -137,16 +156,8 @@ func TestPostgresResultFromEvents(t *testing.T) {
 // callers of Result as its worker commits them: no read back, whether
 // Result waits already or is called after the end.
 func TestPostgresResultOfLocalEnd(t *testing.T) {
-	type leSeed int
-	type leOut string
 	u := pgtest.URL(t)
-	g := docket.NewGraph("local-end", docket.Input[leSeed]())
-	docket.Register1(g, func(ctx context.Context, n leSeed) (leOut, error) {
-		if n%3 == 0 {
-			return "", docket.NonRetryable(fmt.Errorf("%d is a multiple of 3", n))
-		}
-		return leOut(fmt.Sprint(n * 2)), nil
-	}, docket.Name("double"))
+	g := evGraph("local-end")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pg, err := postgres.Open(ctx, u)
@@ -156,31 +167,7 @@ func TestPostgresResultOfLocalEnd(t *testing.T) {
 	defer pg.Close()
 	st := &countingStore{Store: pg, marked: true} // the reads of Result, not of the worker's settle tasks
 	eng := openUnpolled(t, ctx, g, docket.Config{Backend: st, Workers: 4})
-	ctx = context.WithValue(ctx, marked{}, true)
-	check := func(n int, h *docket.Handle[leOut]) {
-		t.Helper()
-		got, err := h.Result(ctx)
-		var xe *docket.ExecutionError
-		switch {
-		case n%3 == 0 && (!errors.As(err, &xe) || xe.Status != "failed" || !strings.Contains(xe.Message, fmt.Sprintf("%d is a multiple of 3", n))):
-			t.Errorf("le-%d: %q, %v; want it failed", n, got, err)
-		case n%3 != 0 && (err != nil || string(got) != fmt.Sprint(n*2)):
-			t.Errorf("le-%d: %q, %v", n, got, err)
-		}
-	}
-	handles := make([]*docket.Handle[leOut], 12)
-	for n := range handles {
-		if handles[n], err = docket.Start[leOut](ctx, eng, g, fmt.Sprintf("le-%d", n), leSeed(n)); err != nil {
-			t.Fatal(err)
-		}
-		if n%2 == 0 {
-			check(n, handles[n])
-		}
-	}
-	time.Sleep(200 * time.Millisecond) // the others end before anyone waits
-	for n := 1; n < len(handles); n += 2 {
-		check(n, handles[n])
-	}
+	runEvResults(t, context.WithValue(ctx, marked{}, true), eng, g, "le")
 	if r := st.reads.Load(); r != 0 {
 		t.Errorf("Result read executions %d times for ends this engine committed", r)
 	}
