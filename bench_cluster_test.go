@@ -246,23 +246,58 @@ func BenchmarkPostgresChainInProcess(b *testing.B) {
 
 const benchStarterEnv = "DOCKET_BENCH_STARTER"
 
+// chainsAtRate starts n chain executions at rate per second, on time
+// whatever the ones before are doing (an open loop), and returns each
+// one's latency from the moment it was due to start to its result.
+func chainsAtRate(eng *docket.Engine, g *docket.Graph, prefix string, n int, rate float64) ([]time.Duration, error) {
+	ctx := context.Background()
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	t0 := time.Now()
+	for i := 0; i < n && failed.Load() == nil; i++ {
+		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		time.Sleep(time.Until(due))
+		wg.Go(func() {
+			h, err := docket.Start[BenchOut](ctx, eng, g, fmt.Sprintf("%s-%d", prefix, i), BenchIn{i})
+			if err == nil {
+				var out BenchOut
+				if out, err = h.Result(ctx); err == nil && int(out) != 2*(i+1) {
+					err = fmt.Errorf("%s-%d: result %d", prefix, i, out)
+				}
+			}
+			if err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+			lat[i] = time.Since(due)
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return nil, *err
+	}
+	return lat, nil
+}
+
 // benchStarter is a worker process that also starts the executions it
 // runs, as an application serving requests does: DOCKET_BENCH_STARTER is
-// "url workers conc n". It warms up, says "ready", waits for a line on
-// stdin, runs n chains with conc in flight and writes their latencies in
-// microseconds on one line.
+// "url workers conc n rate". It warms up, says "ready", waits for a line
+// on stdin, runs n chains with conc in flight (or, when rate is not 0,
+// started at rate per second, however many that puts in flight) and
+// writes their latencies in microseconds on one line.
 func benchStarter(spec string) {
 	f := strings.Fields(spec)
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "bench starter:", err)
 		os.Exit(2)
 	}
-	if len(f) != 4 {
+	if len(f) != 5 {
 		fail(fmt.Errorf("bad spec %q", spec))
 	}
 	workers, _ := strconv.Atoi(f[1])
 	conc, _ := strconv.Atoi(f[2])
 	n, _ := strconv.Atoi(f[3])
+	rate, _ := strconv.ParseFloat(f[4], 64)
 	graphs := benchGraphs()
 	eng, err := docket.Open(context.Background(), docket.Config{Store: f[0], Graphs: graphs, Workers: workers})
 	if err != nil {
@@ -277,7 +312,12 @@ func benchStarter(spec string) {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		fail(err)
 	}
-	lat, err := chainLatencies(eng, graphs[0], prefix, n, conc)
+	var lat []time.Duration
+	if rate > 0 {
+		lat, err = chainsAtRate(eng, graphs[0], prefix, n, rate)
+	} else {
+		lat, err = chainLatencies(eng, graphs[0], prefix, n, conc)
+	}
 	if err != nil {
 		fail(err)
 	}
@@ -297,12 +337,16 @@ func benchStarter(spec string) {
 // applications that serve requests and run their graphs do: executions
 // per second over all processes and start-to-result latency. 64
 // executions are in flight over all processes (DOCKET_BENCH_CONC sets
-// another number, divided among the processes).
+// another number, divided among the processes). DOCKET_BENCH_RATE, when
+// set, starts the executions at that many per second over all processes
+// instead, however many that puts in flight (an open loop), and measures
+// each one's latency from when it was due to start.
 func BenchmarkPostgresChainLocal(b *testing.B) {
 	conc := 64
 	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
 		conc = c
 	}
+	rate, _ := strconv.ParseFloat(os.Getenv("DOCKET_BENCH_RATE"), 64)
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
@@ -323,7 +367,11 @@ func BenchmarkPostgresChainLocal(b *testing.B) {
 				}
 				cmd := exec.Command(exe, "-test.run=^$")
 				c := max(1, (conc+k)/procs) // the remainder to the last ones
-				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d", benchStarterEnv, u, max(64/procs, 8, c), c, n))
+				workers := max(64/procs, 8, c)
+				if rate > 0 {
+					workers = 64
+				}
+				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d %g", benchStarterEnv, u, workers, c, n, rate/float64(procs)))
 				cmd.Stderr = os.Stderr
 				in, err := cmd.StdinPipe()
 				if err != nil {
