@@ -305,12 +305,14 @@ type nextReady struct {
 // the next task will be ready does so in the same round trip, into next.
 func (w *worker) claim(queue string, now time.Time, limit int, next *nextReady) ([]store.Task, error) {
 	e := w.eng
-	// The worker's stop does not cut a claim short: the store may have
-	// committed it already, and a claim whose answer is lost leaves its
-	// tasks leased to a worker that will never run them, for a whole
-	// lease. The claim loop hands back what a claim returns after the stop.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), stopWait)
+	// The worker's stop does not cut a claim short (it has stopWait more):
+	// the store may have committed it already, and a claim whose answer is
+	// lost leaves its tasks leased to a worker that will never run them,
+	// for a whole lease. The claim loop hands back what a claim returns
+	// after the stop.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(w.ctx))
 	defer cancel()
+	defer context.AfterFunc(w.ctx, func() { time.AfterFunc(stopWait, cancel) })()
 	nc, ok := e.st.(store.NextClaimer)
 	if !ok {
 		return e.st.Claim(ctx, w.id, queue, now, e.cfg.Lease, limit)
