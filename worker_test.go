@@ -158,18 +158,21 @@ func TestShutdownDoesNotRecordInterruptedCalls(t *testing.T) {
 }
 
 // lateClaims holds the first claim after arm until the claiming worker is
-// told to stop (its context ends) or a second has passed, then claims for
+// told to stop (its context ends) or release is closed, then claims for
 // real; if the context has ended by then, the answer is lost as it would
 // be to a cancellation: the leases are committed and the worker never
 // hears of them. That is what a claim looks like when the server commits
 // it just as Close begins.
 type lateClaims struct {
 	store.Store
-	armed   atomic.Bool
-	entered chan struct{}
+	armed            atomic.Bool
+	entered, release chan struct{}
 }
 
-func (s *lateClaims) arm() { s.entered = make(chan struct{}); s.armed.Store(true) }
+func (s *lateClaims) arm() {
+	s.entered, s.release = make(chan struct{}), make(chan struct{})
+	s.armed.Store(true)
+}
 
 func (s *lateClaims) late(ctx context.Context, claim func(context.Context) error) error {
 	if !s.armed.CompareAndSwap(true, false) {
@@ -178,7 +181,7 @@ func (s *lateClaims) late(ctx context.Context, claim func(context.Context) error
 	close(s.entered)
 	select {
 	case <-ctx.Done():
-	case <-time.After(time.Second):
+	case <-s.release:
 	}
 	if err := claim(context.WithoutCancel(ctx)); err != nil {
 		return err
@@ -227,11 +230,22 @@ func TestStopDuringClaimHandsTasksBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer inner.Close()
+			// The step waits for unblock, so that if the claim returns
+			// before the stop after all, its run is cut short by the stop
+			// and handed back too: either way the task must end up free.
+			unblock := make(chan struct{})
 			g := docket.NewGraph("stop-claim", docket.Input[int]())
-			docket.Register1(g, func(_ context.Context, n int) (string, error) { return fmt.Sprint(n), nil }, docket.Name("work"))
+			docket.Register1(g, func(ctx context.Context, n int) (string, error) {
+				select {
+				case <-unblock:
+					return fmt.Sprint(n), nil
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+			}, docket.Name("work"))
 			open := func(st store.Store, workers int) *docket.Engine {
 				eng, err := docket.Open(ctx, docket.Config{Backend: st, Graphs: []*docket.Graph{g}, Workers: workers,
-					Lease: time.Hour, PollInterval: time.Hour})
+					Lease: time.Hour, PollInterval: time.Hour, ShutdownTimeout: 50 * time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -251,13 +265,20 @@ func TestStopDuringClaimHandsTasksBack(t *testing.T) {
 			}
 			w := open(st, 1) // its first claim takes the task, late
 			<-late.entered
-			if err := w.Close(); err != nil {
+			closed := make(chan error)
+			go func() { closed <- w.Close() }()
+			// The claim goes on once Close has most likely begun (one that
+			// the stop cuts short goes on as soon as it begins).
+			time.Sleep(100 * time.Millisecond)
+			close(late.release)
+			if err := <-closed; err != nil {
 				t.Fatal(err)
 			}
 			tasks, err := inner.Tasks(ctx, "claimed-at-stop")
 			if err != nil || len(tasks) != 1 || tasks[0].Owner != "" {
 				t.Fatalf("after the stop, the task must be free: %+v %v", tasks, err)
 			}
+			close(unblock)
 			w2 := open(inner, 1)
 			defer w2.Close()
 			if v, err := h.Result(ctx); err != nil || v != "7" {
