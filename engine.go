@@ -234,7 +234,8 @@ func (e *Engine) Store() store.Store { return e.st }
 
 // Close stops the worker — letting running steps finish for up to
 // Config.ShutdownTimeout, then cancelling them and handing their tasks back
-// for another worker — and closes the store if the engine opened it.
+// for another worker, and handing back at once whatever a claim still in
+// flight takes — and closes the store if the engine opened it.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		if e.w != nil {
