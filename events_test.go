@@ -214,6 +214,7 @@ func TestPostgresHandOff(t *testing.T) {
 	defer cancel()
 	open := func(cfg docket.Config) *docket.Engine { return openUnpolled(t, ctx, g, cfg) }
 	workers := make([]*claimCounter, 2)
+	engines := make([]*docket.Engine, 2)
 	for i := range workers {
 		pg, err := postgres.Open(ctx, u)
 		if err != nil {
@@ -221,7 +222,7 @@ func TestPostgresHandOff(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = pg.Close() })
 		workers[i] = &claimCounter{Store: pg}
-		open(docket.Config{Backend: workers[i], WorkerID: fmt.Sprintf("w%d", i), Workers: 4})
+		engines[i] = open(docket.Config{Backend: workers[i], WorkerID: fmt.Sprintf("w%d", i), Workers: 4})
 	}
 	client := open(docket.Config{Store: u, Workers: -1})
 	run := func(prefix string, n int) {
@@ -250,5 +251,17 @@ func TestPostgresHandOff(t *testing.T) {
 	// task goes to everyone again, so allow a few more.
 	if total := claims[0] + claims[1]; total > n+6 || claims[0] == 0 || claims[1] == 0 {
 		t.Errorf("claims by each worker for %d executions: %v; want about one per execution, spread over both", n, claims)
+	}
+
+	// A worker that stops (its store stays open) is named no more at once,
+	// not once its note lapses: with polling off, an execution named to
+	// it would wait for ever.
+	if err := engines[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	before1 := workers[1].claims.Load()
+	run("after", 10)
+	if c := workers[1].claims.Load() - before1; c < 10 {
+		t.Errorf("%d claims by the worker left for 10 executions", c)
 	}
 }

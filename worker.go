@@ -230,6 +230,7 @@ func (w *worker) launch(t store.Task) {
 
 func (w *worker) claimLoop() {
 	e := w.eng
+	defer w.stopWaiting()
 	for w.ctx.Err() == nil {
 		// One reading of the clock for the claim and the wait: with a later
 		// reading, a clock moved in between could hide a task that became
@@ -292,6 +293,21 @@ func (w *worker) claimLoop() {
 		case <-t.C():
 		}
 		t.Stop()
+	}
+}
+
+// stopWaiting tells a store that hands tasks to waiting workers (see
+// store/postgres) that this one, which has stopped claiming, waits for
+// none: a claim with no slot free.
+func (w *worker) stopWaiting() {
+	nc, ok := w.eng.st.(store.NextClaimer)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+	defer cancel()
+	for _, q := range w.order {
+		_, _ = nc.ClaimNext(ctx, w.id, q.name, w.eng.clock.Now(), w.eng.cfg.Lease, 0)
 	}
 }
 

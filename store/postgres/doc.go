@@ -246,8 +246,10 @@
 // notification. The name is a hint, not a lease: the task stays claimable
 // by anyone, and when the named worker cannot take it (it filled its
 // slots meanwhile: it claims when a slot frees; or it died within the
-// note's two seconds), the other workers' polls claim it. Close removes
-// the notes of the workers that claimed through the store. Several tasks at once, a pinned task, one
+// note's two seconds), the other workers' polls claim it. A ClaimNext
+// with no slot free (limit 0), which the engine's worker sends when it
+// stops, removes its note, and Close removes the notes of the workers
+// that claimed through the store. Several tasks at once, a pinned task, one
 // ready later, and groups of several Updates notify everyone as before.
 //
 // Each Listen opens a connection of its own, outside the pool, LISTENs and

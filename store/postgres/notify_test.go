@@ -364,9 +364,21 @@ func TestHandOff(t *testing.T) {
 	}
 	add("h1", ready("j", ""))
 	ch.expect(t, "w5 waiting", handed("h1", "w5"))
-	if err := c.Close(); err != nil {
+	// A claim with no slot free, as a worker sends when it stops, removes
+	// its note.
+	if _, err := c.ClaimNext(ctx, "w5", "", time.Now(), time.Minute, 0); err != nil {
 		t.Fatal(err)
 	}
 	add("h1", ready("k", ""))
+	ch.expect(t, "w5 stopped", task("h1"))
+	if got, err := c.ClaimNext(ctx, "w5", "", time.Now(), time.Minute, 64); err != nil || len(got.Tasks) != 2 {
+		t.Fatalf("ClaimNext(w5) = %d tasks, %v; want j and k", len(got.Tasks), err)
+	}
+	add("h1", ready("l", ""))
+	ch.expect(t, "w5 waiting again", handed("h1", "w5"))
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	add("h1", ready("m", ""))
 	ch.expect(t, "w5's store closed", task("h1"))
 }

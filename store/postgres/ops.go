@@ -105,6 +105,10 @@ const claimWaiting = `, waits AS (
 		DELETE FROM waiting WHERE queue = $5 AND worker = $3 AND (SELECT count(*) FROM u) >= $2
 	)`
 
+// sqlNotWaiting removes the note of worker $2 for queue $1: a ClaimNext
+// with no slot free, as a worker sends when it stops claiming.
+const sqlNotWaiting = `DELETE FROM waiting WHERE queue = $1 AND worker = $2`
+
 // waitingFor is how long a claim that left slots free notes its worker as
 // waiting: a few of the engine's default poll intervals, so that an idle
 // worker's note stays fresh and a dead worker's lapses soon.
@@ -222,6 +226,9 @@ func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, l
 			b.Queue(sqlClaim, now, limit, owner, now.Add(lease), queue)
 		default:
 			b.Queue(sqlAsyncCommit)
+			if next { // no slot free: the worker waits for no task
+				b.Queue(sqlNotWaiting, queue, owner)
+			}
 		}
 		if next {
 			b.Queue(sqlNextReadyAt, now)
@@ -234,6 +241,10 @@ func (s *Store) claim(ctx context.Context, owner, queue string, now time.Time, l
 				rows, _ := br.Query()
 				var err error
 				if c.Tasks, err = pgx.CollectRows(rows, scanTask); err != nil {
+					return err
+				}
+			} else if next {
+				if _, err := br.Exec(); err != nil {
 					return err
 				}
 			}
