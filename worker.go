@@ -245,8 +245,17 @@ func (w *worker) claimLoop() {
 				continue
 			}
 			tasks, err := w.claim(q.name, now, free, &next)
-			if w.ctx.Err() != nil { // stopped meanwhile: not for this worker to run
-				w.giveBack(tasks...)
+			if w.ctx.Err() != nil {
+				// Stopped meanwhile: what the claim took is not for this
+				// worker to run, but a task still running here stays with
+				// its run (see reclaimLater).
+				var back []store.Task
+				for _, t := range tasks {
+					if !w.reclaimLater(t) {
+						back = append(back, t)
+					}
+				}
+				w.giveBack(back...)
 				return
 			}
 			if err != nil {
