@@ -30,19 +30,23 @@ func TestMain(m *testing.M) {
 
 // Three worker processes on a PostgreSQL schema of the test's own.
 func TestClusterPostgres(t *testing.T) {
-	testCluster(t, pgtest.URL(t), 3, 200)
+	testCluster(t, pgtest.URL(t), 3, 200, true)
 }
 
-// The fallback: worker processes sharing a SQLite file.
+// The fallback: worker processes sharing a SQLite file. Claims there are
+// write transactions that wait for the file's lock, and SQLite's waiting
+// is not fair: a busy process can hold off the other's claims for
+// seconds (runs have split the 480 steps anywhere from 160/320 to 445/35,
+// and once 480/0), so how the work was shared is only logged.
 func TestClusterSQLite(t *testing.T) {
-	// Enough orders that both polling workers get some, whichever polls first.
-	testCluster(t, "sqlite:"+filepath.Join(t.TempDir(), "cluster.db"), 2, 80)
+	testCluster(t, "sqlite:"+filepath.Join(t.TempDir(), "cluster.db"), 2, 80, false)
 }
 
 // testCluster runs the example and checks, from the store rather than the
 // output, that every order completed with the right receipt, that the
-// workers shared the work and that the gpu steps ran only on worker-1.
-func testCluster(t *testing.T, storeURL string, workers, orders int) {
+// workers shared the work (when share is set) and that the gpu steps ran
+// only on worker-1.
+func testCluster(t *testing.T, storeURL string, workers, orders int, share bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out strings.Builder
@@ -119,7 +123,7 @@ func testCluster(t *testing.T, storeURL string, workers, orders int) {
 		}
 	}
 	t.Logf("steps by worker: %v", steps)
-	if len(steps) < 2 {
+	if share && len(steps) < 2 {
 		t.Errorf("only %v did any work", steps)
 	}
 }
