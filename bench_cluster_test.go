@@ -113,6 +113,19 @@ func runChains(b *testing.B, eng *docket.Engine, g *docket.Graph, prefix string,
 	return lat
 }
 
+// runChain starts chain execution i and checks its result.
+func runChain(ctx context.Context, eng *docket.Engine, g *docket.Graph, prefix string, i int) error {
+	h, err := docket.Start[BenchOut](ctx, eng, g, fmt.Sprintf("%s-%d", prefix, i), BenchIn{i})
+	if err != nil {
+		return err
+	}
+	out, err := h.Result(ctx)
+	if err == nil && int(out) != 2*(i+1) {
+		err = fmt.Errorf("%s-%d: result %d", prefix, i, out)
+	}
+	return err
+}
+
 // chainLatencies runs n chain executions from conc goroutines and returns
 // each one's start-to-result latency, or the first failure.
 func chainLatencies(eng *docket.Engine, g *docket.Graph, prefix string, n, conc int) ([]time.Duration, error) {
@@ -131,14 +144,7 @@ func chainLatencies(eng *docket.Engine, g *docket.Graph, prefix string, n, conc 
 					return
 				}
 				t0 := time.Now()
-				h, err := docket.Start[BenchOut](ctx, eng, g, fmt.Sprintf("%s-%d", prefix, i), BenchIn{i})
-				if err == nil {
-					var out BenchOut
-					if out, err = h.Result(ctx); err == nil && int(out) != 2*(i+1) {
-						err = fmt.Errorf("%s-%d: result %d", prefix, i, out)
-					}
-				}
-				if err != nil {
+				if err := runChain(ctx, eng, g, prefix, i); err != nil {
 					failed.CompareAndSwap(nil, &err)
 					return
 				}
@@ -259,14 +265,7 @@ func chainsAtRate(eng *docket.Engine, g *docket.Graph, prefix string, n int, rat
 		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 		time.Sleep(time.Until(due))
 		wg.Go(func() {
-			h, err := docket.Start[BenchOut](ctx, eng, g, fmt.Sprintf("%s-%d", prefix, i), BenchIn{i})
-			if err == nil {
-				var out BenchOut
-				if out, err = h.Result(ctx); err == nil && int(out) != 2*(i+1) {
-					err = fmt.Errorf("%s-%d: result %d", prefix, i, out)
-				}
-			}
-			if err != nil {
+			if err := runChain(ctx, eng, g, prefix, i); err != nil {
 				failed.CompareAndSwap(nil, &err)
 			}
 			lat[i] = time.Since(due)
