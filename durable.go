@@ -827,7 +827,7 @@ func makeReady(e *Engine, tx store.Tx, p *plan, recs map[string]*store.Step, i i
 	if lease {
 		t.Owner, t.LeaseUntil, t.Claims = o.w.id, now.Add(e.cfg.Lease), 1
 	}
-	if r := o.reuse; lease && r != nil && r.Queue == t.Queue && r.LeaseUntil.After(now.Add(e.cfg.Lease/2)) {
+	if r := o.reuse; lease && r != nil && r.LeaseUntil.After(now.Add(e.cfg.Lease/2)) { // lease: same queue
 		// The task of the step just recorded, leased here, carries on as
 		// its successor's: a store updates one row, keeping its indexed
 		// columns (ready time, lease, queue) as they are — the lease is

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -183,7 +184,7 @@ func mergeSegment(out, seg []stmt) []stmt {
 		case q.kind == mergeAddTask && mergeTasks:
 			addRows = append(addRows, q.args)
 		case q.kind == mergePutTask && mergeTasks:
-			putRows = latest(putRows, putAt, fmt.Sprint(q.args[0]), q.args)
+			putRows = latest(putRows, putAt, strconv.FormatInt(q.args[0].(int64), 10), q.args)
 		case q.kind == mergeDelTask && mergeTasks:
 			delIDs = append(delIDs, q.args[0].(int64))
 		case q.kind == mergeExec && mergeExecs && !mixed[q.args[0].(string)]:
