@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -263,7 +264,7 @@ func chainsAtRate(eng *docket.Engine, g *docket.Graph, prefix string, n int, rat
 	t0 := time.Now()
 	for i := 0; i < n && failed.Load() == nil; i++ {
 		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		time.Sleep(time.Until(due))
+		sleepUntil(due)
 		wg.Go(func() {
 			if err := runChain(ctx, eng, g, prefix, i); err != nil {
 				failed.CompareAndSwap(nil, &err)
@@ -276,6 +277,23 @@ func chainsAtRate(eng *docket.Engine, g *docket.Graph, prefix string, n int, rat
 		return nil, *err
 	}
 	return lat, nil
+}
+
+// benchProfileEnv names a directory where each starter process writes a
+// CPU profile of its measured run (starter-PID.pprof).
+const benchProfileEnv = "DOCKET_BENCH_PROFILE"
+
+// profileCPU starts a CPU profile into path; stop ends it.
+func profileCPU(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // benchStarter is a worker process that also starts the executions it
@@ -311,12 +329,19 @@ func benchStarter(spec string) {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		fail(err)
 	}
+	stopProfile := func() {}
+	if dir := os.Getenv(benchProfileEnv); dir != "" {
+		if stopProfile, err = profileCPU(fmt.Sprintf("%s/starter-%d.pprof", dir, os.Getpid())); err != nil {
+			fail(err)
+		}
+	}
 	var lat []time.Duration
 	if rate > 0 {
 		lat, err = chainsAtRate(eng, graphs[0], prefix, n, rate)
 	} else {
 		lat, err = chainLatencies(eng, graphs[0], prefix, n, conc)
 	}
+	stopProfile()
 	if err != nil {
 		fail(err)
 	}
