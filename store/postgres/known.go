@@ -379,9 +379,9 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 			ids[i], keys[i] = m.id, m.key
 		}
 		slices.Sort(keys)
-		b.Queue(sqlLocks, slices.Compact(keys))
-		b.Queue(sqlGroupTaskLocks, ids)
-		b.Queue(groupGuardSQL, ids, digests)
+		b.Queue(sqlLocks, intArray(slices.Compact(keys)))
+		b.Queue(sqlGroupTaskLocks, textArray(ids))
+		b.Queue(groupGuardSQL, textArray(ids), textArray(digests))
 	}
 	guard := len(b.QueuedQueries) - 1
 	for _, q := range queued {

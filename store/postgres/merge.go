@@ -211,16 +211,15 @@ func mergeSegment(out, seg []stmt) []stmt {
 		out = append(out, stmt{op: "put tasks", sql: sqlPutTasks, args: columns(putTaskTypes, putRows)})
 	}
 	if len(delIDs) > 0 {
-		out = append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{delIDs}})
+		out = append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{intArray(delIDs)}})
 	}
 	return out
 }
 
-// textColumn returns column j of rows as a []string, or as a []*string
-// when it holds a NULL: pgx encodes a []string without reflection or an
-// allocation per row, and most text columns have no NULLs.
+// textColumn returns column j of rows as a textArray, or as a
+// nullTextArray when it holds a NULL (most text columns have none).
 func textColumn(rows [][]any, j int) any {
-	strs := make([]string, len(rows))
+	strs := make(textArray, len(rows))
 	for i, r := range rows {
 		switch v := r[j].(type) {
 		case nil:
@@ -235,8 +234,8 @@ func textColumn(rows [][]any, j int) any {
 }
 
 // nullableText is textColumn for a column with NULLs.
-func nullableText(rows [][]any, j int) []*string {
-	col := make([]*string, len(rows))
+func nullableText(rows [][]any, j int) nullTextArray {
+	col := make(nullTextArray, len(rows))
 	for i, r := range rows {
 		switch v := r[j].(type) {
 		case nil:
@@ -278,13 +277,13 @@ func columns(tb table, rows [][]any) []any {
 		case "text":
 			args[j] = textColumn(rows, j)
 		case "jsonb":
-			col := make([]string, len(rows))
+			col := make(textArray, len(rows))
 			for i, r := range rows {
 				col[i] = string(r[j].([]byte))
 			}
 			args[j] = col
 		case "integer", "bigint":
-			col := make([]int64, len(rows))
+			col := make(intArray, len(rows))
 			for i, r := range rows {
 				switch v := r[j].(type) {
 				case int:
@@ -295,7 +294,7 @@ func columns(tb table, rows [][]any) []any {
 			}
 			args[j] = col
 		case "bytea":
-			col := make([][]byte, len(rows))
+			col := make(byteaArray, len(rows))
 			for i, r := range rows {
 				if b, ok := r[j].([]byte); ok {
 					col[i] = b
@@ -303,13 +302,13 @@ func columns(tb table, rows [][]any) []any {
 			}
 			args[j] = col
 		case "timestamptz":
-			col := make([]time.Time, len(rows))
+			col := make(timeArray, len(rows))
 			for i, r := range rows {
 				col[i] = r[j].(time.Time)
 			}
 			args[j] = col
 		case "boolean":
-			col := make([]bool, len(rows))
+			col := make(boolArray, len(rows))
 			for i, r := range rows {
 				col[i] = r[j].(bool)
 			}

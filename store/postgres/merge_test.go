@@ -73,14 +73,14 @@ func TestMergeRules(t *testing.T) {
 	later := stepW("x", "a")
 	later.args[2] = "failed"
 	got := merge([]stmt{stepW("x", "a"), stepW("y", "a"), later})
-	if rows := got[0].args[2].([]string); len(rows) != 2 || rows[0] != "failed" {
+	if rows := got[0].args[2].(textArray); len(rows) != 2 || rows[0] != "failed" {
 		t.Errorf("merged statuses %v, want the later upsert's", got[0].args[2])
 	}
 	// Of two updates of one task, the later wins.
 	first, second := put(7), put(7)
 	second.args[1] = "b"
 	got = merge([]stmt{first, put(8), second})
-	if rows := got[0].args[1].([]string); len(rows) != 2 || rows[0] != "b" {
+	if rows := got[0].args[1].(textArray); len(rows) != 2 || rows[0] != "b" {
 		t.Errorf("merged task steps %v, want the later update's", got[0].args[1])
 	}
 }
@@ -88,10 +88,10 @@ func TestMergeRules(t *testing.T) {
 func TestTextColumn(t *testing.T) {
 	type named string
 	rows := [][]any{{"a", "x"}, {named("b"), nil}, {"c", "z"}}
-	if got, ok := textColumn(rows, 0).([]string); !ok || strings.Join(got, ",") != "a,b,c" {
+	if got, ok := textColumn(rows, 0).(textArray); !ok || strings.Join(got, ",") != "a,b,c" {
 		t.Errorf("column without NULLs: %#v", textColumn(rows, 0))
 	}
-	got, ok := textColumn(rows, 1).([]*string)
+	got, ok := textColumn(rows, 1).(nullTextArray)
 	if !ok || len(got) != 3 || *got[0] != "x" || got[1] != nil || *got[2] != "z" {
 		t.Errorf("column with a NULL: %#v", textColumn(rows, 1))
 	}

@@ -132,7 +132,7 @@ func queueNotifies(b *pgx.Batch, channel string, notices []notice) int {
 		room := maxPayload - len(only.payload) - len("@9999/")
 		b.Queue(sqlNotifyHanded, channel, kinds, ":"+rest, only.queue, only.exec, room)
 	default:
-		b.Queue(sqlNotifyMany, channel, payloads)
+		b.Queue(sqlNotifyMany, channel, textArray(payloads))
 	}
 	return 1
 }

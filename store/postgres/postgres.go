@@ -153,6 +153,12 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		!strings.Contains(cfg.ConnConfig.RuntimeParams["options"], "plan_cache_mode") {
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	}
+	// The store's array arguments skip pgx's generic array encoding (see
+	// arrays.go).
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		registerArrays(c.TypeMap())
+		return nil
+	}
 	// A quarter of the pool (at least one connection) leads groups of
 	// Updates; the rest is for claims, leases and reads, which must not
 	// wait behind them. Few leaders make large groups: on a busy store one

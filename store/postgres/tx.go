@@ -154,11 +154,11 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 	if len(keys) == 1 {
 		b.Queue(sqlLock, keys[0])
 	} else {
-		b.Queue(sqlLocks, keys)
+		b.Queue(sqlLocks, intArray(keys))
 	}
-	b.Queue(sqlGroupExecs, ids)
-	b.Queue(sqlGroupSteps, ids)
-	b.Queue(sqlGroupTasks, ids)
+	b.Queue(sqlGroupExecs, textArray(ids))
+	b.Queue(sqlGroupSteps, textArray(ids))
+	b.Queue(sqlGroupTasks, textArray(ids))
 	reserve := g.s.ids.wanted()
 	if reserve > 0 {
 		g.s.queueReserve(b, reserve)
