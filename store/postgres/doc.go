@@ -84,7 +84,8 @@
 // leader's goroutine; the last round trip sends all their writes and one
 // COMMIT. Before they are sent, writes of the common kinds — step upserts,
 // task inserts, updates and deletes, execution updates — are merged into one
-// statement per kind, their rows sent as arrays and unnested, wherever
+// statement per kind, their rows sent as arrays (which the store encodes
+// itself, column by column, in PostgreSQL's binary format) and unnested, wherever
 // moving them past the group's other writes changes nothing (never past a
 // savepoint, nor past a delete of the same step or task). An execution
 // update that only moves the execution's progress (its step counter and
