@@ -53,7 +53,7 @@ type fastArrays struct{ pgtype.Codec }
 // PlanEncode implements pgtype.Codec.
 func (c fastArrays) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
 	if format == pgtype.BinaryFormatCode && fits(oid, value) {
-		return arrayPlan{oid: oid, elem: arrayOIDs[oid]}
+		return arrayPlan{elem: arrayOIDs[oid]}
 	}
 	return c.Codec.PlanEncode(m, oid, format, value)
 }
@@ -77,8 +77,9 @@ func fits(oid uint32, value any) bool {
 
 // arrayPlan encodes a one-dimensional array: the number of dimensions,
 // whether there are NULLs, the element type, the length and lower bound
-// (1), and each element as its length (-1 for NULL) and binary value.
-type arrayPlan struct{ oid, elem uint32 }
+// (1), and each element as its length (-1 for NULL) and binary value;
+// elem is the OID of the elements.
+type arrayPlan struct{ elem uint32 }
 
 // microsToY2K is the Unix time of 2000-01-01, PostgreSQL's epoch, in µs.
 const microsToY2K = 946684800 * 1000000
