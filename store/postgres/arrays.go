@@ -87,78 +87,61 @@ const microsToY2K = 946684800 * 1000000
 func (p arrayPlan) Encode(value any, buf []byte) ([]byte, error) {
 	switch v := value.(type) {
 	case textArray:
-		if v == nil {
-			return nil, nil
-		}
-		buf = p.header(buf, len(v), false)
-		for _, s := range v {
-			buf = appendElem(buf, s)
-		}
+		return encodeArray(p, buf, v, nil, appendElem[string]), nil
 	case nullTextArray:
-		if v == nil {
-			return nil, nil
-		}
-		buf = p.header(buf, len(v), slices.Contains(v, nil))
-		for _, s := range v {
-			if s == nil {
-				buf = binary.BigEndian.AppendUint32(buf, math.MaxUint32) // -1: NULL
-				continue
-			}
-			buf = appendElem(buf, *s)
-		}
+		return encodeArray(p, buf, v, func(s *string) bool { return s == nil },
+			func(b []byte, s *string) []byte { return appendElem(b, *s) }), nil
 	case byteaArray:
-		if v == nil {
-			return nil, nil
-		}
-		buf = p.header(buf, len(v), slices.ContainsFunc(v, func(b []byte) bool { return b == nil }))
-		for _, b := range v {
-			if b == nil {
-				buf = binary.BigEndian.AppendUint32(buf, math.MaxUint32)
-				continue
-			}
-			buf = appendElem(buf, b)
-		}
+		return encodeArray(p, buf, v, func(e []byte) bool { return e == nil }, appendElem[[]byte]), nil
 	case intArray:
-		if v == nil {
-			return nil, nil
-		}
-		buf = p.header(buf, len(v), false)
-		for _, n := range v {
-			if p.elem == pgtype.Int4OID {
+		if p.elem == pgtype.Int4OID {
+			for _, n := range v {
 				if n < math.MinInt32 || n > math.MaxInt32 {
 					return nil, fmt.Errorf("%d is out of range for integer", n)
 				}
-				buf = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(buf, 4), uint32(int32(n)))
-				continue
 			}
-			buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(n))
+			return encodeArray(p, buf, v, nil, func(b []byte, n int64) []byte {
+				return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(b, 4), uint32(int32(n)))
+			}), nil
 		}
+		return encodeArray(p, buf, v, nil, func(b []byte, n int64) []byte {
+			return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(b, 8), uint64(n))
+		}), nil
 	case timeArray:
-		if v == nil {
-			return nil, nil
-		}
-		buf = p.header(buf, len(v), false)
-		for _, t := range v {
+		return encodeArray(p, buf, v, nil, func(b []byte, t time.Time) []byte {
 			// As pgx encodes a time.Time: whole microseconds, truncated.
 			us := t.Unix()*1000000 + int64(t.Nanosecond())/1000 - microsToY2K
-			buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(us))
-		}
+			return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(b, 8), uint64(us))
+		}), nil
 	case boolArray:
-		if v == nil {
-			return nil, nil
-		}
-		buf = p.header(buf, len(v), false)
-		for _, b := range v {
+		return encodeArray(p, buf, v, nil, func(b []byte, t bool) []byte {
 			var c byte
-			if b {
+			if t {
 				c = 1
 			}
-			buf = append(binary.BigEndian.AppendUint32(buf, 1), c)
-		}
-	default:
-		return nil, fmt.Errorf("postgres: cannot encode %T as an array", value)
+			return append(binary.BigEndian.AppendUint32(b, 1), c)
+		}), nil
 	}
-	return buf, nil
+	return nil, fmt.Errorf("postgres: cannot encode %T as an array", value)
+}
+
+// encodeArray appends array v, each element by put (its length and its
+// value), those for which isNull (if given) holds as NULLs. A nil v is
+// NULL: it returns nil.
+func encodeArray[E any](p arrayPlan, buf []byte, v []E, isNull func(E) bool, put func([]byte, E) []byte) []byte {
+	if v == nil {
+		return nil
+	}
+	nulls := isNull != nil && slices.ContainsFunc(v, isNull)
+	buf = p.header(buf, len(v), nulls)
+	for _, e := range v {
+		if nulls && isNull(e) {
+			buf = binary.BigEndian.AppendUint32(buf, math.MaxUint32) // -1: NULL
+			continue
+		}
+		buf = put(buf, e)
+	}
+	return buf
 }
 
 // header appends an array's header; an empty array has no dimensions.
