@@ -20,7 +20,7 @@ type (
 	textArray     []string
 	nullTextArray []*string // nil elements are NULLs
 	intArray      []int64   // integer[] or bigint[], as the parameter is
-	byteaArray    [][]byte  // nil elements are NULLs
+	byteaArray    [][]byte  // nil elements are NULLs; also text[] of UTF-8 bytes
 	timeArray     []time.Time
 	boolArray     []bool
 )
@@ -66,7 +66,9 @@ func fits(oid uint32, value any) bool {
 	case intArray:
 		return oid == pgtype.Int4ArrayOID || oid == pgtype.Int8ArrayOID
 	case byteaArray:
-		return oid == pgtype.ByteaArrayOID
+		// As text[], the elements are the texts' UTF-8 bytes (the JSON
+		// of jsonb columns, which go as text), as bytea[] the bytes.
+		return oid == pgtype.ByteaArrayOID || oid == pgtype.TextArrayOID
 	case timeArray:
 		return oid == pgtype.TimestamptzArrayOID
 	case boolArray:

@@ -56,6 +56,7 @@ func TestArrayEncoding(t *testing.T) {
 			at("1969-12-31T23:59:59.999999Z"), at("2026-11-27T01:02:03.5+05:30"), at("9999-12-31T23:59:59Z")},
 			[]time.Time{time.Time{}, at("2026-11-27T01:02:03.123456789Z"), at("1969-12-31T23:59:59.999999Z"),
 				at("2026-11-27T01:02:03.5+05:30"), at("9999-12-31T23:59:59Z")}, true},
+		{"bytes as text", "text", byteaArray{[]byte(`{"a":1}`), nil}, []*string{str(`{"a":1}`), nil}, true},
 		{"boolean", "boolean", boolArray{true, false}, []bool{true, false}, true},
 	}
 	for _, c := range cases {

@@ -277,9 +277,9 @@ func columns(tb table, rows [][]any) []any {
 		case "text":
 			args[j] = textColumn(rows, j)
 		case "jsonb":
-			col := make(textArray, len(rows))
+			col := make(byteaArray, len(rows)) // sent as text[], without a copy
 			for i, r := range rows {
-				col[i] = string(r[j].([]byte))
+				col[i] = r[j].([]byte)
 			}
 			args[j] = col
 		case "integer", "bigint":
