@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/docket-run/docket"
+	"github.com/docket-run/docket/store/postgres"
 	"github.com/docket-run/docket/store/postgres/pgtest"
 )
 
@@ -242,6 +243,7 @@ func BenchmarkPostgresChainInProcess(b *testing.B) {
 	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
 		conc = c
 	}
+	before := storeStats(eng)
 	b.ResetTimer()
 	t0 := time.Now()
 	lat := runChains(b, eng, graphs[0], "run", b.N, conc)
@@ -249,6 +251,29 @@ func BenchmarkPostgresChainInProcess(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
 	reportPercentiles(b, lat)
+	reportGroups(b, storeStats(eng).Sub(before), elapsed)
+}
+
+// storeStats returns the group commit figures of eng's PostgreSQL store.
+func storeStats(eng *docket.Engine) postgres.Stats {
+	if s, ok := eng.Store().(*postgres.Store); ok {
+		return s.Stats()
+	}
+	return postgres.Stats{}
+}
+
+// reportGroups reports how Updates were grouped in the processes whose
+// summed figures st are, over elapsed: the mean group, the mean time an
+// Update waited for a leader and a group ran, and how busy the leaders
+// were (100% when every leader of every process ran groups all along).
+func reportGroups(b *testing.B, st postgres.Stats, elapsed time.Duration) {
+	if st.Groups == 0 || st.Updates == 0 {
+		return
+	}
+	b.ReportMetric(float64(st.Updates)/float64(st.Groups), "group")
+	b.ReportMetric(float64(st.Waiting.Microseconds())/float64(st.Updates), "wait-µs")
+	b.ReportMetric(float64(st.Running.Microseconds())/float64(st.Groups), "run-µs")
+	b.ReportMetric(100*st.Running.Seconds()/(elapsed.Seconds()*float64(st.Leaders)), "leaders-busy-%")
 }
 
 const benchStarterEnv = "DOCKET_BENCH_STARTER"
@@ -329,6 +354,7 @@ func benchStarter(spec string) {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		fail(err)
 	}
+	before := storeStats(eng)
 	stopProfile := func() {}
 	if dir := os.Getenv(benchProfileEnv); dir != "" {
 		if stopProfile, err = profileCPU(fmt.Sprintf("%s/starter-%d.pprof", dir, os.Getpid())); err != nil {
@@ -345,11 +371,13 @@ func benchStarter(spec string) {
 	if err != nil {
 		fail(err)
 	}
+	st := storeStats(eng).Sub(before)
 	out := bufio.NewWriter(os.Stdout)
 	for _, d := range lat {
 		fmt.Fprint(out, d.Microseconds(), " ")
 	}
 	fmt.Fprintln(out)
+	fmt.Fprintln(out, st.Updates, st.Groups, int64(st.Waiting), int64(st.Running), st.Leaders)
 	if err := out.Flush(); err != nil {
 		fail(err)
 	}
@@ -424,6 +452,7 @@ func BenchmarkPostgresChainLocal(b *testing.B) {
 				}
 			}
 			var lat []time.Duration
+			var st postgres.Stats
 			for _, s := range ss {
 				line, err := s.out.ReadString('\n')
 				if err != nil {
@@ -436,6 +465,12 @@ func BenchmarkPostgresChainLocal(b *testing.B) {
 					}
 					lat = append(lat, time.Duration(us)*time.Microsecond)
 				}
+				var one postgres.Stats
+				if _, err := fmt.Fscanln(s.out, &one.Updates, &one.Groups, &one.Waiting, &one.Running, &one.Leaders); err != nil {
+					b.Fatal("starter's group figures: ", err)
+				}
+				st.Updates, st.Groups, st.Leaders = st.Updates+one.Updates, st.Groups+one.Groups, st.Leaders+one.Leaders
+				st.Waiting, st.Running = st.Waiting+one.Waiting, st.Running+one.Running
 			}
 			elapsed := time.Since(t0)
 			b.StopTimer()
@@ -445,6 +480,7 @@ func BenchmarkPostgresChainLocal(b *testing.B) {
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
 			reportPercentiles(b, lat)
 			b.ReportMetric(float64(slices.Max(lat).Microseconds()), "max-µs")
+			reportGroups(b, st, elapsed)
 		})
 	}
 }

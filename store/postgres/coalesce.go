@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // A coalescer runs calls that arrive together as one batch. At most
@@ -26,6 +28,16 @@ type coalescer[T any] struct {
 	// run runs a batch, recording each call's outcome in its request, and
 	// returns the calls (never the first) to queue again.
 	run func(batch []*call[T]) (again []*call[T])
+
+	counts batchCounts
+}
+
+// batchCounts are a coalescer's running totals (see Stats).
+type batchCounts struct {
+	calls   atomic.Int64 // calls done (not those queued again)
+	batches atomic.Int64
+	waited  atomic.Int64 // nanoseconds from each done call's arrival to the start of its batch
+	ran     atomic.Int64 // nanoseconds the batches ran
 }
 
 // call is one caller's request in a coalescer.
@@ -33,12 +45,13 @@ type call[T any] struct {
 	ctx  context.Context
 	req  T
 	wake chan bool // true: lead a batch; false: done
+	at   time.Time // arrival
 }
 
 // do runs req in some batch and returns true, or returns false if ctx
 // ended while it was still queued (then req did not run).
 func (c *coalescer[T]) do(ctx context.Context, req T) bool {
-	cl := &call[T]{ctx: ctx, req: req, wake: make(chan bool, 1)}
+	cl := &call[T]{ctx: ctx, req: req, wake: make(chan bool, 1), at: time.Now()}
 	c.mu.Lock()
 	if c.leaders < c.maxLeaders {
 		c.leaders++
@@ -69,6 +82,13 @@ func (c *coalescer[T]) do(ctx context.Context, req T) bool {
 	}
 }
 
+// queued returns how many calls wait in the queue now.
+func (c *coalescer[T]) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
 // lead runs a batch led by first, tells the others it is done, and hands
 // the leading on.
 func (c *coalescer[T]) lead(first *call[T]) {
@@ -76,7 +96,18 @@ func (c *coalescer[T]) lead(first *call[T]) {
 	batch, rest := c.pick(first, c.queue)
 	c.queue = rest
 	c.mu.Unlock()
+	start := time.Now()
 	again := c.run(batch)
+	c.counts.ran.Add(int64(time.Since(start)))
+	c.counts.batches.Add(1)
+	var waited time.Duration
+	for _, m := range batch {
+		if !slices.Contains(again, m) {
+			waited += start.Sub(m.at)
+		}
+	}
+	c.counts.calls.Add(int64(len(batch) - len(again)))
+	c.counts.waited.Add(int64(waited))
 	for _, m := range batch[1:] {
 		if !slices.Contains(again, m) {
 			m.wake <- false

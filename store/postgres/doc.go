@@ -109,6 +109,11 @@
 // cancelled only when every member's context has ended (or the store is
 // closed).
 //
+// Stats tells how the grouping goes: how many Updates ran in how many
+// groups, how long they waited for a leader and how long the groups ran.
+// Leaders busy nearly all the time mean that each Update waits for the
+// group ahead of it as well as for its own.
+//
 // # Speculative Updates
 //
 // A worker's next Update of an execution mostly finds what its own last
