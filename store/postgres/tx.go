@@ -463,14 +463,42 @@ func (t *tx) PutStep(s *store.Step) error {
 	return nil
 }
 
-const sqlPutStep = `INSERT INTO steps (` + stepCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-	ON CONFLICT (exec, name) DO UPDATE SET status = excluded.status, attempt = excluded.attempt,
-		output_type = excluded.output_type, output_data = excluded.output_data, error = excluded.error,
-		wait = excluded.wait, wake_at = excluded.wake_at, signal = excluded.signal,
-		heartbeat = excluded.heartbeat, seq = excluded.seq, ready_at = excluded.ready_at,
-		started_at = excluded.started_at, finished_at = excluded.finished_at, comp = excluded.comp,
-		comp_attempt = excluded.comp_attempt, comp_error = excluded.comp_error, worker = excluded.worker`
+// sqlPutStep writes a step: it updates the row if there is one, else
+// inserts it. (Not INSERT ... ON CONFLICT: that path locks the row it
+// finds, and marks every row it inserts as speculative and then confirms
+// it — two more WAL records per step written, for a race that cannot
+// happen here, since every write of an execution's steps holds the
+// execution's lock.)
+var sqlPutStep = putStepSQL(false)
+
+// putStepSQL returns the statement that writes one step ($1... in
+// stepCols' order) or, with merged, any number (one array per column, see
+// stepTypes; at most one row per step).
+func putStepSQL(merged bool) string {
+	cols := strings.Split(stepCols, ",")
+	var set, vals []string
+	for i, c := range cols {
+		c = strings.TrimSpace(c)
+		cols[i] = c
+		switch {
+		case merged && i >= 2:
+			set = append(set, c+" = v."+c)
+		case i >= 2:
+			set = append(set, fmt.Sprintf("%s = $%d", c, i+1))
+		}
+		vals = append(vals, fmt.Sprintf("$%d::%s", i+1, stepTypes[i]))
+	}
+	list := strings.Join(cols, ", ")
+	if merged {
+		return `WITH v AS (SELECT * FROM ` + stepTypes.unnest() + ` AS v(` + list + `)),
+		u AS (UPDATE steps s SET ` + strings.Join(set, ", ") + ` FROM v
+			WHERE s.exec = v.exec AND s.name = v.name RETURNING s.exec, s.name)
+		INSERT INTO steps (` + list + `) SELECT * FROM v
+		WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.exec = v.exec AND u.name = v.name)`
+	}
+	return `WITH u AS (UPDATE steps SET ` + strings.Join(set, ", ") + ` WHERE exec = $1 AND name = $2 RETURNING 1)
+		INSERT INTO steps (` + list + `) SELECT ` + strings.Join(vals, ", ") + ` WHERE NOT EXISTS (SELECT 1 FROM u)`
+}
 
 // DeleteStep implements store.Tx; the delete is queued.
 func (t *tx) DeleteStep(name string) error {
