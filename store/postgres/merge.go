@@ -81,7 +81,7 @@ func (tb table) unnest() string {
 }
 
 var (
-	sqlPutSteps = putStepSQL(true)
+	sqlPutSteps = writeRowSQL("steps", stepCols, 2, stepTypes, true)
 	sqlAddTasks = `INSERT INTO tasks (` + taskCols + `) OVERRIDING SYSTEM VALUE SELECT * FROM ` + taskTypes.unnest()
 	sqlDelTasks = `DELETE FROM tasks WHERE id = ANY($1::bigint[])`
 	sqlPutTasks = `UPDATE tasks t SET step = u.step, kind = u.kind, ready_at = u.ready_at, owner = u.owner,

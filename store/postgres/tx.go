@@ -463,41 +463,51 @@ func (t *tx) PutStep(s *store.Step) error {
 	return nil
 }
 
-// sqlPutStep writes a step: it updates the row if there is one, else
-// inserts it. (Not INSERT ... ON CONFLICT: that path locks the row it
-// finds, and marks every row it inserts as speculative and then confirms
-// it — two more WAL records per step written, for a race that cannot
-// happen here, since every write of an execution's steps holds the
-// execution's lock.)
-var sqlPutStep = putStepSQL(false)
+// sqlPutStep writes a step ($1... in stepCols' order).
+var sqlPutStep = writeRowSQL("steps", stepCols, 2, stepTypes, false)
 
-// putStepSQL returns the statement that writes one step ($1... in
-// stepCols' order) or, with merged, any number (one array per column, see
-// stepTypes; at most one row per step).
-func putStepSQL(merged bool) string {
-	cols := strings.Split(stepCols, ",")
-	var set, vals []string
-	for i, c := range cols {
+// writeRowSQL returns the statement that writes a row of table, whose
+// first nkey columns (of cols, typed as types) are its key: it updates the
+// row if there is one and inserts it if not. The row's arguments are $1...
+// in cols' order or, with merged, one array per column for any number of
+// rows (at most one per key).
+//
+// It is meant for the tables of an execution's parts, whose every write
+// holds the execution's lock, so that no one else can insert the row
+// between the update and the insert. There, INSERT ... ON CONFLICT would
+// guard against a race that cannot happen, at a cost: it locks a row it
+// finds before updating it, and marks a row it inserts as speculative and
+// then confirms it — a WAL record more for every row, either way.
+func writeRowSQL(table, cols string, nkey int, types table, merged bool) string {
+	names := strings.Split(cols, ",")
+	var set, vals, match, key []string
+	for i, c := range names {
 		c = strings.TrimSpace(c)
-		cols[i] = c
+		names[i] = c
 		switch {
-		case merged && i >= 2:
+		case i < nkey && merged:
+			match = append(match, "r."+c+" = v."+c)
+			key = append(key, "r."+c)
+		case i < nkey:
+			match = append(match, fmt.Sprintf("%s = $%d", c, i+1))
+		case merged:
 			set = append(set, c+" = v."+c)
-		case i >= 2:
+		default:
 			set = append(set, fmt.Sprintf("%s = $%d", c, i+1))
 		}
-		vals = append(vals, fmt.Sprintf("$%d::%s", i+1, stepTypes[i]))
+		vals = append(vals, fmt.Sprintf("$%d::%s", i+1, types[i]))
 	}
-	list := strings.Join(cols, ", ")
+	list := strings.Join(names, ", ")
 	if merged {
-		return `WITH v AS (SELECT * FROM ` + stepTypes.unnest() + ` AS v(` + list + `)),
-		u AS (UPDATE steps s SET ` + strings.Join(set, ", ") + ` FROM v
-			WHERE s.exec = v.exec AND s.name = v.name RETURNING s.exec, s.name)
-		INSERT INTO steps (` + list + `) SELECT * FROM v
-		WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.exec = v.exec AND u.name = v.name)`
+		same := strings.ReplaceAll(strings.Join(match, " AND "), "r.", "u.")
+		return `WITH v AS (SELECT * FROM ` + types.unnest() + ` AS v(` + list + `)),
+		u AS (UPDATE ` + table + ` r SET ` + strings.Join(set, ", ") + ` FROM v
+			WHERE ` + strings.Join(match, " AND ") + ` RETURNING ` + strings.Join(key, ", ") + `)
+		INSERT INTO ` + table + ` (` + list + `) SELECT * FROM v
+		WHERE NOT EXISTS (SELECT 1 FROM u WHERE ` + same + `)`
 	}
-	return `WITH u AS (UPDATE steps SET ` + strings.Join(set, ", ") + ` WHERE exec = $1 AND name = $2 RETURNING 1)
-		INSERT INTO steps (` + list + `) SELECT ` + strings.Join(vals, ", ") + ` WHERE NOT EXISTS (SELECT 1 FROM u)`
+	return `WITH u AS (UPDATE ` + table + ` SET ` + strings.Join(set, ", ") + ` WHERE ` + strings.Join(match, " AND ") + ` RETURNING 1)
+		INSERT INTO ` + table + ` (` + list + `) SELECT ` + strings.Join(vals, ", ") + ` WHERE NOT EXISTS (SELECT 1 FROM u)`
 }
 
 // DeleteStep implements store.Tx; the delete is queued.
@@ -522,11 +532,12 @@ func (t *tx) PutJournal(e *store.JournalEntry) error {
 	if err := t.needExec("put journal"); err != nil {
 		return err
 	}
-	return t.write("put journal", `INSERT INTO journal (`+journalCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (exec, step, seq) DO UPDATE SET kind = excluded.kind, name = excluded.name,
-			data = excluded.data, error = excluded.error, done = excluded.done, wake_at = excluded.wake_at`,
-		t.id, e.Step, e.Seq, e.Kind, e.Name, e.Data, clean(e.Error), e.Done, e.WakeAt)
+	return t.write("put journal", sqlPutJournal, t.id, e.Step, e.Seq, e.Kind, e.Name, e.Data, clean(e.Error), e.Done, e.WakeAt)
 }
+
+// sqlPutJournal writes a journal entry ($1... in journalCols' order).
+var sqlPutJournal = writeRowSQL("journal", journalCols, 3, table{"text", "text", "integer", "text", "text", "bytea",
+	"text", "boolean", "timestamptz"}, false)
 
 // TruncateJournal implements store.Tx; the delete is queued.
 func (t *tx) TruncateJournal(step string, seq int) error {
