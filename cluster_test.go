@@ -156,7 +156,9 @@ func cutConnections(t *testing.T, u string) int {
 }
 
 // dumpUnfinished logs the stored state of every execution that has not
-// finished, so that a failure in CI can be read without reproducing it.
+// finished, and the journals, inboxes and step records of the counters
+// (whose checks look at how their steps ran), so that a failure in CI can
+// be read without reproducing it.
 func dumpUnfinished(t *testing.T, u string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -177,6 +179,9 @@ func dumpUnfinished(t *testing.T, u string) {
 			JOIN executions e ON e.id = g.exec WHERE e.status NOT IN ('completed', 'failed', 'cancelled', 'continued') ORDER BY g.exec, g.seq`,
 		`SELECT k.* FROM tasks k ORDER BY k.exec, k.id`,
 		`SELECT * FROM workers ORDER BY id`,
+		`SELECT 'J', j.exec, j.step, j.seq, j.kind, j.name, j.error, j.done, j.wake_at, length(j.data) FROM journal j WHERE j.exec LIKE 'counter-%' ORDER BY j.exec, j.step, j.seq`,
+		`SELECT 'S', g.exec, g.seq, g.name, g.consumed_by, g.sent_at FROM signals g WHERE g.exec LIKE 'counter-%' ORDER BY g.exec, g.seq`,
+		`SELECT 'T', s.exec, s.name, s.status, s.attempt, s.wait, s.wake_at, s.started_at, s.finished_at, e.created_at FROM steps s JOIN executions e ON e.id = s.exec WHERE s.exec LIKE 'counter-%'`,
 	}
 	for _, q := range queries {
 		rows, err := conn.Query(ctx, q)

@@ -182,7 +182,7 @@ func crashGraphs() []*docket.Graph {
 		done := false
 		sel := docket.NewSelector()
 		docket.AddSignal(sel, "done", func(bool) { done = true })
-		docket.AddFuture(sel, docket.NewTimer(ctx, 300*time.Millisecond), func(time.Time, error) { c.Fired++ })
+		docket.AddFuture(sel, docket.NewTimer(ctx, crashCounterTimer), func(time.Time, error) { c.Fired++ })
 		for !done {
 			if err := sel.Select(ctx); err != nil {
 				return c, err
@@ -437,14 +437,25 @@ func (w crashWorkload) start(t *testing.T, client *docket.Engine, graphs []*dock
 	}
 }
 
+// crashCounterTimer is the timer a counter selects on beside its "done"
+// signal: the first time a counter's step runs, it is due this long after.
+const crashCounterTimer = 300 * time.Millisecond
+
 // sendUpdates sends the counters their updates, each from a goroutine of
 // its own after a random delay of up to spread (cut short when stop is
 // closed), retrying under the same update ID until it gets an answer. Each
 // adds 1, so the answers of one counter must come out exactly 1..n: none
 // lost, none applied twice. The returned function waits for all of them
 // and returns the answers, by counter.
+//
+// It also waits until every counter's timer is due: under heavy faults a
+// counter's step may be held back (its attempts that die count, and their
+// retries back off) until well after its updates were sent, and first run
+// only when it answers them; "done" sent before its timer is due would
+// then rightly be chosen first.
 func (w crashWorkload) sendUpdates(t *testing.T, client *docket.Engine, spread time.Duration, stop <-chan struct{}) func() [][]int {
 	answers := make([][]int, w.counters)
+	var last time.Time // the latest answer
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := range w.counters {
@@ -464,6 +475,7 @@ func (w crashWorkload) sendUpdates(t *testing.T, client *docket.Engine, spread t
 					if err == nil {
 						mu.Lock()
 						answers[i] = append(answers[i], n)
+						last = time.Now()
 						mu.Unlock()
 						return
 					}
@@ -477,6 +489,7 @@ func (w crashWorkload) sendUpdates(t *testing.T, client *docket.Engine, spread t
 	}
 	return func() [][]int {
 		wg.Wait()
+		time.Sleep(time.Until(last.Add(crashCounterTimer + time.Second)))
 		return answers
 	}
 }
