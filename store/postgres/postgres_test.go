@@ -673,6 +673,91 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestGroupStepWrites: a group's merged write of steps updates the steps that exist and inserts
+// the new ones in one statement, as a chain's commit does (the step done,
+// its successor ready); journal entries are written over as well.
+func TestGroupStepWrites(t *testing.T) {
+	s := open(t, pgtest.URL(t), postgres.MaxConns(4)) // one leader
+	const n = 32
+	for i := range n {
+		id := fmt.Sprint("w", i)
+		create(t, s, id)
+		if err := s.Update(t.Context(), id, func(tx store.Tx) error {
+			if err := tx.PutJournal(&store.JournalEntry{Step: "a", Seq: 0, Kind: "timer", WakeAt: base}); err != nil {
+				return err
+			}
+			return tx.PutStep(&store.Step{Name: "a", Status: store.StepReady, ReadyAt: base})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The leader is held while the Updates queue, so that they run as one
+	// group and their writes merge.
+	before := s.Stats()
+	var wg sync.WaitGroup
+	errs := make(chan error, n+1)
+	started, release := make(chan struct{}), make(chan struct{})
+	wg.Go(func() {
+		errs <- s.Update(t.Context(), "w0", func(tx store.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	})
+	<-started
+	for i := 1; i < n; i++ {
+		wg.Go(func() {
+			errs <- s.Update(t.Context(), fmt.Sprint("w", i), func(tx store.Tx) error {
+				if err := tx.PutStep(fullStep(i)); err != nil { // "a" exists
+					return err
+				}
+				if err := tx.PutJournal(&store.JournalEntry{Step: "a", Seq: 0, Kind: "timer", Done: true, WakeAt: base}); err != nil {
+					return err
+				}
+				if err := tx.PutJournal(&store.JournalEntry{Step: "a", Seq: 1, Kind: "sleep", Name: fmt.Sprint(i)}); err != nil {
+					return err
+				}
+				return tx.PutStep(&store.Step{Name: "b", Status: store.StepReady, ReadyAt: base.Add(time.Duration(i) * time.Minute)})
+			})
+		})
+	}
+	for s.Stats().Queued != n-1 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := s.Stats().Sub(before); d.Updates != n || d.Groups != 2 {
+		t.Fatalf("%d Updates in %d groups, want %d in 2", d.Updates, d.Groups, n)
+	}
+	for i := 1; i < n; i++ {
+		id := fmt.Sprint("w", i)
+		steps, err := s.Steps(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []store.Step{*fullStep(i), {Name: "b", Status: store.StepReady, ReadyAt: base.Add(time.Duration(i) * time.Minute)}}
+		for k := range want {
+			want[k].Exec = id
+		}
+		if !reflect.DeepEqual(steps, want) {
+			t.Errorf("%s steps:\n got %+v\nwant %+v", id, steps, want)
+		}
+		j, err := s.Journal(t.Context(), id, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(j) != 2 || !j[0].Done || j[1].Kind != "sleep" || j[1].Name != fmt.Sprint(i) {
+			t.Errorf("%s journal: %+v", id, j)
+		}
+	}
+}
+
 // TestGroupTaskUpdates updates tasks in groups, where the updates merge
 // into one statement: each task gets its own last update, an updated task
 // that is deleted stays deleted, and a task added and updated in one

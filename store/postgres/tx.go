@@ -480,7 +480,7 @@ var sqlPutStep = writeRowSQL("steps", stepCols, 2, stepTypes, false)
 // then confirms it — a WAL record more for every row, either way.
 func writeRowSQL(table, cols string, nkey int, types table, merged bool) string {
 	names := strings.Split(cols, ",")
-	var set, vals, match, key []string
+	var set, vals, match, key, same []string
 	for i, c := range names {
 		c = strings.TrimSpace(c)
 		names[i] = c
@@ -488,6 +488,7 @@ func writeRowSQL(table, cols string, nkey int, types table, merged bool) string 
 		case i < nkey && merged:
 			match = append(match, "r."+c+" = v."+c)
 			key = append(key, "r."+c)
+			same = append(same, "u."+c+" = v."+c)
 		case i < nkey:
 			match = append(match, fmt.Sprintf("%s = $%d", c, i+1))
 		case merged:
@@ -499,12 +500,11 @@ func writeRowSQL(table, cols string, nkey int, types table, merged bool) string 
 	}
 	list := strings.Join(names, ", ")
 	if merged {
-		same := strings.ReplaceAll(strings.Join(match, " AND "), "r.", "u.")
 		return `WITH v AS (SELECT * FROM ` + types.unnest() + ` AS v(` + list + `)),
 		u AS (UPDATE ` + table + ` r SET ` + strings.Join(set, ", ") + ` FROM v
 			WHERE ` + strings.Join(match, " AND ") + ` RETURNING ` + strings.Join(key, ", ") + `)
 		INSERT INTO ` + table + ` (` + list + `) SELECT * FROM v
-		WHERE NOT EXISTS (SELECT 1 FROM u WHERE ` + same + `)`
+		WHERE NOT EXISTS (SELECT 1 FROM u WHERE ` + strings.Join(same, " AND ") + `)`
 	}
 	return `WITH u AS (UPDATE ` + table + ` SET ` + strings.Join(set, ", ") + ` WHERE ` + strings.Join(match, " AND ") + ` RETURNING 1)
 		INSERT INTO ` + table + ` (` + list + `) SELECT ` + strings.Join(vals, ", ") + ` WHERE NOT EXISTS (SELECT 1 FROM u)`
