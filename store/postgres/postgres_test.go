@@ -673,9 +673,10 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
-// TestGroupStepWrites: a group's merged write of steps updates the steps that exist and inserts
-// the new ones in one statement, as a chain's commit does (the step done,
-// its successor ready); journal entries are written over as well.
+// TestGroupStepWrites checks that a group's merged write of steps updates
+// the steps that exist and inserts the new ones in one statement, as a
+// chain's commit does (the step done, its successor ready), and that
+// journal entries are written over as well.
 func TestGroupStepWrites(t *testing.T) {
 	s := open(t, pgtest.URL(t), postgres.MaxConns(4)) // one leader
 	const n = 32
