@@ -695,20 +695,10 @@ func TestGroupStepWrites(t *testing.T) {
 	// The leader is held while the Updates queue, so that they run as one
 	// group and their writes merge.
 	before := s.Stats()
-	var wg sync.WaitGroup
-	errs := make(chan error, n+1)
-	started, release := make(chan struct{}), make(chan struct{})
-	wg.Go(func() {
-		errs <- s.Update(t.Context(), "w0", func(tx store.Tx) error {
-			close(started)
-			<-release
-			return nil
-		})
-	})
-	<-started
+	var updates []func() error
 	for i := 1; i < n; i++ {
-		wg.Go(func() {
-			errs <- s.Update(t.Context(), fmt.Sprint("w", i), func(tx store.Tx) error {
+		updates = append(updates, func() error {
+			return s.Update(t.Context(), fmt.Sprint("w", i), func(tx store.Tx) error {
 				if err := tx.PutStep(fullStep(i)); err != nil { // "a" exists
 					return err
 				}
@@ -722,17 +712,7 @@ func TestGroupStepWrites(t *testing.T) {
 			})
 		})
 	}
-	for s.Stats().Queued != n-1 {
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	whileLeaderHeld(t, s, "w0", 0, updates...)
 	if d := s.Stats().Sub(before); d.Updates != n || d.Groups != 2 {
 		t.Fatalf("%d Updates in %d groups, want %d in 2", d.Updates, d.Groups, n)
 	}

@@ -28,43 +28,17 @@ func TestStats(t *testing.T) {
 	}
 
 	// The leader is held inside a group's fn; five Updates queue behind it.
-	started, release := make(chan struct{}), make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	wg.Go(func() {
-		errs <- s.Update(t.Context(), "holder", func(tx store.Tx) error {
-			close(started)
-			<-release
-			return tx.CreateExecution(&store.Execution{ID: "holder", Run: 1, Graph: "g", Status: store.Running, CreatedAt: base})
-		})
-	})
-	<-started
-	const queued = 5
+	const queued, hold = 5, 50 * time.Millisecond
+	var creates []func() error
 	for i := range queued {
-		wg.Go(func() {
-			id := fmt.Sprint("queued-", i)
-			errs <- s.Update(t.Context(), id, func(tx store.Tx) error {
+		id := fmt.Sprint("queued-", i)
+		creates = append(creates, func() error {
+			return s.Update(t.Context(), id, func(tx store.Tx) error {
 				return tx.CreateExecution(&store.Execution{ID: id, Run: 1, Graph: "g", Status: store.Running, CreatedAt: base})
 			})
 		})
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Stats().Queued != queued {
-		if time.Now().After(deadline) {
-			t.Fatalf("queued: %d, want %d", s.Stats().Queued, queued)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	const hold = 50 * time.Millisecond
-	time.Sleep(hold)
-	close(release)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	whileLeaderHeld(t, s, "lone", hold, creates...)
 	d := s.Stats().Sub(lone)
 	if d.Updates != queued+1 || d.Groups != 2 {
 		t.Errorf("held leader: %d Updates in %d groups, want %d in 2", d.Updates, d.Groups, queued+1)
@@ -87,5 +61,45 @@ func TestStats(t *testing.T) {
 	}
 	if d := s.Stats().Sub(before); d.Updates != 1 || d.Groups != 1 {
 		t.Errorf("failing Update: %+v", d)
+	}
+}
+
+// whileLeaderHeld runs updates (each an Update of its own execution) while
+// the one group leader of s is held inside an Update of execution held, so
+// that they all queue behind it and then run as one group; once all are
+// queued it holds them hold longer. It returns when all have returned, and
+// fails t if any failed.
+func whileLeaderHeld(t *testing.T, s *postgres.Store, held string, hold time.Duration, updates ...func() error) {
+	t.Helper()
+	started, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, len(updates)+1)
+	wg.Go(func() {
+		errs <- s.Update(t.Context(), held, func(store.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	})
+	<-started
+	for _, u := range updates {
+		wg.Go(func() { errs <- u() })
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Queued != len(updates) {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("queued: %d, want %d", s.Stats().Queued, len(updates))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(hold)
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
