@@ -40,6 +40,15 @@ type batchCounts struct {
 	ran     atomic.Int64 // nanoseconds the batches ran
 }
 
+// add counts a batch that ran for ran, and its done calls, which waited
+// for it waited in all.
+func (b *batchCounts) add(done int, waited, ran time.Duration) {
+	b.batches.Add(1)
+	b.calls.Add(int64(done))
+	b.waited.Add(int64(waited))
+	b.ran.Add(int64(ran))
+}
+
 // call is one caller's request in a coalescer.
 type call[T any] struct {
 	ctx  context.Context
@@ -98,21 +107,15 @@ func (c *coalescer[T]) lead(first *call[T]) {
 	c.mu.Unlock()
 	start := time.Now()
 	again := c.run(batch)
-	c.counts.ran.Add(int64(time.Since(start)))
-	c.counts.batches.Add(1)
-	var waited time.Duration
-	for _, m := range batch {
-		if !slices.Contains(again, m) {
-			waited += start.Sub(m.at)
-		}
-	}
-	c.counts.calls.Add(int64(len(batch) - len(again)))
-	c.counts.waited.Add(int64(waited))
+	ran := time.Since(start)
+	waited := start.Sub(first.at)
 	for _, m := range batch[1:] {
 		if !slices.Contains(again, m) {
 			m.wake <- false
+			waited += start.Sub(m.at)
 		}
 	}
+	c.counts.add(len(batch)-len(again), waited, ran)
 	c.mu.Lock()
 	c.queue = append(again, c.queue...)
 	if len(c.queue) > 0 {

@@ -17,7 +17,10 @@ func (s *Store) Grouped() int64 { return s.grouped.Load() }
 
 // Speculated returns how many Updates committed in one round trip on what
 // the store kept of their execution, and how many found it changed.
-func (s *Store) Speculated() (ok, stale int64) { return s.speculated.Load(), s.stale.Load() }
+func (s *Store) Speculated() (ok, stale int64) {
+	st := s.Stats()
+	return st.Speculated, st.Stale
+}
 
 // SpeculatedGroups returns how many groups of several Updates committed
 // in one round trip on what the store kept of their executions.

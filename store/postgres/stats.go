@@ -36,7 +36,8 @@ type Stats struct {
 }
 
 // Stats returns the store's running totals. It is cheap (atomic loads
-// and a moment's lock of the queue) and safe to call at any time, also after Close.
+// and a moment's lock of the queue) and safe to call at any time, also
+// after Close.
 func (s *Store) Stats() Stats {
 	return Stats{
 		Updates:     s.updates.counts.calls.Load(),
