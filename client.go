@@ -241,6 +241,9 @@ func (h *Handle[Out]) Result(ctx context.Context) (Out, error) {
 	e := h.eng
 	var x *store.Execution
 	first := true
+	if err := e.watch(ctx, h.id); err != nil {
+		return zero, err
+	}
 	err := e.await(ctx, h.id, time.Second, func() (bool, error) {
 		final, unread := e.lookup(h.id)
 		if final != nil {
@@ -273,6 +276,20 @@ func (h *Handle[Out]) Result(ctx context.Context) (Out, error) {
 		return zero, &CorruptPayloadError{Type: x.Result.Type, Err: err}
 	}
 	return out, nil
+}
+
+// watch makes the store tell this process of execution id's end when
+// another process ends it (see store.Watcher), before a caller waits for
+// it. An execution that does not exist is left to the caller's check.
+func (e *Engine) watch(ctx context.Context, id string) error {
+	w, ok := e.st.(store.Watcher)
+	if !ok || !e.listening {
+		return nil
+	}
+	if err := w.Watch(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // await calls check until it reports done (or fails), waking at once when

@@ -216,10 +216,11 @@ func (e *Engine) event(ev store.Event) {
 // update answers, and with result set for its result too), or all waiters
 // when id is "".
 func (e *Engine) notifyExec(id string, result bool) {
+	sig, update := signalKey(id), "update\x00"+id+"\x00"
 	e.waitMu.Lock()
 	var keys []string
 	for k := range e.waiters {
-		if id == "" || (result && k == id) || k == signalKey(id) || strings.HasPrefix(k, "update\x00"+id+"\x00") {
+		if id == "" || (result && k == id) || k == sig || strings.HasPrefix(k, update) {
 			keys = append(keys, k)
 		}
 	}

@@ -54,6 +54,43 @@ func TestPostgresEventsWake(t *testing.T) {
 	}
 }
 
+// An execution's end reaches a process that waits for its result though
+// it neither started nor signalled it, when the process that ends it is
+// the one that started it (so that no one else was told to watch it):
+// Result watches the execution first. With an hour-long poll interval,
+// only the notification can end the wait in time.
+func TestPostgresResultElsewhere(t *testing.T) {
+	u := pgtest.URL(t)
+	g := basketGraph()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	open := func(id string, workers int) *docket.Engine {
+		eng, err := docket.Open(ctx, docket.Config{Store: u, Graphs: []*docket.Graph{g}, WorkerID: id, Workers: workers, PollInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = eng.Close() })
+		return eng
+	}
+	worker := open("worker", 2)
+	waiter := open("waiter", -1)
+	if _, err := docket.Start[Cart](ctx, worker, g, "el-1", &Order{}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := docket.HandleFor[Cart](waiter, "el-1").Result(ctx)
+		got <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the waiter waits by now, most likely
+	if err := worker.Signal(ctx, "el-1", "checkout", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("Result elsewhere: %v", err)
+	}
+}
+
 // countingStore is a PostgreSQL store that counts the reads of executions
 // its engine makes (with marked set, only those made under a context that
 // carries the value marked{}).

@@ -334,6 +334,9 @@ func (e *Engine) sendUpdate(ctx context.Context, id, name string, req any, opts 
 	if answer != nil {
 		return answerOf(name, answer)
 	}
+	if err := e.watch(ctx, id); err != nil {
+		return nil, err
+	}
 	err = e.await(ctx, updateKey(id, name, cfg.id), 50*time.Millisecond, func() (bool, error) {
 		var err error
 		if answer, err = e.findUpdate(ctx, id, key); err != nil || answer != nil {

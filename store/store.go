@@ -413,10 +413,24 @@ type Event struct {
 // coalesced, and after a lost connection the store sends EventReset.
 // Polling remains the engine's fallback.
 type Notifier interface {
-	// Listen calls fn for every event, from one goroutine, until ctx ends
-	// or the store is closed. It returns once the listener is in place
-	// (changes committed after Listen returns are reported).
+	// Listen calls fn for every event until ctx ends or the store is
+	// closed, perhaps from several goroutines at once. It returns once the
+	// listener is in place (changes committed after Listen returns are
+	// reported).
 	Listen(ctx context.Context, fn func(Event)) error
+}
+
+// Watcher is implemented by Notifiers that tell other processes of an
+// execution's creation and end (EventExec and EventFinished with no other
+// change) only if they watch it: the process that created it, those that
+// sent it a signal, and those that called Watch. Every listener of the
+// process that commits such a change hears of it, and every process hears
+// of signals, cancel requests, new runs and claimable tasks, as before.
+type Watcher interface {
+	// Watch makes this process hear of execution id's end, whichever
+	// process ends it. It returns nil for an execution that does not exist
+	// or has ended already.
+	Watch(ctx context.Context, id string) error
 }
 
 // ReadSnapshot implements Store.Snapshot with three reads of st, for

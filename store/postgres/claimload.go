@@ -39,13 +39,13 @@ func readClaimedLoad(br pgx.BatchResults) (*claimedLoad, error) {
 }
 
 // readVersioned reads three results into execs: executions (with their
-// signal counters), then steps, then tasks, each row with its version
+// signal counters and watchers), then steps, then tasks, each row with its version
 // (xmin), the steps in bytewise name order and the tasks in ID order.
 // Steps and tasks of executions not read are skipped.
 func readVersioned(br pgx.BatchResults, execs map[string]*known) error {
 	err := eachVersioned(br, func(r pgx.CollectableRow, more ...any) (*known, error) {
 		x := &known{}
-		e, err := scanExecAnd(r, append([]any{&x.lastSig}, more...)...)
+		e, err := scanExecAnd(r, append([]any{&x.lastSig, &x.watchers}, more...)...)
 		x.exec = &e
 		return x, err
 	}, func(x *known, v string) {

@@ -213,11 +213,17 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 				keep = append(keep, txs[i])
 			}
 		}
-		if xid, err := g.commit(notices, keep); err == nil {
+		if xid, nf, err := g.commit(notices, keep); err == nil {
 			committed = true
 			for _, t := range keep {
 				s.keep(t, xid)
 			}
+			for i, m := range members {
+				if m.err == nil && !m.panicked && !m.retry {
+					s.committed(txs[i])
+				}
+			}
+			s.tellLocal(nf)
 		}
 	}
 	for _, m := range members {

@@ -51,10 +51,11 @@ const maxKnownBytes = 64 << 10
 
 // known is an execution as this process last committed (or read) it.
 type known struct {
-	exec    *store.Execution // nil: it does not exist
-	tasks   []store.Task     // by ID
-	steps   []store.Step     // by name, bytewise
-	lastSig int64
+	exec     *store.Execution // nil: it does not exist
+	tasks    []store.Task     // by ID
+	steps    []store.Step     // by name, bytewise
+	lastSig  int64
+	watchers []string
 	versions
 }
 
@@ -263,7 +264,7 @@ func (s *Store) keep(t *tx, xid string) {
 		return
 	}
 	s.known.put(t.id, &known{exec: copyExec(t.exec), tasks: slices.Clone(t.tasks), steps: cloneSteps(t.steps),
-		lastSig: t.lastSig, versions: t.versions})
+		lastSig: t.lastSig, watchers: t.watchers, versions: t.versions})
 }
 
 // leasedHere reports whether one of tasks is leased to a worker of this
@@ -322,7 +323,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	for i, m := range members {
 		k := ks[i]
 		digests[i] = k.digest()
-		t := &tx{g: g, s: s, id: m.id, exec: k.exec, tasks: k.tasks, steps: k.steps, lastSig: k.lastSig,
+		t := &tx{g: g, s: s, id: m.id, exec: k.exec, tasks: k.tasks, steps: k.steps, lastSig: k.lastSig, watchers: k.watchers,
 			versions: k.versions, spec: true}
 		txs[i] = t
 		if err := ctxs[i].Err(); err != nil {
@@ -387,7 +388,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	for _, q := range queued {
 		b.Queue(q.sql, q.args...)
 	}
-	notifies := queueNotifies(b, s.channel, notices)
+	nf := queueNotifies(b, s.channel, notices)
 	if creating && wantXid {
 		b.Queue(sqlXid)
 	}
@@ -430,10 +431,8 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 			}
 		}
 		failed = "commit"
-		for range notifies {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
+		if err := nf.read(br); err != nil {
+			return err
 		}
 		if creating && wantXid {
 			if err := br.QueryRow().Scan(&xid); err != nil {
@@ -475,6 +474,8 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		} else {
 			s.known.drop(t.id)
 		}
+		s.committed(t)
 	}
+	s.tellLocal(nf)
 	return true
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,11 +68,11 @@ func (t *tx) payload() string {
 	if t.finished && t.exec != nil && t.exec.Status.Finished() {
 		final = t.exec
 	}
-	return eventPayload(t.id, t.changed, t.finished, t.offers > 0, final)
+	return eventPayload(t.id, t.changed || t.status, t.finished, t.offers > 0, final)
 }
 
 // A notice is a transaction's notification, with what handing its task
-// off needs.
+// off and telling this store's listeners need.
 type notice struct {
 	payload string
 	// hand: the transaction made exactly one task claimable, ready now and
@@ -79,6 +80,11 @@ type notice struct {
 	hand  bool
 	queue string
 	exec  string
+	// local: all the notice tells is that the execution was created or
+	// ended (final, as it ended, when it did), and no other store watches
+	// it, so it goes to this store's listeners alone (see Watch).
+	local bool
+	final *store.Execution
 }
 
 // notice returns the transaction's notice; its payload is "" when it
@@ -87,6 +93,16 @@ func (t *tx) notice() notice {
 	n := notice{payload: t.payload(), exec: t.id}
 	if o := t.offer; t.offers == 1 && o.Worker == "" && !o.ReadyAt.After(time.Now()) {
 		n.hand, n.queue = true, o.Queue
+	}
+	self := t.s.self
+	elsewhere := slices.ContainsFunc(t.watchers, func(w string) bool { return w != self })
+	if n.payload != "" && n.payload != "r" && !t.changed && t.offers == 0 && !elsewhere {
+		n.local = true
+		if t.finished && t.exec != nil && t.exec.Status.Finished() {
+			x := t.exec
+			n.final = &store.Execution{ID: t.id, Graph: x.Graph, Status: x.Status, Error: x.Error,
+				Result: cloneValue(x.Result), FinishedAt: x.FinishedAt}
+		}
 	}
 	return n
 }
@@ -109,21 +125,34 @@ const sqlNotifyHanded = `SELECT pg_notify($1, $2 || coalesce((SELECT '@' || octe
 // maxPayload is the longest payload NOTIFY takes.
 const maxPayload = 7999
 
+// notifying is what a transaction's notices queued: the statements that
+// send them, and the notices left for this store's listeners alone (see
+// tellLocal).
+type notifying struct {
+	stmts int
+	local []notice
+}
+
 // queueNotifies queues the notifications of notices (those with a
-// payload) and returns how many statements that took.
-func queueNotifies(b *pgx.Batch, channel string, notices []notice) int {
+// payload, but for those local to this store).
+func queueNotifies(b *pgx.Batch, channel string, notices []notice) *notifying {
+	nf := &notifying{}
 	var payloads []string
 	var only notice
 	for _, n := range notices {
-		if n.payload != "" {
+		switch {
+		case n.payload == "":
+		case n.local:
+			nf.local = append(nf.local, n)
+		default:
 			payloads = append(payloads, n.payload)
 			only = n
 		}
 	}
 	switch len(payloads) {
 	case 0:
-		return 0
 	case 1:
+		nf.stmts = 1
 		kinds, rest, ok := strings.Cut(only.payload, ":")
 		if !only.hand || !ok {
 			b.Queue(sqlNotify, channel, only.payload)
@@ -132,9 +161,20 @@ func queueNotifies(b *pgx.Batch, channel string, notices []notice) int {
 		room := maxPayload - len(only.payload) - len("@9999/")
 		b.Queue(sqlNotifyHanded, channel, kinds, ":"+rest, only.queue, only.exec, room)
 	default:
+		nf.stmts = 1
 		b.Queue(sqlNotifyMany, channel, textArray(payloads))
 	}
-	return 1
+	return nf
+}
+
+// read reads the results of what queueNotifies queued.
+func (nf *notifying) read(br pgx.BatchResults) error {
+	for range nf.stmts {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // splitPayload splits a payload into its kinds, the worker it names (or
@@ -216,7 +256,10 @@ var (
 // store is closed. When the connection is lost, it reconnects, retrying
 // with exponential backoff, and calls fn with store.EventReset once it
 // listens again. fn runs on that goroutine and should return quickly:
-// notifications queue while it runs.
+// notifications queue while it runs. The events of this store's own
+// commits that went to no other process (see Watch) are given to fn by
+// the goroutine that committed them, once committed, so fn may be called
+// from several goroutines at once.
 func (s *Store) Listen(ctx context.Context, fn func(store.Event)) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -234,7 +277,11 @@ func (s *Store) Listen(ctx context.Context, fn func(store.Event)) error {
 	s.wg.Add(1)
 	s.listening.Add(1)
 	s.mu.Unlock()
-	go s.listenLoop(ctx, conn, fn)
+	local := s.addLocal(fn)
+	go func() {
+		defer s.dropLocal(local)
+		s.listenLoop(ctx, conn, fn)
+	}()
 	return nil
 }
 

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -55,7 +56,8 @@ func task(id string) store.Event { return store.Event{Kind: store.EventTask, Exe
 var reset = store.Event{Kind: store.EventReset}
 
 // TestNotify: changes committed through one store reach the listeners of
-// another, once per Update, and only when the Update commits writes.
+// another, once per Update, and only when the Update commits writes; an
+// execution's creation and end only when the other store watches it.
 func TestNotify(t *testing.T) {
 	url := pgtest.URL(t)
 	a, b := open(t, url), open(t, url)
@@ -63,7 +65,7 @@ func TestNotify(t *testing.T) {
 	mine := listen(t, t.Context(), b) // b hears its own changes as well
 
 	create(t, b, "e1")
-	ch.expect(t, "create", exec("e1"))
+	ch.none(t, "create, watched by its creator alone")
 	mine.expect(t, "create, on the writing store", exec("e1"))
 
 	var added store.Task
@@ -141,7 +143,7 @@ func TestNotify(t *testing.T) {
 
 	// Release.
 	create(t, b, "e2")
-	ch.expect(t, "create e2", exec("e2"))
+	ch.none(t, "create e2")
 	err = b.Update(t.Context(), "e2", func(tx store.Tx) error {
 		return tx.AddTask(&store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base, Owner: "w2", LeaseUntil: base.Add(time.Hour)})
 	})
@@ -173,6 +175,9 @@ func TestNotify(t *testing.T) {
 			return tx.PutExecution(x)
 		})
 	}
+	if err := a.Watch(t.Context(), "e2"); err != nil {
+		t.Fatal(err)
+	}
 	if err := finish(store.Completed); err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +202,26 @@ func TestNotify(t *testing.T) {
 func TestNotifyOtherSchema(t *testing.T) {
 	a, b := open(t, pgtest.URL(t)), open(t, pgtest.URL(t))
 	ch := listen(t, t.Context(), a)
-	create(t, b, "e")
+	offer(t, b, "e")
 	ch.none(t, "change in another schema")
-	create(t, a, "e")
-	ch.expect(t, "change in this schema", exec("e"))
+	offer(t, a, "e")
+	ch.expect(t, "change in this schema", exec("e"), task("e"))
+}
+
+// offer creates execution id with a claimable task, which is news for
+// every listener.
+func offer(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	err := s.Update(t.Context(), id, func(tx store.Tx) error {
+		err := tx.CreateExecution(&store.Execution{ID: id, Run: 1, Graph: "g", Status: store.Running, CreatedAt: base})
+		if err != nil {
+			return err
+		}
+		return tx.AddTask(&store.Task{Step: "a", Kind: store.TaskStep, ReadyAt: base})
+	})
+	if err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
 }
 
 // TestNotifyReset kills the listening connection: the listener connects
@@ -209,8 +230,8 @@ func TestNotifyReset(t *testing.T) {
 	url := pgtest.URL(t)
 	a, b := open(t, url), open(t, url)
 	ch := listen(t, t.Context(), a)
-	create(t, b, "before")
-	ch.expect(t, "before the kill", exec("before"))
+	offer(t, b, "before")
+	ch.expect(t, "before the kill", exec("before"), task("before"))
 
 	admin := pgtest.Connect(t, pgtest.ServerURL(t))
 	var killed int
@@ -220,8 +241,8 @@ func TestNotifyReset(t *testing.T) {
 		t.Fatalf("killed %d listening connections, %v; want 1", killed, err)
 	}
 	ch.expect(t, "after the kill", reset)
-	create(t, b, "after")
-	ch.expect(t, "after reconnecting", exec("after"))
+	offer(t, b, "after")
+	ch.expect(t, "after reconnecting", exec("after"), task("after"))
 }
 
 // TestListenStops: a listener ends with its context or with the store
@@ -302,7 +323,6 @@ func TestHandOff(t *testing.T) {
 	}
 
 	create(t, b, "h1")
-	ch.expect(t, "create", exec("h1"))
 	add("h1", ready("a", ""))
 	ch.expect(t, "no worker waiting", task("h1"))
 
@@ -335,7 +355,6 @@ func TestHandOff(t *testing.T) {
 	for i := range 24 {
 		id := fmt.Sprintf("spread-%d", i)
 		create(t, b, id)
-		ch.expect(t, "create", exec(id))
 		add(id, ready("a", ""))
 		select {
 		case ev := <-ch:
@@ -381,4 +400,86 @@ func TestHandOff(t *testing.T) {
 	}
 	add("h1", ready("m", ""))
 	ch.expect(t, "w5's store closed", task("h1"))
+}
+
+// TestWatch: an execution's creation and end reach another store only when
+// it watches the execution (by Watch or by signalling it); the writing
+// store's own listeners hear them without PostgreSQL.
+func TestWatch(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	ch := listen(t, ctx, a)
+	mine := listen(t, ctx, b)
+	finish := func(id string) *store.Execution {
+		t.Helper()
+		var final *store.Execution
+		err := b.Update(ctx, id, func(tx store.Tx) error {
+			x, err := tx.Execution()
+			if err != nil {
+				return err
+			}
+			x.Status, x.Error, x.FinishedAt = store.Failed, "boom", base.Add(time.Second)
+			final = &store.Execution{ID: id, Graph: x.Graph, Status: x.Status, Error: x.Error, FinishedAt: x.FinishedAt}
+			return tx.PutExecution(x)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return final
+	}
+	ended := func(x *store.Execution) []store.Event {
+		return []store.Event{exec(x.ID), {Kind: store.EventFinished, Exec: x.ID, Final: x}}
+	}
+
+	// Not watched elsewhere: only the writing store hears, from itself.
+	create(t, b, "w1")
+	mine.expect(t, "create, told locally", exec("w1"))
+	x := finish("w1")
+	mine.expect(t, "end, told locally", ended(x)...)
+	ch.none(t, "w1 not watched by a")
+
+	// Watched: the end goes through PostgreSQL, to both.
+	create(t, b, "w2")
+	mine.expect(t, "create w2", exec("w2"))
+	if err := a.Watch(ctx, "w2"); err != nil {
+		t.Fatal(err)
+	}
+	x = finish("w2")
+	ch.expect(t, "end of a watched execution", ended(x)...)
+	mine.expect(t, "end of a watched execution, on the writing store", ended(x)...)
+
+	// Signalling an execution watches it.
+	create(t, b, "w3")
+	mine.expect(t, "create w3", exec("w3"))
+	err := a.Update(ctx, "w3", func(tx store.Tx) error {
+		return tx.AddSignal(&store.Signal{Name: "go", SentAt: base})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.expect(t, "signal", exec("w3"))
+	mine.expect(t, "signal", exec("w3"))
+	x = finish("w3")
+	ch.expect(t, "end of a signalled execution", ended(x)...)
+	mine.expect(t, "end of a signalled execution, on the writing store", ended(x)...)
+
+	// Watching what has ended, or does not exist, changes nothing; a bad
+	// ID is refused before it is sent.
+	for _, id := range []string{"w1", "nothing"} {
+		if err := a.Watch(ctx, id); err != nil {
+			t.Errorf("Watch(%s) = %v", id, err)
+		}
+	}
+	var watchers []string
+	if err := pgtest.Connect(t, url).QueryRow(ctx, `SELECT coalesce(watchers, '{}') FROM executions WHERE id = 'w1'`).Scan(&watchers); err != nil {
+		t.Fatal(err)
+	}
+	if len(watchers) != 1 {
+		t.Errorf("w1's watchers %q, want its creator alone", watchers)
+	}
+	if err := a.Watch(ctx, "bad\x00id"); !errors.Is(err, postgres.ErrBadValue) {
+		t.Errorf("Watch of a bad ID = %v, want ErrBadValue", err)
+	}
+	ch.none(t, "watching the ended")
 }

@@ -117,7 +117,7 @@ const waitingFor = "2 seconds"
 // The reads of what the claimed tasks' executions need, each with the row
 // versions (xmin) that make up the executions' digests (see known).
 var (
-	sqlClaimedExecs = `SELECT ` + execCols + `, signal_seq, xmin::text FROM executions
+	sqlClaimedExecs = `SELECT ` + execCols + `, signal_seq, watchers, xmin::text FROM executions
 		WHERE id = ANY(` + claimedExecs + `)`
 	sqlClaimedSteps = `SELECT ` + stepCols + `, xmin::text FROM steps
 		WHERE exec = ANY(` + claimedExecs + `) ORDER BY exec, name COLLATE "C"`
@@ -377,7 +377,7 @@ const (
 	sqlTasks     = `SELECT ` + taskCols + ` FROM tasks WHERE exec = $1 ORDER BY id`
 	// The reads of an execution, its steps and tasks with their versions
 	// (see readVersioned).
-	sqlExecutionVersion = `SELECT ` + execCols + `, signal_seq, xmin::text FROM executions WHERE id = $1`
+	sqlExecutionVersion = `SELECT ` + execCols + `, signal_seq, watchers, xmin::text FROM executions WHERE id = $1`
 	sqlStepsVersions    = `SELECT ` + stepCols + `, xmin::text FROM steps WHERE exec = $1 ORDER BY name COLLATE "C"`
 	sqlTasksVersions    = `SELECT ` + taskCols + `, xmin::text FROM tasks WHERE exec = $1 ORDER BY id`
 	sqlSignals          = `SELECT ` + signalCols + ` FROM signals WHERE exec = $1 ORDER BY seq`

@@ -65,6 +65,10 @@ type Store struct {
 	stale       atomic.Int64            // kept executions found changed, for tests
 	specGroups  atomic.Int64            // groups of several committed on kept executions, for tests
 	listening   atomic.Int32            // listeners connected now: claims note waiting workers only then
+	self        string                  // this store's name among executions' watchers
+	watched     watchSet                // executions this store watches
+	localMu     sync.Mutex              // guards locals
+	locals      []*localListener        // Listen calls, told of what was not sent (see Watch)
 
 	closed atomic.Bool
 	mu     sync.Mutex         // orders Listen against Close
@@ -76,6 +80,7 @@ type Store struct {
 var (
 	_ store.Store    = (*Store)(nil)
 	_ store.Notifier = (*Store)(nil)
+	_ store.Watcher  = (*Store)(nil)
 )
 
 // Option configures Open.
@@ -143,7 +148,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 			cfg.MinConns = cfg.MaxConns
 		}
 	}
-	s := &Store{listen: cfg.ConnConfig.Copy(), name: serverName(cfg.ConnConfig)}
+	s := &Store{listen: cfg.ConnConfig.Copy(), name: serverName(cfg.ConnConfig), self: newStoreID()}
 	// Every statement docket sends is prepared once per connection and
 	// looks rows up by key, so a plan made for its first parameters is as
 	// good as one made for each call's; planning each call anew was a

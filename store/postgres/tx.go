@@ -70,6 +70,7 @@ type tx struct {
 	tasks    []store.Task     // its tasks, by ID, as they now are
 	steps    []store.Step     // its steps, by name, as they now are
 	lastSig  int64            // the highest signal Seq given out (executions.signal_seq)
+	watchers []string         // the stores that watch it (executions.watchers, see Watch)
 	versions                  // of the execution's row, tasks and steps ("": written here)
 	// sigs holds the Seqs of the inbox as it now is, once Signals has read
 	// it in this Update (nil before): PutSignal then needs no round trip to
@@ -82,7 +83,9 @@ type tx struct {
 	spec, needRead bool
 	mark           int        // where this member's writes start in the group's queue
 	saved          bool       // a savepoint was set at mark
-	changed        bool       // the execution, a step, journal entry or signal was written
+	changed        bool       // the inbox, the cancel request or the run changed (see notice)
+	status         bool       // the execution was created or its status changed
+	watches        bool       // this store is now among the execution's watchers
 	finished       bool       // the execution's status became final
 	offers         int        // tasks added or put without an owner (see notice)
 	offer          store.Task // the last such task
@@ -121,7 +124,7 @@ const (
 // primary key (or its prefix); they run after indexPlans, so that the
 // join is a nested loop of index lookups whatever the statistics say.
 var (
-	sqlGroupExecs = `SELECT ` + qualify("e", execCols) + `, e.signal_seq, e.xmin::text FROM unnest($1::text[]) AS u(id)
+	sqlGroupExecs = `SELECT ` + qualify("e", execCols) + `, e.signal_seq, e.watchers, e.xmin::text FROM unnest($1::text[]) AS u(id)
 		JOIN executions e ON e.id = u.id`
 	sqlGroupTasks = `SELECT ` + qualify("t", taskCols) + `, t.xmin::text FROM unnest($1::text[]) AS u(id)
 		JOIN tasks t ON t.exec = u.id ORDER BY t.id FOR UPDATE OF t`
@@ -175,7 +178,7 @@ func (g *group) begin(members []*request) ([]*tx, error) {
 		}
 		for _, t := range txs {
 			if k := read[t.id]; k != nil {
-				t.exec, t.tasks, t.steps, t.lastSig, t.versions = k.exec, k.tasks, k.steps, k.lastSig, k.versions
+				t.exec, t.tasks, t.steps, t.lastSig, t.watchers, t.versions = k.exec, k.tasks, k.steps, k.lastSig, k.watchers, k.versions
 			}
 		}
 		if reserve > 0 {
@@ -297,24 +300,23 @@ func (t *tx) undo() {
 }
 
 // commit runs step 4. With executions to keep, it also returns the
-// transaction's ID (see sqlXid).
-func (g *group) commit(notices []notice, keep []*tx) (xid string, err error) {
+// transaction's ID (see sqlXid); and what its notices left for the
+// store's own listeners.
+func (g *group) commit(notices []notice, keep []*tx) (xid string, nf *notifying, err error) {
 	b := &pgx.Batch{}
-	notifies := queueNotifies(b, g.s.channel, notices)
+	nf = queueNotifies(b, g.s.channel, notices)
 	queueXid(b, keep)
 	b.Queue("COMMIT")
 	err = g.send(nil, "commit", b, func(br pgx.BatchResults) error {
-		for range notifies {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
+		if err := nf.read(br); err != nil {
+			return err
 		}
 		if xid, err = readXid(br, keep); err != nil {
 			return err
 		}
 		return readCommit(br)
 	})
-	return xid, err
+	return xid, nf, err
 }
 
 // readCommit reads the result of COMMIT.
@@ -378,9 +380,11 @@ func (t *tx) CreateExecution(e *store.Execution) error {
 	if err != nil {
 		return err
 	}
-	t.exec, t.changed, t.finished, t.execX = normExec(t.id, e), true, e.Status.Finished(), ""
-	return t.write("create execution", `INSERT INTO executions (`+execCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`, args...)
+	t.exec, t.status, t.finished, t.execX = normExec(t.id, e), true, e.Status.Finished(), ""
+	t.watches, t.watchers = true, []string{t.s.self} // its creator may well wait for its end
+	return t.write("create execution", `INSERT INTO executions (`+execCols+`, watchers)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+		ARRAY[$20::text])`, append(args, t.s.self)...)
 }
 
 // PutExecution implements store.Tx; the update is queued.
@@ -400,9 +404,12 @@ func (t *tx) PutExecution(e *store.Execution) error {
 		return err
 	}
 	// Waiters care about the end, a cancel request and a new run, not
-	// about every completed step.
-	if old.Status != e.Status || old.CancelRequested != e.CancelRequested || old.Run != e.Run {
+	// about every completed step; a status change only the watchers.
+	if old.CancelRequested != e.CancelRequested || old.Run != e.Run {
 		t.changed = true
+	}
+	if old.Status != e.Status {
+		t.status = true
 	}
 	if e.Status.Finished() && !old.Status.Finished() {
 		t.finished = true
@@ -572,11 +579,16 @@ func (t *tx) AddSignal(s *store.Signal) error {
 	if err := t.write("add signal", `WITH s AS (
 			INSERT INTO signals (`+signalCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		)
-		UPDATE executions SET signal_seq = $2 WHERE id = $1`,
-		signalArgs(t.id, seq, s)...); err != nil {
+		UPDATE executions SET signal_seq = $2, watchers = CASE WHEN $8::text = ANY(watchers) THEN watchers
+			ELSE array_append(watchers, $8::text) END WHERE id = $1`,
+		append(signalArgs(t.id, seq, s), t.s.self)...); err != nil {
 		return err
 	}
-	t.lastSig, t.changed, t.execX = seq, true, ""
+	// The sender (of an update, say) may wait for an answer or the end.
+	t.lastSig, t.changed, t.watches, t.execX = seq, true, true, ""
+	if !slices.Contains(t.watchers, t.s.self) {
+		t.watchers = append(slices.Clip(t.watchers), t.s.self)
+	}
 	if t.sigs != nil {
 		t.sigs[seq] = true
 	}
