@@ -18,9 +18,10 @@ import (
 // nothing. The queue is cut into segments at savepoints (a member's writes
 // must stay after its savepoint). Within a segment:
 //
-//   - step upserts merge when the segment deletes no step (a delete
-//     between two upserts of one step would be reordered); of two upserts
-//     of one step the later wins, as it would have;
+//   - step writes (inserts of new steps, updates of others) merge when
+//     the segment deletes no step (a delete between two writes of one
+//     step would be reordered); of two writes of one step the later's
+//     values win, as they would have, written by the first's kind;
 //   - task inserts merge when no other statement of the segment touches
 //     the tasks they insert (an update or a delete of a new task must come
 //     after it); task updates and deletes merge alike (of two updates of
@@ -42,7 +43,8 @@ type mergeKind uint8
 
 const (
 	mergeNone     mergeKind = iota
-	mergeStep               // upsert of a step: args are stepArgs
+	mergeStep               // update of a step: args are stepArgs
+	mergeNewStep            // insert of a step: args are stepArgs
 	mergeAddTask            // insert of a task: args are its row, ID first
 	mergeDelTask            // delete of a task: args are its ID
 	mergePutTask            // update of a task: args are putTaskTypes, ID first
@@ -81,7 +83,6 @@ func (tb table) unnest() string {
 }
 
 var (
-	sqlPutSteps = writeRowSQL("steps", stepCols, 2, stepTypes, true)
 	sqlAddTasks = `INSERT INTO tasks (` + taskCols + `) OVERRIDING SYSTEM VALUE SELECT * FROM ` + taskTypes.unnest()
 	sqlDelTasks = `DELETE FROM tasks WHERE id = ANY($1::bigint[])`
 	sqlPutTasks = `UPDATE tasks t SET step = u.step, kind = u.kind, ready_at = u.ready_at, owner = u.owner,
@@ -136,7 +137,7 @@ func mergeSegment(out, seg []stmt) []stmt {
 	full, progress := map[string]int{}, map[string]int{} // updates per execution
 	for _, q := range seg {
 		switch q.kind {
-		case mergeStep:
+		case mergeStep, mergeNewStep:
 			steps++
 		case mergeAddTask:
 			adds++
@@ -174,12 +175,18 @@ func mergeSegment(out, seg []stmt) []stmt {
 		return append(out, seg...)
 	}
 	var stepRows, addRows, putRows, execRows, progRows [][]any
+	var newStep []bool // of stepRows: an insert
 	var delIDs []int64
 	stepAt, execAt, progAt, putAt := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 	for _, q := range seg {
 		switch {
-		case q.kind == mergeStep && mergeSteps:
+		case (q.kind == mergeStep || q.kind == mergeNewStep) && mergeSteps:
+			// A step inserted and then updated is inserted as it ended.
+			n := len(stepRows)
 			stepRows = latest(stepRows, stepAt, q.args[0].(string)+"\x00"+q.args[1].(string), q.args)
+			if len(stepRows) > n {
+				newStep = append(newStep, q.kind == mergeNewStep)
+			}
 		case q.kind == mergeAddTask && mergeTasks:
 			addRows = append(addRows, q.args)
 		case q.kind == mergePutTask && mergeTasks:
@@ -200,8 +207,19 @@ func mergeSegment(out, seg []stmt) []stmt {
 	if len(progRows) > 0 {
 		out = append(out, stmt{op: "put progress", sql: sqlPutProgs, args: columns(progressTypes, progRows)})
 	}
-	if len(stepRows) > 0 {
-		out = append(out, stmt{op: "put steps", sql: sqlPutSteps, args: columns(stepTypes, stepRows)})
+	var newRows, oldRows [][]any
+	for i, r := range stepRows {
+		if newStep[i] {
+			newRows = append(newRows, r)
+		} else {
+			oldRows = append(oldRows, r)
+		}
+	}
+	if len(newRows) > 0 {
+		out = append(out, stmt{op: "add steps", sql: sqlAddSteps, args: columns(stepTypes, newRows)})
+	}
+	if len(oldRows) > 0 {
+		out = append(out, stmt{op: "put steps", sql: sqlPutSteps, args: columns(stepTypes, oldRows)})
 	}
 	if len(addRows) > 0 {
 		out = append(out, stmt{op: "add tasks", sql: sqlAddTasks, args: columns(taskTypes, addRows)})

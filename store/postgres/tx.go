@@ -453,16 +453,23 @@ func (t *tx) Steps() ([]store.Step, error) {
 
 func byName(s store.Step, name string) int { return cmp.Compare(s.Name, name) }
 
-// PutStep implements store.Tx; the upsert is queued.
+// PutStep implements store.Tx; the update, or the insert of a step the
+// execution does not have, is queued. (The Update knows its steps: read
+// under its lock, or kept and checked by the guard.)
 func (t *tx) PutStep(s *store.Step) error {
 	if err := t.needExec("put step"); err != nil {
 		return err
 	}
-	if err := t.writeAs(mergeStep, "put step", sqlPutStep, stepArgs(t.id, s)...); err != nil {
+	i, ok := slices.BinarySearchFunc(t.steps, s.Name, byName)
+	kind, sql := mergeStep, sqlPutStep
+	if !ok {
+		kind, sql = mergeNewStep, sqlAddStep
+	}
+	if err := t.writeAs(kind, "put step", sql, stepArgs(t.id, s)...); err != nil {
 		return err
 	}
 	put := normStep(t.id, s)
-	if i, ok := slices.BinarySearchFunc(t.steps, s.Name, byName); ok {
+	if ok {
 		t.steps[i], t.stepX[i] = put, ""
 	} else {
 		t.steps, t.stepX = slices.Insert(t.steps, i, put), slices.Insert(t.stepX, i, "")
@@ -470,8 +477,39 @@ func (t *tx) PutStep(s *store.Step) error {
 	return nil
 }
 
-// sqlPutStep writes a step ($1... in stepCols' order).
-var sqlPutStep = writeRowSQL("steps", stepCols, 2, stepTypes, false)
+// sqlPutStep updates a step and sqlAddStep inserts one ($1... in
+// stepCols' order); sqlPutSteps and sqlAddSteps do so for rows sent as
+// arrays, one per column.
+var (
+	sqlPutStep, sqlAddStep   = stepSQL(false)
+	sqlPutSteps, sqlAddSteps = stepSQL(true)
+)
+
+// stepSQL returns the statements that update and insert steps.
+func stepSQL(merged bool) (update, insert string) {
+	cols := strings.Split(stepCols, ",")
+	var set, vals []string
+	for i, c := range cols {
+		c = strings.TrimSpace(c)
+		cols[i] = c
+		vals = append(vals, fmt.Sprintf("$%d::%s", i+1, stepTypes[i]))
+		switch {
+		case i < 2:
+		case merged:
+			set = append(set, c+" = v."+c)
+		default:
+			set = append(set, fmt.Sprintf("%s = $%d", c, i+1))
+		}
+	}
+	list := strings.Join(cols, ", ")
+	if merged {
+		return `UPDATE steps r SET ` + strings.Join(set, ", ") + ` FROM ` + stepTypes.unnest() + ` AS v(` + list + `)
+			WHERE r.exec = v.exec AND r.name = v.name`,
+			`INSERT INTO steps (` + list + `) SELECT * FROM ` + stepTypes.unnest()
+	}
+	return `UPDATE steps SET ` + strings.Join(set, ", ") + ` WHERE exec = $1 AND name = $2`,
+		`INSERT INTO steps (` + list + `) VALUES (` + strings.Join(vals, ", ") + `)`
+}
 
 // writeRowSQL returns the statement that writes a row of table, whose
 // first nkey columns (of cols, typed as types) are its key: it updates the
