@@ -128,12 +128,15 @@
 // claims (see Claiming). (A group that set a savepoint keeps nothing: rows
 // written after it carry a subtransaction's ID.) The next lone Update of that execution in this process
 // runs fn on what was kept and sends everything in one round trip: BEGIN,
-// the lock, a guard that computes the digest of the versions (locking the
-// tasks as the ordinary read does) and divides by zero unless it is the
-// digest of the kept versions, the
-// writes, COMMIT. Any change by anyone — another process's Update, a
-// claim, an extended lease — gives a row a new version, so a guard that
-// passes proves fn saw exactly what is stored; one that fails aborts the
+// the lock, a guard that computes the digest of the versions of the
+// execution's row and its tasks (locking the tasks as the ordinary read
+// does) and divides by zero unless it is the digest of the kept versions,
+// the writes, COMMIT. Any change by anyone — another process's Update, a
+// claim, an extended lease — gives a row a new version, and an Update that
+// writes a step without the execution's row (a heartbeat, say) writes the
+// row's progress columns again as they are, so that its version changes
+// too: a guard that passes proves fn saw exactly what is stored, steps
+// included, without reading a version of every step; one that fails aborts the
 // transaction before anything is committed (the server logs the division
 // by zero) and the Update runs the ordinary way, calling fn again. An fn
 // that needs a read of its own (the journal, the inbox) runs the ordinary
@@ -201,8 +204,8 @@
 // whatever the number of tasks claimed. Each execution read is kept (see
 // Speculative Updates) with the row versions (xmin) read with it: its rows
 // were read by several statements, so perhaps not at one moment, but a
-// guard that finds their digest again finds every row read unchanged and
-// none added. So a lone worker's step costs one round
+// guard that finds their digest again finds the execution's row and tasks
+// unchanged, and so its steps too. So a lone worker's step costs one round
 // trip to claim and load, and one to record.
 //
 // Claim, ExtendLeases and Release commit asynchronously (synchronous_commit

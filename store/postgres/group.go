@@ -194,7 +194,7 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		err := runFn(m, t)
 		if err == nil && !m.panicked {
 			// fn went on after a refused write, or after the transaction failed.
-			err = cmp.Or(t.bad, g.err)
+			err = cmp.Or(t.bad, g.err, t.touch())
 		}
 		if err != nil || m.panicked {
 			m.err = err

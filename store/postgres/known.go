@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -90,9 +89,9 @@ func (v *versions) resolve(xid string) bool {
 }
 
 // digest is sqlDigest's value for the execution as kept: the version of
-// its row, each task's ID and version in ID order, and each step's name
-// (prefixed by its length in characters) and version in bytewise name
-// order. An execution that does not exist has the digest "||".
+// its row and each task's ID and version in ID order. The steps need no
+// versions of their own: an Update that writes a step writes the row too
+// (see touch). An execution that does not exist has the digest "|".
 func (e *known) digest() string {
 	var b strings.Builder
 	if e.exec != nil {
@@ -106,17 +105,6 @@ func (e *known) digest() string {
 		b.WriteString(strconv.FormatInt(t.ID, 10))
 		b.WriteByte(':')
 		b.WriteString(e.taskX[i])
-	}
-	b.WriteByte('|')
-	for i, s := range e.steps {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(utf8.RuneCountInString(s.Name))) // length() counts characters
-		b.WriteByte(':')
-		b.WriteString(s.Name)
-		b.WriteByte(':')
-		b.WriteString(e.stepX[i])
 	}
 	return b.String()
 }
@@ -185,7 +173,7 @@ func (k *knownSet) takeAll(members []*request) []*known {
 		out[i] = k.m[m.id]
 		delete(k.m, m.id)
 		if out[i] == nil && m.absent {
-			out[i] = &known{} // its digest is "||"
+			out[i] = &known{} // its digest is "|"
 		}
 		all = all && out[i] != nil
 	}
@@ -196,10 +184,8 @@ func (k *knownSet) takeAll(members []*request) []*known {
 }
 
 // sqlDigest is the digest of execution $1 (see known.digest): the
-// versions of its row, its tasks' and its steps'. Step names are
-// length-prefixed, so that no two different sets of rows give one digest,
-// and ordered bytewise (COLLATE "C"), as the store orders them. It locks
-// the tasks' rows, as the group's read does.
+// versions of its row and of its tasks. It locks the tasks' rows, as the
+// group's read does.
 var sqlDigest = `SELECT ` + digestOf("$1", " FOR UPDATE")
 
 // digestOf is the expression of the digest of the execution whose ID is
@@ -207,9 +193,7 @@ var sqlDigest = `SELECT ` + digestOf("$1", " FOR UPDATE")
 func digestOf(id, lock string) string {
 	return `coalesce((SELECT xmin::text FROM executions WHERE id = ` + id + `), '') || '|' ||
 	coalesce((SELECT string_agg(t.id::text || ':' || t.xmin::text, ',' ORDER BY t.id)
-		FROM (SELECT id, xmin FROM tasks WHERE exec = ` + id + ` ORDER BY id` + lock + `) t), '') || '|' ||
-	coalesce((SELECT string_agg(length(name)::text || ':' || name || ':' || xmin::text, ',' ORDER BY name COLLATE "C")
-		FROM steps WHERE exec = ` + id + `), '')`
+		FROM (SELECT id, xmin FROM tasks WHERE exec = ` + id + ` ORDER BY id` + lock + `) t), '')`
 }
 
 // The statements of a group that speculates (see speculate): the lock of
@@ -336,7 +320,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		// Whatever fn decided from what was kept is only good once the
 		// guard confirms it: a failure or a panic, too, runs again the
 		// ordinary way.
-		if err := runFn(m, t); err != nil || m.panicked || t.needRead || t.bad != nil {
+		if err := runFn(m, t); err != nil || m.panicked || t.needRead || t.bad != nil || t.touch() != nil {
 			for _, m := range members[:i+1] {
 				m.err, m.panicked, m.pval = nil, false, nil
 			}

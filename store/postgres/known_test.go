@@ -472,3 +472,60 @@ func inParallel(t *testing.T, n int, fns ...func(i int) error) {
 		}
 	}
 }
+
+// A step written alone (a heartbeat, say, with neither the execution's
+// row nor a task) by another process still makes what a process kept of
+// the execution stale: the store gives the row a new version with it, and
+// the guard checks the row's version. So the next Update sees the step.
+func TestSpeculationSeesStepWrittenAlone(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	create(t, a, "e")
+	var beat []byte
+	record := func(name string) {
+		t.Helper()
+		err := a.Update(ctx, "e", func(tx store.Tx) error {
+			steps, err := tx.Steps()
+			if err != nil {
+				return err
+			}
+			beat = steps[len(steps)-1:][0].Heartbeat
+			return recordStep(tx, name, &store.Task{Step: name, Kind: store.TaskStep, ReadyAt: base,
+				Owner: "worker-a", LeaseUntil: base.Add(time.Hour)})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Update(ctx, "e", func(tx store.Tx) error { return recordStep(tx, "s1", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	record("s2")
+	record("s3")
+	if ok, stale := a.Speculated(); ok != 1 || stale != 0 {
+		t.Fatalf("speculated %d, stale %d; want 1, 0", ok, stale)
+	}
+	err := b.Update(ctx, "e", func(tx store.Tx) error {
+		steps, err := tx.Steps()
+		if err != nil {
+			return err
+		}
+		s := steps[len(steps)-1]
+		s.Heartbeat = []byte("beat")
+		return tx.PutStep(&s)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record("s4")
+	if string(beat) != "beat" {
+		t.Errorf("the next Update saw heartbeat %q of s3, want the one written elsewhere", beat)
+	}
+	if ok, stale := a.Speculated(); ok != 1 || stale != 1 {
+		t.Errorf("speculated %d, stale %d; want 1, 1", ok, stale)
+	}
+}

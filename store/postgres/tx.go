@@ -86,6 +86,7 @@ type tx struct {
 	changed        bool       // the inbox, the cancel request or the run changed (see notice)
 	status         bool       // the execution was created or its status changed
 	watches        bool       // this store is now among the execution's watchers
+	stepsWritten   bool       // a step was put or deleted (see touch)
 	finished       bool       // the execution's status became final
 	offers         int        // tasks added or put without an owner (see notice)
 	offer          store.Task // the last such task
@@ -280,6 +281,21 @@ func (t *tx) writeAs(kind mergeKind, op, sql string, args ...any) error {
 	return nil
 }
 
+// touch gives the execution's row a new version when fn wrote steps and
+// not the row (which recording a step's outcome always writes; a
+// heartbeat or a retry may not), so that a change of an execution's steps
+// always changes its row's version too. The guard of a speculative Update
+// relies on that: it checks the versions of the row and of the tasks,
+// not of every step. It writes the progress columns as they are, and so
+// merges with other progress updates.
+func (t *tx) touch() error {
+	if !t.stepsWritten || t.execX == "" || t.exec == nil {
+		return nil // no step written, or the row written (or created) already
+	}
+	t.execX = ""
+	return t.writeAs(mergeProgress, "touch execution", sqlPutProgress, t.id, t.exec.Seq, t.exec.UpdatedAt)
+}
+
 // lost returns the error that this Update fails with, if it is lost.
 func (t *tx) lost() error {
 	return cmp.Or(t.bad, t.g.err)
@@ -468,6 +484,7 @@ func (t *tx) PutStep(s *store.Step) error {
 	if err := t.writeAs(kind, "put step", sql, stepArgs(t.id, s)...); err != nil {
 		return err
 	}
+	t.stepsWritten = true
 	put := normStep(t.id, s)
 	if ok {
 		t.steps[i], t.stepX[i] = put, ""
@@ -563,6 +580,7 @@ func (t *tx) DeleteStep(name string) error {
 	if i, ok := slices.BinarySearchFunc(t.steps, name, byName); ok {
 		t.steps, t.stepX = slices.Delete(t.steps, i, i+1), slices.Delete(t.stepX, i, i+1)
 	}
+	t.stepsWritten = true
 	return t.writeAs(touchSteps, "delete step", `WITH j AS (DELETE FROM journal WHERE exec = $1 AND step = $2)
 		DELETE FROM steps WHERE exec = $1 AND name = $2`, t.id, name)
 }
