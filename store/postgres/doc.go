@@ -234,7 +234,23 @@
 // Other Updates — a step completing and leasing its successor to the same
 // worker, say — send nothing: PostgreSQL serializes the commits of
 // notifying transactions, so notifications are kept to what listeners
-// need. Release sends "t:ID" for each execution whose tasks it released. PostgreSQL delivers them at
+// need.
+//
+// For the same reason an Update whose only news is that an execution was
+// created or ended ("x", or "xf"/"xfo", with no signal, cancel request,
+// new run or claimable task) notifies only if a store other than the one
+// that commits it watches the execution. The stores that watch an
+// execution are named in its row (executions.watchers): the one that
+// created it, those that sent it a signal, and those that called Watch
+// (store.Watcher), which the engine does before a Result or an Update
+// waits for it; Watch costs a round trip only for an execution this store
+// did not create or signal. Each store has a random name, given at Open.
+// An Update reads the watchers with the rest of the execution's row (or
+// keeps them, see Speculative Updates), and Watch takes the execution's
+// lock, so an Update that ends an execution either sees a watch or ends
+// before the watcher looks. When no other store watches, the committing
+// store gives the events to its own listeners itself, once committed: a
+// process that starts and runs its executions sends no notification. Release sends "t:ID" for each execution whose tasks it released. PostgreSQL delivers them at
 // commit, to every listening connection of the database, in commit order.
 //
 // # Handing tasks off
