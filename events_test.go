@@ -20,17 +20,9 @@ import (
 // still picks up an execution a client started, a signal the client sent
 // and an update it asked for, and the client's Result and Update return.
 func TestPostgresEventsWake(t *testing.T) {
-	u := pgtest.URL(t)
 	g := basketGraph()
+	open := hourPollers(t, g)
 	ctx := context.Background()
-	open := func(id string, workers int) *docket.Engine {
-		eng, err := docket.Open(ctx, docket.Config{Store: u, Graphs: []*docket.Graph{g}, WorkerID: id, Workers: workers, PollInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = eng.Close() })
-		return eng
-	}
 	open("worker", 2)
 	client := open("client", -1)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second) // an hour without events
@@ -60,18 +52,10 @@ func TestPostgresEventsWake(t *testing.T) {
 // Result watches the execution first. With an hour-long poll interval,
 // only the notification can end the wait in time.
 func TestPostgresResultElsewhere(t *testing.T) {
-	u := pgtest.URL(t)
 	g := basketGraph()
+	open := hourPollers(t, g)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	open := func(id string, workers int) *docket.Engine {
-		eng, err := docket.Open(ctx, docket.Config{Store: u, Graphs: []*docket.Graph{g}, WorkerID: id, Workers: workers, PollInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = eng.Close() })
-		return eng
-	}
 	worker := open("worker", 2)
 	waiter := open("waiter", -1)
 	if _, err := docket.Start[Cart](ctx, worker, g, "el-1", &Order{}); err != nil {
@@ -88,6 +72,23 @@ func TestPostgresResultElsewhere(t *testing.T) {
 	}
 	if err := <-got; err != nil {
 		t.Fatalf("Result elsewhere: %v", err)
+	}
+}
+
+// hourPollers returns a function that opens engines of g on one fresh
+// PostgreSQL schema, each polling only once an hour: what moves them is
+// the store's events.
+func hourPollers(t *testing.T, g *docket.Graph) func(id string, workers int) *docket.Engine {
+	u := pgtest.URL(t)
+	return func(id string, workers int) *docket.Engine {
+		t.Helper()
+		eng, err := docket.Open(context.Background(), docket.Config{Store: u, Graphs: []*docket.Graph{g}, WorkerID: id,
+			Workers: workers, PollInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = eng.Close() })
+		return eng
 	}
 }
 
