@@ -149,8 +149,8 @@
 // versions are known without a statement more. A lone Update that speculates costs one
 // round trip instead of two; a step of a chain recorded this way costs one
 // round trip and one commit. A group speculates when every member's
-// execution is known: BEGIN, the locks, the lock of all the members'
-// tasks in ID order, one guard over all their digests, the merged writes,
+// execution is known: BEGIN, the locks, one guard that locks all the
+// members' tasks in ID order and checks all their digests, the merged writes,
 // the notifications, the digests to keep, COMMIT — one round trip for the
 // group. One changed execution sends the whole group the ordinary way.
 // The store keeps at most 1,024 executions, and none whose values

@@ -196,14 +196,17 @@ func digestOf(id, lock string) string {
 		FROM (SELECT id, xmin FROM tasks WHERE exec = ` + id + ` ORDER BY id` + lock + `) t), '')`
 }
 
-// The statements of a group that speculates (see speculate): the lock of
-// the members' tasks, in ID order as every statement that locks tasks
-// takes them, so that none deadlocks with another; and the guard on all
-// the members' digests ($1 the IDs, $2 the digests).
+// sqlGroupGuard is the guard of a group that speculates (see speculate):
+// $1 the members' IDs, $2 their digests. It locks all the members' tasks
+// first, in ID order, as every statement that locks tasks takes them, so
+// that none deadlocks with another; and it takes the tasks' versions from
+// the rows it locked, the latest ones.
 var (
-	sqlGroupTaskLocks = `SELECT count(*) FROM (SELECT id FROM tasks WHERE exec = ANY($1::text[]) ORDER BY id FOR UPDATE) t`
-	sqlGroupGuard     = `SELECT 1 / (CASE WHEN bool_and((` + digestOf("u.id", "") + `) = u.d) THEN 1 ELSE 0 END)` +
-		groupGuardFrom
+	sqlGroupGuard = `WITH t AS MATERIALIZED (SELECT exec, id, xmin FROM tasks WHERE exec = ANY($1::text[])
+		ORDER BY id FOR UPDATE)
+	SELECT 1 / (CASE WHEN bool_and((coalesce((SELECT xmin::text FROM executions WHERE id = u.id), '') || '|' ||
+		coalesce((SELECT string_agg(t.id::text || ':' || t.xmin::text, ',' ORDER BY t.id) FROM t WHERE t.exec = u.id), ''))
+		= u.d) THEN 1 ELSE 0 END)` + groupGuardFrom
 	groupGuardFrom = ` FROM unnest($1::text[], $2::text[]) AS u(id, d)`
 )
 
@@ -365,7 +368,6 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		}
 		slices.Sort(keys)
 		b.Queue(sqlLocks, intArray(slices.Compact(keys)))
-		b.Queue(sqlGroupTaskLocks, textArray(ids))
 		b.Queue(groupGuardSQL, textArray(ids), textArray(digests))
 	}
 	guard := len(b.QueuedQueries) - 1

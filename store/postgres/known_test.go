@@ -529,3 +529,62 @@ func TestSpeculationSeesStepWrittenAlone(t *testing.T) {
 		t.Errorf("speculated %d, stale %d; want 1, 1", ok, stale)
 	}
 }
+
+// A group that speculates locks its members' tasks and checks their
+// versions in one statement: a task claimed by another process after its
+// execution was kept sends the whole group the ordinary way, and each
+// member's fn then sees what is stored.
+func TestGroupGuardSeesClaim(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	create(t, a, "held")
+	for _, id := range []string{"g1", "g2"} {
+		create(t, a, id)
+		err := a.Update(ctx, id, func(tx store.Tx) error {
+			// Leased here (so kept), the lease run out (so claimable).
+			return recordStep(tx, "s1", &store.Task{Step: "s1", Kind: store.TaskStep, ReadyAt: base,
+				Owner: "worker-a", LeaseUntil: base})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := b.Claim(ctx, "worker-b", "", base.Add(time.Minute), time.Minute, 1)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %v %v", got, err)
+	}
+	_, staleBefore := a.Speculated()
+	var mu sync.Mutex
+	owners := map[string]string{}
+	update := func(id string) func() error {
+		return func() error {
+			return a.Update(ctx, id, func(tx store.Tx) error {
+				tasks, err := tx.Tasks()
+				if err != nil || len(tasks) != 1 {
+					return fmt.Errorf("tasks %v, %v", tasks, err)
+				}
+				mu.Lock()
+				owners[id] = tasks[0].Owner
+				mu.Unlock()
+				x, err := tx.Execution()
+				if err != nil {
+					return err
+				}
+				x.Seq++
+				return tx.PutExecution(x)
+			})
+		}
+	}
+	whileLeaderHeld(t, a, "held", 10*time.Millisecond, update("g1"), update("g2"))
+	if _, stale := a.Speculated(); stale-staleBefore != 2 {
+		t.Errorf("%d members found their execution changed, want the group's 2", stale-staleBefore)
+	}
+	claimed, other := got[0].Exec, map[string]string{"g1": "g2", "g2": "g1"}[got[0].Exec]
+	if owners[claimed] != "worker-b" || owners[other] != "worker-a" {
+		t.Errorf("owners seen %v, want %s's task claimed by worker-b", owners, claimed)
+	}
+}
