@@ -29,8 +29,9 @@ import (
 //     deletes last, so that a task updated and deleted ends deleted in
 //     either order;
 //   - execution updates merge (the later of two for one execution wins),
-//     and so do the updates of only an execution's progress, except that
-//     an execution with both kinds in the segment keeps its own in their
+//     and so do the updates of only an execution's progress, and those of
+//     only its status and outcome (its end), except that an execution
+//     with more than one kind in the segment keeps its own in their
 //     order; an insert of the execution
 //     stays before them, and the signal counter, which AddSignal moves, is
 //     not among their columns.
@@ -50,6 +51,7 @@ const (
 	mergePutTask            // update of a task: args are putTaskTypes, ID first
 	mergeExec               // update of an execution: args are execArgs
 	mergeProgress           // update of an execution's seq and updated_at: args are its ID, seq, updated_at
+	mergeEnd                // update of an execution's status and outcome: args are endArgs
 	touchSteps              // a delete of a step: not merged
 	barrier                 // a savepoint or a rollback to one
 )
@@ -64,6 +66,7 @@ var (
 	taskTypes = table{"bigint", "text", "text", "text", "timestamptz", "text", "timestamptz", "integer", "integer",
 		"text", "text"}
 	progressTypes = table{"text", "bigint", "timestamptz"}
+	endTypes      = table{"text", "text", "text", "bytea", "text", "timestamptz", "bigint", "timestamptz"}
 	putTaskTypes  = table{"bigint", "text", "text", "timestamptz", "text", "timestamptz", "integer", "integer", "text", "text"}
 	execTypes     = table{"text", "integer", "text", "text", "text", "jsonb", "text", "text", "bytea", "text", "boolean",
 		"timestamptz", "timestamptz", "timestamptz", "timestamptz", "bigint", "text", "text", "jsonb"}
@@ -92,6 +95,9 @@ var (
 	sqlPutExecs = putExecsSQL()
 	sqlPutProgs = `UPDATE executions e SET seq = u.seq, updated_at = u.updated_at FROM ` + progressTypes.unnest() +
 		` AS u(id, seq, updated_at) WHERE e.id = u.id`
+	sqlPutEnds = `UPDATE executions e SET status = u.status, result_type = u.result_type, result_data = u.result_data,
+		error = u.error, finished_at = u.finished_at, seq = u.seq, updated_at = u.updated_at FROM ` + endTypes.unnest() +
+		` AS u(id, status, result_type, result_data, error, finished_at, seq, updated_at) WHERE e.id = u.id`
 )
 
 func putExecsSQL() string {
@@ -134,7 +140,7 @@ func mergeSegment(out, seg []stmt) []stmt {
 	var steps, adds, puts, dels int
 	stepsOK, tasksOK := true, true
 	added := map[int64]bool{}
-	full, progress := map[string]int{}, map[string]int{} // updates per execution
+	full, progress, end := map[string]int{}, map[string]int{}, map[string]int{} // updates per execution
 	for _, q := range seg {
 		switch q.kind {
 		case mergeStep, mergeNewStep:
@@ -150,6 +156,8 @@ func mergeSegment(out, seg []stmt) []stmt {
 			full[q.args[0].(string)]++
 		case mergeProgress:
 			progress[q.args[0].(string)]++
+		case mergeEnd:
+			end[q.args[0].(string)]++
 		case touchSteps:
 			stepsOK = false
 		}
@@ -159,25 +167,36 @@ func mergeSegment(out, seg []stmt) []stmt {
 			tasksOK = false
 		}
 	}
-	// An execution with both kinds of update keeps them in their order,
-	// unmerged; the others' merge.
+	// An execution with more than one kind of update keeps them in their
+	// order, unmerged; the others' merge.
 	mixed := map[string]bool{}
-	for id := range progress {
-		if full[id] > 0 {
-			mixed[id] = true
-			delete(full, id)
-			delete(progress, id)
+	for _, kinds := range []map[string]int{full, progress, end} {
+		for id := range kinds {
+			n := 0
+			for _, k := range []map[string]int{full, progress, end} {
+				if k[id] > 0 {
+					n++
+				}
+			}
+			if n > 1 {
+				mixed[id] = true
+			}
 		}
 	}
+	for id := range mixed {
+		delete(full, id)
+		delete(progress, id)
+		delete(end, id)
+	}
 	mergeSteps, mergeTasks := stepsOK && steps > 1, tasksOK && (adds > 1 || puts > 1 || dels > 1)
-	mergeExecs, mergeProgs := rowsOf(full) > 1, rowsOf(progress) > 1
-	if !mergeSteps && !mergeTasks && !mergeExecs && !mergeProgs {
+	mergeExecs, mergeProgs, mergeEnds := rowsOf(full) > 1, rowsOf(progress) > 1, rowsOf(end) > 1
+	if !mergeSteps && !mergeTasks && !mergeExecs && !mergeProgs && !mergeEnds {
 		return append(out, seg...)
 	}
-	var stepRows, addRows, putRows, execRows, progRows [][]any
+	var stepRows, addRows, putRows, execRows, progRows, endRows [][]any
 	var newStep []bool // of stepRows: an insert
 	var delIDs []int64
-	stepAt, execAt, progAt, putAt := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
+	stepAt, execAt, progAt, endAt, putAt := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 	for _, q := range seg {
 		switch {
 		case (q.kind == mergeStep || q.kind == mergeNewStep) && mergeSteps:
@@ -197,6 +216,8 @@ func mergeSegment(out, seg []stmt) []stmt {
 			execRows = latest(execRows, execAt, q.args[0].(string), q.args)
 		case q.kind == mergeProgress && mergeProgs && !mixed[q.args[0].(string)]:
 			progRows = latest(progRows, progAt, q.args[0].(string), q.args)
+		case q.kind == mergeEnd && mergeEnds && !mixed[q.args[0].(string)]:
+			endRows = latest(endRows, endAt, q.args[0].(string), q.args)
 		default:
 			out = append(out, q)
 		}
@@ -206,6 +227,9 @@ func mergeSegment(out, seg []stmt) []stmt {
 	}
 	if len(progRows) > 0 {
 		out = append(out, stmt{op: "put progress", sql: sqlPutProgs, args: columns(progressTypes, progRows)})
+	}
+	if len(endRows) > 0 {
+		out = append(out, stmt{op: "put ends", sql: sqlPutEnds, args: columns(endTypes, endRows)})
 	}
 	var newRows, oldRows [][]any
 	for i, r := range stepRows {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docket-run/docket/store"
 )
 
 func ops(q []stmt) string {
@@ -40,6 +42,14 @@ func TestMergeRules(t *testing.T) {
 	prog := func(id string) stmt {
 		return stmt{op: "put execution", kind: mergeProgress, args: []any{id, int64(1), time.Time{}}}
 	}
+	end := func(id string) stmt {
+		return stmt{op: "put execution", kind: mergeEnd, args: endArgs(id, &store.Execution{Status: store.Completed})}
+	}
+	newStep := func(exec, name string) stmt {
+		w := stepW(exec, name)
+		w.op, w.kind = "add step", mergeNewStep
+		return w
+	}
 	for _, c := range []struct {
 		name string
 		in   []stmt
@@ -62,6 +72,11 @@ func TestMergeRules(t *testing.T) {
 			"put execution,put execution,put execution,put steps"},
 		{"the other executions' progress merges", []stmt{prog("x"), full("x"), prog("z"), prog("y")},
 			"put execution,put execution,put progress"},
+		{"ends merge apart from progress", []stmt{end("x"), prog("y"), end("z"), prog("w")}, "put progress,put ends"},
+		{"an end and progress of one execution keep their order", []stmt{prog("x"), end("x"), end("z"), end("y")},
+			"put execution,put execution,put ends"},
+		{"new steps merge apart from the others", []stmt{stepW("x", "a"), newStep("y", "a"), stepW("z", "a"), newStep("w", "a")},
+			"add steps,put steps"},
 		{"savepoints cut segments", []stmt{stepW("x", "a"), save, stepW("y", "a"), stepW("z", "a")},
 			"put step,savepoint,put steps"},
 	} {
@@ -75,6 +90,14 @@ func TestMergeRules(t *testing.T) {
 	got := merge([]stmt{stepW("x", "a"), stepW("y", "a"), later})
 	if rows := got[0].args[2].(textArray); len(rows) != 2 || rows[0] != "failed" {
 		t.Errorf("merged statuses %v, want the later upsert's", got[0].args[2])
+	}
+	// A step inserted and then updated is inserted, with the later values.
+	got = merge([]stmt{newStep("x", "a"), stepW("y", "a"), later})
+	if ops(got) != "add steps,put steps" {
+		t.Fatalf("a step inserted and updated: %s", ops(got))
+	}
+	if rows := got[0].args[2].(textArray); len(rows) != 1 || rows[0] != "failed" {
+		t.Errorf("inserted statuses %v, want the update's", got[0].args[2])
 	}
 	// Of two updates of one task, the later wins.
 	first, second := put(7), put(7)

@@ -972,3 +972,63 @@ func TestPlanCacheMode(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupEnds: executions ended in one group (their status, outcome and
+// end time written by one merged statement, their inputs and runs left
+// alone) read back as they were written; so does one ended alone.
+func TestGroupEnds(t *testing.T) {
+	s := open(t, pgtest.URL(t), postgres.MaxConns(4)) // one leader
+	const n = 8
+	ctx := t.Context()
+	for i := range n {
+		err := s.Update(ctx, fmt.Sprint("e", i), func(tx store.Tx) error {
+			return tx.CreateExecution(&store.Execution{ID: fmt.Sprint("e", i), Run: 1, Graph: "g", Status: store.Running,
+				Inputs: []store.Value{{Type: "int", Data: []byte(fmt.Sprint(i))}}, CreatedAt: base,
+				Runs: []store.RunRecord{{Run: 1, StartedAt: base}}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := func(i int) (*store.Execution, error) {
+		var want *store.Execution
+		err := s.Update(ctx, fmt.Sprint("e", i), func(tx store.Tx) error {
+			x, err := tx.Execution()
+			if err != nil {
+				return err
+			}
+			x.Seq, x.UpdatedAt, x.FinishedAt = x.Seq+3, base.Add(time.Hour), base.Add(time.Hour)
+			if i%2 == 0 {
+				x.Status, x.Result = store.Completed, &store.Value{Type: "string", Data: []byte(fmt.Sprintf(`"r%d"`, i))}
+			} else {
+				x.Status, x.Error = store.Failed, fmt.Sprint("boom ", i)
+			}
+			want = x
+			return tx.PutExecution(x)
+		})
+		return want, err
+	}
+	wants := make([]*store.Execution, n)
+	var updates []func() error
+	for i := 1; i < n; i++ {
+		updates = append(updates, func() (err error) { wants[i], err = end(i); return err })
+	}
+	before := s.Stats()
+	whileLeaderHeld(t, s, "e0", 0, updates...)
+	if d := s.Stats().Sub(before); d.Groups != 2 {
+		t.Fatalf("%d Updates in %d groups, want 2 groups", d.Updates, d.Groups)
+	}
+	var err error
+	if wants[0], err = end(0); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range wants {
+		got, err := s.Execution(ctx, fmt.Sprint("e", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("e%d:\n got %+v\nwant %+v", i, got, want)
+		}
+	}
+}

@@ -156,22 +156,42 @@ func normExec(id string, e *store.Execution) *store.Execution {
 // e differs from it in nothing else: the record of a step's progress,
 // which needs only those two columns written.
 func progressed(old, e *store.Execution) (*store.Execution, bool) {
-	same := old.Run == e.Run && old.Graph == e.Graph && old.Target == e.Target && old.Codec == e.Codec &&
-		old.Status == e.Status && old.Error == clean(e.Error) && old.CancelRequested == e.CancelRequested &&
-		old.Deadline.Equal(norm(e.Deadline)) && old.CreatedAt.Equal(norm(e.CreatedAt)) &&
-		old.FinishedAt.Equal(norm(e.FinishedAt)) && old.Parent == e.Parent && old.ParentStep == e.ParentStep &&
-		sameValue(old.Result, e.Result) && (old.Inputs == nil) == (e.Inputs == nil) &&
-		slices.EqualFunc(old.Inputs, e.Inputs, func(a, b store.Value) bool { return sameValue(&a, &b) }) &&
-		(old.Runs == nil) == (e.Runs == nil) &&
-		slices.EqualFunc(old.Runs, e.Runs, func(a, b store.RunRecord) bool {
-			return a.Run == b.Run && a.Steps == b.Steps && a.StartedAt.Equal(norm(b.StartedAt)) && a.EndedAt.Equal(norm(b.EndedAt))
-		})
-	if !same {
+	if !sameStart(old, e) || old.Status != e.Status || old.Error != clean(e.Error) ||
+		!old.FinishedAt.Equal(norm(e.FinishedAt)) || !sameValue(old.Result, e.Result) {
 		return nil, false
 	}
 	c := *old // its slices are not changed in place, so they can be shared
 	c.Seq, c.UpdatedAt = e.Seq, norm(e.UpdatedAt)
 	return &c, true
+}
+
+// ended returns old, as stored, with the status, result, error, end time,
+// Seq and UpdatedAt of e, when e differs from it in nothing else: the
+// record of an execution's end, which needs only those columns written
+// (not its inputs and runs again).
+func ended(old, e *store.Execution) (*store.Execution, bool) {
+	if !sameStart(old, e) {
+		return nil, false
+	}
+	c := *old
+	c.Status, c.Result, c.Error = e.Status, cloneValue(e.Result), clean(e.Error)
+	c.FinishedAt, c.Seq, c.UpdatedAt = norm(e.FinishedAt), e.Seq, norm(e.UpdatedAt)
+	return &c, true
+}
+
+// sameStart reports whether e is stored as old is, but perhaps for its
+// status, result, error, end time, Seq and UpdatedAt.
+func sameStart(old, e *store.Execution) bool {
+	return old.Run == e.Run && old.Graph == e.Graph && old.Target == e.Target && old.Codec == e.Codec &&
+		old.CancelRequested == e.CancelRequested &&
+		old.Deadline.Equal(norm(e.Deadline)) && old.CreatedAt.Equal(norm(e.CreatedAt)) &&
+		old.Parent == e.Parent && old.ParentStep == e.ParentStep &&
+		(old.Inputs == nil) == (e.Inputs == nil) &&
+		slices.EqualFunc(old.Inputs, e.Inputs, func(a, b store.Value) bool { return sameValue(&a, &b) }) &&
+		(old.Runs == nil) == (e.Runs == nil) &&
+		slices.EqualFunc(old.Runs, e.Runs, func(a, b store.RunRecord) bool {
+			return a.Run == b.Run && a.Steps == b.Steps && a.StartedAt.Equal(norm(b.StartedAt)) && a.EndedAt.Equal(norm(b.EndedAt))
+		})
 }
 
 // sameValue reports whether two values are stored alike.

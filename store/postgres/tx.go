@@ -415,10 +415,6 @@ func (t *tx) PutExecution(e *store.Execution) error {
 		t.exec, t.execX = c, ""
 		return t.writeAs(mergeProgress, "put execution", sqlPutProgress, t.id, c.Seq, c.UpdatedAt)
 	}
-	args, err := execArgs(t.id, e)
-	if err != nil {
-		return err
-	}
 	// Waiters care about the end, a cancel request and a new run, not
 	// about every completed step; a status change only the watchers.
 	if old.CancelRequested != e.CancelRequested || old.Run != e.Run {
@@ -430,6 +426,16 @@ func (t *tx) PutExecution(e *store.Execution) error {
 	if e.Status.Finished() && !old.Status.Finished() {
 		t.finished = true
 	}
+	if c, ok := ended(old, e); ok {
+		// The end (or another change of status and outcome): the inputs
+		// and runs need not be sent or written again either.
+		t.exec, t.execX = c, ""
+		return t.writeAs(mergeEnd, "put execution", sqlPutEnd, endArgs(t.id, c)...)
+	}
+	args, err := execArgs(t.id, e)
+	if err != nil {
+		return err
+	}
 	t.exec, t.execX = normExec(t.id, e), ""
 	return t.writeAs(mergeExec, "put execution", `UPDATE executions SET run = $2, graph = $3, target = $4, codec = $5,
 		inputs = $6, status = $7, result_type = $8, result_data = $9, error = $10, cancel_requested = $11,
@@ -439,6 +445,16 @@ func (t *tx) PutExecution(e *store.Execution) error {
 
 // sqlPutProgress records the progress of an execution: $2 seq, $3 updated_at.
 const sqlPutProgress = `UPDATE executions SET seq = $2, updated_at = $3 WHERE id = $1`
+
+// sqlPutEnd records an execution's status and outcome (see endArgs).
+const sqlPutEnd = `UPDATE executions SET status = $2, result_type = $3, result_data = $4, error = $5,
+	finished_at = $6, seq = $7, updated_at = $8 WHERE id = $1`
+
+// endArgs are sqlPutEnd's arguments for execution e (as stored).
+func endArgs(id string, e *store.Execution) []any {
+	rt, rd := valueArgs(e.Result)
+	return []any{id, string(e.Status), rt, rd, e.Error, e.FinishedAt, e.Seq, e.UpdatedAt}
+}
 
 // query reads rows in a round trip that also sends the queued writes.
 func query[T any](t *tx, op string, scan pgx.RowToFunc[T], sql string, args ...any) ([]T, error) {
