@@ -37,7 +37,9 @@ import (
 //     not among their columns.
 //
 // Merged statements run at the end of their segment, with index lookups
-// forced as for the group's reads.
+// forced as for the group's reads. A kind with a single row there goes as
+// its own plain statement, in the merged one's place: unnest of one row
+// costs the server about twice what the plain statement does.
 
 // mergeKind says which merged statement a queued write can join.
 type mergeKind uint8
@@ -193,68 +195,89 @@ func mergeSegment(out, seg []stmt) []stmt {
 	if !mergeSteps && !mergeTasks && !mergeExecs && !mergeProgs && !mergeEnds {
 		return append(out, seg...)
 	}
-	var stepRows, addRows, putRows, execRows, progRows, endRows [][]any
-	var newStep []bool // of stepRows: an insert
-	var delIDs []int64
-	stepAt, execAt, progAt, endAt, putAt := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
-	for _, q := range seg {
+	var stepRows, addRows, putRows, delRows, execRows, progRows, endRows rows
+	for k, q := range seg {
 		switch {
 		case (q.kind == mergeStep || q.kind == mergeNewStep) && mergeSteps:
 			// A step inserted and then updated is inserted as it ended.
-			n := len(stepRows)
-			stepRows = latest(stepRows, stepAt, q.args[0].(string)+"\x00"+q.args[1].(string), q.args)
-			if len(stepRows) > n {
-				newStep = append(newStep, q.kind == mergeNewStep)
-			}
+			stepRows.add(q.args[0].(string)+"\x00"+q.args[1].(string), q)
 		case q.kind == mergeAddTask && mergeTasks:
-			addRows = append(addRows, q.args)
+			addRows.add(strconv.Itoa(k), q)
 		case q.kind == mergePutTask && mergeTasks:
-			putRows = latest(putRows, putAt, strconv.FormatInt(q.args[0].(int64), 10), q.args)
+			putRows.add(strconv.FormatInt(q.args[0].(int64), 10), q)
 		case q.kind == mergeDelTask && mergeTasks:
-			delIDs = append(delIDs, q.args[0].(int64))
+			delRows.add(strconv.Itoa(k), q)
 		case q.kind == mergeExec && mergeExecs && !mixed[q.args[0].(string)]:
-			execRows = latest(execRows, execAt, q.args[0].(string), q.args)
+			execRows.add(q.args[0].(string), q)
 		case q.kind == mergeProgress && mergeProgs && !mixed[q.args[0].(string)]:
-			progRows = latest(progRows, progAt, q.args[0].(string), q.args)
+			progRows.add(q.args[0].(string), q)
 		case q.kind == mergeEnd && mergeEnds && !mixed[q.args[0].(string)]:
-			endRows = latest(endRows, endAt, q.args[0].(string), q.args)
+			endRows.add(q.args[0].(string), q)
 		default:
 			out = append(out, q)
 		}
 	}
-	if len(execRows) > 0 {
-		out = append(out, stmt{op: "put executions", sql: sqlPutExecs, args: columns(execTypes, execRows)})
-	}
-	if len(progRows) > 0 {
-		out = append(out, stmt{op: "put progress", sql: sqlPutProgs, args: columns(progressTypes, progRows)})
-	}
-	if len(endRows) > 0 {
-		out = append(out, stmt{op: "put ends", sql: sqlPutEnds, args: columns(endTypes, endRows)})
-	}
-	var newRows, oldRows [][]any
-	for i, r := range stepRows {
-		if newStep[i] {
-			newRows = append(newRows, r)
+	out = emit(out, execRows.ws, "put executions", sqlPutExecs, execTypes)
+	out = emit(out, progRows.ws, "put progress", sqlPutProgs, progressTypes)
+	out = emit(out, endRows.ws, "put ends", sqlPutEnds, endTypes)
+	var newSteps, oldSteps []stmt
+	for _, w := range stepRows.ws {
+		if w.kind == mergeNewStep {
+			newSteps = append(newSteps, w)
 		} else {
-			oldRows = append(oldRows, r)
+			oldSteps = append(oldSteps, w)
 		}
 	}
-	if len(newRows) > 0 {
-		out = append(out, stmt{op: "add steps", sql: sqlAddSteps, args: columns(stepTypes, newRows)})
+	out = emit(out, newSteps, "add steps", sqlAddSteps, stepTypes)
+	out = emit(out, oldSteps, "put steps", sqlPutSteps, stepTypes)
+	out = emit(out, addRows.ws, "add tasks", sqlAddTasks, taskTypes)
+	out = emit(out, putRows.ws, "put tasks", sqlPutTasks, putTaskTypes)
+	if len(delRows.ws) > 1 {
+		ids := make([]int64, len(delRows.ws))
+		for i, w := range delRows.ws {
+			ids[i] = w.args[0].(int64)
+		}
+		return append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{intArray(ids)}})
 	}
-	if len(oldRows) > 0 {
-		out = append(out, stmt{op: "put steps", sql: sqlPutSteps, args: columns(stepTypes, oldRows)})
+	return append(out, delRows.ws...)
+}
+
+// rows collects the writes of one kind that merge, one per key: of two
+// writes of one row the later's values win, as they would have, in the
+// place (and with the kind) of the first.
+type rows struct {
+	ws []stmt
+	at map[string]int
+}
+
+func (r *rows) add(key string, q stmt) {
+	if i, ok := r.at[key]; ok {
+		r.ws[i].args = q.args
+		return
 	}
-	if len(addRows) > 0 {
-		out = append(out, stmt{op: "add tasks", sql: sqlAddTasks, args: columns(taskTypes, addRows)})
+	if r.at == nil {
+		r.at = map[string]int{}
 	}
-	if len(putRows) > 0 {
-		out = append(out, stmt{op: "put tasks", sql: sqlPutTasks, args: columns(putTaskTypes, putRows)})
+	r.at[key] = len(r.ws)
+	r.ws = append(r.ws, q)
+}
+
+// emit appends writes of one kind to out as one statement: the write
+// itself when it is alone (unnest costs the server more than a plain
+// statement for one row), else the merged statement sql, its rows sent as
+// one array per column of tb.
+func emit(out, ws []stmt, op, sql string, tb table) []stmt {
+	switch len(ws) {
+	case 0:
+		return out
+	case 1:
+		return append(out, ws[0])
 	}
-	if len(delIDs) > 0 {
-		out = append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{intArray(delIDs)}})
+	rs := make([][]any, len(ws))
+	for i, w := range ws {
+		rs[i] = w.args
 	}
-	return out
+	return append(out, stmt{op: op, sql: sql, args: columns(tb, rs)})
 }
 
 // textColumn returns column j of rows as a textArray, or as a
@@ -297,17 +320,6 @@ func rowsOf(per map[string]int) int {
 		n += c
 	}
 	return n
-}
-
-// latest adds row under key to rows, or replaces the row already there:
-// of two writes of one row, the later wins, as it would have.
-func latest(rows [][]any, at map[string]int, key string, row []any) [][]any {
-	if i, ok := at[key]; ok {
-		rows[i] = row
-		return rows
-	}
-	at[key] = len(rows)
-	return append(rows, row)
 }
 
 // columns turns rows into one array argument per column.

@@ -57,13 +57,13 @@ func TestMergeRules(t *testing.T) {
 	}{
 		{"one of each is left alone", []stmt{stepW("x", "a"), addW(1), del(2), other}, "put step,add task,delete task,put journal"},
 		{"merged at the end", []stmt{stepW("x", "a"), del(1), addW(5), stepW("y", "a"), other, del(2)},
-			"put journal,put steps,add tasks,delete tasks"},
+			"put journal,put steps,add task,delete tasks"},
 		{"both task kinds merge together", []stmt{addW(5), addW(6), del(1)},
-			"add tasks,delete tasks"},
+			"add tasks,delete task"},
 		{"a deleted step keeps the order", []stmt{stepW("x", "a"), delStep, stepW("x", "a")}, "put step,delete step,put step"},
 		{"a new task written again keeps the order", []stmt{addW(5), addW(6), put(5)}, "add task,add task,put task"},
 		{"task updates merge after the inserts, before the deletes", []stmt{put(1), del(3), addW(5), put(2), other, addW(6)},
-			"put journal,add tasks,put tasks,delete tasks"},
+			"put journal,add tasks,put tasks,delete task"},
 		{"an updated task deleted ends deleted", []stmt{del(1), put(1), put(2), del(2)}, "put tasks,delete tasks"},
 		{"a new task deleted keeps the order", []stmt{addW(5), addW(6), del(6)}, "add task,add task,delete task"},
 		{"progress merges apart from whole records", []stmt{prog("x"), full("y"), prog("z"), full("w")},
@@ -91,13 +91,14 @@ func TestMergeRules(t *testing.T) {
 	if rows := got[0].args[2].(textArray); len(rows) != 2 || rows[0] != "failed" {
 		t.Errorf("merged statuses %v, want the later upsert's", got[0].args[2])
 	}
-	// A step inserted and then updated is inserted, with the later values.
-	got = merge([]stmt{newStep("x", "a"), stepW("y", "a"), later})
-	if ops(got) != "add steps,put steps" {
+	// A step inserted and then updated is inserted, with the later values;
+	// a write alone of its kind goes as its own statement.
+	got = merge([]stmt{newStep("x", "a"), stepW("y", "a"), later, newStep("z", "a")})
+	if ops(got) != "add steps,put step" {
 		t.Fatalf("a step inserted and updated: %s", ops(got))
 	}
-	if rows := got[0].args[2].(textArray); len(rows) != 1 || rows[0] != "failed" {
-		t.Errorf("inserted statuses %v, want the update's", got[0].args[2])
+	if rows := got[0].args[2].(textArray); len(rows) != 2 || rows[0] != "failed" {
+		t.Errorf("inserted statuses %v, want the update's first", got[0].args[2])
 	}
 	// Of two updates of one task, the later wins.
 	first, second := put(7), put(7)
