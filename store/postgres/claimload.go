@@ -39,9 +39,10 @@ func readClaimedLoad(br pgx.BatchResults) (*claimedLoad, error) {
 }
 
 // readVersioned reads three results into execs: executions (with their
-// signal counters and watchers), then steps, then tasks, each row with its version
-// (xmin), the steps in bytewise name order and the tasks in ID order.
-// Steps and tasks of executions not read are skipped.
+// signal counters and watchers), then steps, then tasks, the executions
+// and tasks with their versions (xmin; the steps need none, see
+// known.digest), the steps in bytewise name order and the tasks in ID
+// order. Steps and tasks of executions not read are skipped.
 func readVersioned(br pgx.BatchResults, execs map[string]*known) error {
 	err := eachVersioned(br, func(r pgx.CollectableRow, more ...any) (*known, error) {
 		x := &known{}
@@ -53,10 +54,12 @@ func readVersioned(br pgx.BatchResults, execs map[string]*known) error {
 		execs[x.exec.ID] = x
 	})
 	if err == nil {
-		err = eachVersioned(br, scanStepAnd, func(s store.Step, v string) {
-			if x := execs[s.Exec]; x != nil {
-				x.steps, x.stepX = append(x.steps, s), append(x.stepX, v)
+		err = eachRow(br, func(r pgx.CollectableRow) error {
+			s, err := scanStep(r)
+			if x := execs[s.Exec]; err == nil && x != nil {
+				x.steps = append(x.steps, s)
 			}
+			return err
 		})
 	}
 	if err == nil {

@@ -21,15 +21,16 @@ import (
 // two round trips of an Update — lock, then read the execution, its tasks
 // and steps — then reads what this process already has. So the store
 // keeps each execution it wrote (or claimed) with the row versions (xmin)
-// of the execution, its tasks and its steps: the versions read, and for
+// of the execution and its tasks: the versions read, and for
 // the rows a transaction wrote, that transaction's ID, which the commit
 // returns. The next lone Update of that execution runs its fn against
 // what was kept and sends everything in one round trip: BEGIN, the lock, a
 // guard that recomputes the digest of the versions (row-locking the
 // tasks) and fails unless it is the kept one, the writes, COMMIT. Any
 // change by anyone — another process's Update, a claim, a lease extended
-// — changes a row version, so a guard that passes proves that fn saw
-// exactly what is stored. A guard that fails aborts the transaction before
+// — changes a row version (a step is never written without its
+// execution's row, see tx.touch), so a guard that passes proves that fn
+// saw exactly what is stored. A guard that fails aborts the transaction before
 // anything is committed, and the Update runs again the ordinary way (so fn
 // may run twice; only the last run's writes are kept). So does an Update
 // whose fn needs a read of its own (the journal, the inbox): nothing has
@@ -37,7 +38,8 @@ import (
 // guard fails.
 //
 // The speculation only covers what the digest covers: the execution row
-// (an added signal moves its counter), its tasks and its steps. Reads of
+// (an added signal moves its counter; a written step moves its version),
+// its tasks and so its steps. Reads of
 // the journal and the inbox go to the server, and stop it.
 
 // maxKnown bounds how many executions the store keeps.
@@ -58,13 +60,13 @@ type known struct {
 	versions
 }
 
-// versions are the row versions (xmin) of an execution's row, its tasks
-// and its steps, in the order of the tasks and the steps they go with. In
+// versions are the row versions (xmin) of an execution's row and its
+// tasks, in the order of the tasks they go with. In
 // a running transaction, "" marks a row that it wrote: that row's version
 // is the transaction's ID (see resolve).
 type versions struct {
-	execX        string
-	taskX, stepX []string
+	execX string
+	taskX []string
 }
 
 // resolve gives the rows marked written the version xid, the ID of the
@@ -81,9 +83,6 @@ func (v *versions) resolve(xid string) bool {
 	set(&v.execX)
 	for i := range v.taskX {
 		set(&v.taskX[i])
-	}
-	for i := range v.stepX {
-		set(&v.stepX[i])
 	}
 	return ok
 }

@@ -119,7 +119,7 @@ const waitingFor = "2 seconds"
 var (
 	sqlClaimedExecs = `SELECT ` + execCols + `, signal_seq, watchers, xmin::text FROM executions
 		WHERE id = ANY(` + claimedExecs + `)`
-	sqlClaimedSteps = `SELECT ` + stepCols + `, xmin::text FROM steps
+	sqlClaimedSteps = `SELECT ` + stepCols + ` FROM steps
 		WHERE exec = ANY(` + claimedExecs + `) ORDER BY exec, name COLLATE "C"`
 	sqlClaimedTasks = `SELECT ` + taskCols + `, xmin::text FROM tasks
 		WHERE exec = ANY(` + claimedExecs + `) ORDER BY exec, id`
@@ -378,7 +378,6 @@ const (
 	// The reads of an execution, its steps and tasks with their versions
 	// (see readVersioned).
 	sqlExecutionVersion = `SELECT ` + execCols + `, signal_seq, watchers, xmin::text FROM executions WHERE id = $1`
-	sqlStepsVersions    = `SELECT ` + stepCols + `, xmin::text FROM steps WHERE exec = $1 ORDER BY name COLLATE "C"`
 	sqlTasksVersions    = `SELECT ` + taskCols + `, xmin::text FROM tasks WHERE exec = $1 ORDER BY id`
 	sqlSignals          = `SELECT ` + signalCols + ` FROM signals WHERE exec = $1 ORDER BY seq`
 )
@@ -433,7 +432,7 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 		queue: func(b *pgx.Batch, alone bool) {
 			if alone {
 				b.Queue(sqlExecutionVersion, id)
-				b.Queue(sqlStepsVersions, id)
+				b.Queue(sqlSteps, id)
 				b.Queue(sqlTasksVersions, id)
 			} else {
 				b.Queue(sqlExecution, id)

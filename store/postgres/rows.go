@@ -250,19 +250,16 @@ func stepArgs(exec string, s *store.Step) []any {
 		s.Heartbeat, s.Seq, s.ReadyAt, s.StartedAt, s.FinishedAt, string(s.Comp), s.CompAttempt, clean(s.CompError), s.Worker}
 }
 
-func scanStep(row pgx.CollectableRow) (store.Step, error) { return scanStepAnd(row) }
-
-// scanStepAnd is scanStep for a row with more columns after the step's,
-// scanned into extra.
-func scanStepAnd(row pgx.CollectableRow, extra ...any) (store.Step, error) {
+// scanStep scans a row of stepCols.
+func scanStep(row pgx.CollectableRow) (store.Step, error) {
 	var (
 		s            store.Step
 		status, comp string
 		ot           *string
 		od           []byte
 	)
-	err := row.Scan(append([]any{&s.Exec, &s.Name, &status, &s.Attempt, &ot, &od, &s.Error, &s.Wait, &s.WakeAt, &s.Signal,
-		&s.Heartbeat, &s.Seq, &s.ReadyAt, &s.StartedAt, &s.FinishedAt, &comp, &s.CompAttempt, &s.CompError, &s.Worker}, extra...)...)
+	err := row.Scan(&s.Exec, &s.Name, &status, &s.Attempt, &ot, &od, &s.Error, &s.Wait, &s.WakeAt, &s.Signal,
+		&s.Heartbeat, &s.Seq, &s.ReadyAt, &s.StartedAt, &s.FinishedAt, &comp, &s.CompAttempt, &s.CompError, &s.Worker)
 	s.Status, s.Comp, s.Output = store.StepStatus(status), store.CompStatus(comp), valueOf(ot, od)
 	s.WakeAt, s.ReadyAt, s.StartedAt, s.FinishedAt = utc(s.WakeAt), utc(s.ReadyAt), utc(s.StartedAt), utc(s.FinishedAt)
 	return s, err

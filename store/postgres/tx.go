@@ -129,7 +129,7 @@ var (
 		JOIN executions e ON e.id = u.id`
 	sqlGroupTasks = `SELECT ` + qualify("t", taskCols) + `, t.xmin::text FROM unnest($1::text[]) AS u(id)
 		JOIN tasks t ON t.exec = u.id ORDER BY t.id FOR UPDATE OF t`
-	sqlGroupSteps = `SELECT ` + qualify("s", stepCols) + `, s.xmin::text FROM unnest($1::text[]) AS u(id)
+	sqlGroupSteps = `SELECT ` + qualify("s", stepCols) + ` FROM unnest($1::text[]) AS u(id)
 		JOIN steps s ON s.exec = u.id ORDER BY s.exec, s.name COLLATE "C"`
 )
 
@@ -503,9 +503,9 @@ func (t *tx) PutStep(s *store.Step) error {
 	t.stepsWritten = true
 	put := normStep(t.id, s)
 	if ok {
-		t.steps[i], t.stepX[i] = put, ""
+		t.steps[i] = put
 	} else {
-		t.steps, t.stepX = slices.Insert(t.steps, i, put), slices.Insert(t.stepX, i, "")
+		t.steps = slices.Insert(t.steps, i, put)
 	}
 	return nil
 }
@@ -594,7 +594,7 @@ func (t *tx) DeleteStep(name string) error {
 		return t.lost() // nothing to delete
 	}
 	if i, ok := slices.BinarySearchFunc(t.steps, name, byName); ok {
-		t.steps, t.stepX = slices.Delete(t.steps, i, i+1), slices.Delete(t.stepX, i, i+1)
+		t.steps = slices.Delete(t.steps, i, i+1)
 	}
 	t.stepsWritten = true
 	return t.writeAs(touchSteps, "delete step", `WITH j AS (DELETE FROM journal WHERE exec = $1 AND step = $2)
