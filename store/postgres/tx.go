@@ -71,7 +71,7 @@ type tx struct {
 	steps    []store.Step     // its steps, by name, as they now are
 	lastSig  int64            // the highest signal Seq given out (executions.signal_seq)
 	watchers []string         // the stores that watch it (executions.watchers, see Watch)
-	versions                  // of the execution's row, tasks and steps ("": written here)
+	versions                  // of the execution's row and tasks ("": written here)
 	// sigs holds the Seqs of the inbox as it now is, once Signals has read
 	// it in this Update (nil before): PutSignal then needs no round trip to
 	// tell whether the signal exists.
