@@ -194,7 +194,10 @@ func (s *Store) runGroup(members []*request, ctxs []context.Context) {
 		err := runFn(m, t)
 		if err == nil && !m.panicked {
 			// fn went on after a refused write, or after the transaction failed.
-			err = cmp.Or(t.bad, g.err, t.touch())
+			err = cmp.Or(t.bad, g.err)
+		}
+		if err == nil && !m.panicked {
+			err = t.touch()
 		}
 		if err != nil || m.panicked {
 			m.err = err

@@ -142,7 +142,9 @@ func mergeSegment(out, seg []stmt) []stmt {
 	var steps, adds, puts, dels int
 	stepsOK, tasksOK := true, true
 	added := map[int64]bool{}
-	full, progress, end := map[string]int{}, map[string]int{}, map[string]int{} // updates per execution
+	// An execution with more than one kind of update keeps them in their
+	// order, unmerged; the others' merge.
+	kindOf, mixed := map[string]mergeKind{}, map[string]bool{}
 	for _, q := range seg {
 		switch q.kind {
 		case mergeStep, mergeNewStep:
@@ -154,12 +156,12 @@ func mergeSegment(out, seg []stmt) []stmt {
 			dels++
 		case mergePutTask:
 			puts++
-		case mergeExec:
-			full[q.args[0].(string)]++
-		case mergeProgress:
-			progress[q.args[0].(string)]++
-		case mergeEnd:
-			end[q.args[0].(string)]++
+		case mergeExec, mergeProgress, mergeEnd:
+			id := q.args[0].(string)
+			if k, ok := kindOf[id]; ok && k != q.kind {
+				mixed[id] = true
+			}
+			kindOf[id] = q.kind
 		case touchSteps:
 			stepsOK = false
 		}
@@ -169,44 +171,29 @@ func mergeSegment(out, seg []stmt) []stmt {
 			tasksOK = false
 		}
 	}
-	// An execution with more than one kind of update keeps them in their
-	// order, unmerged; the others' merge.
-	mixed := map[string]bool{}
-	for _, kinds := range []map[string]int{full, progress, end} {
-		for id := range kinds {
-			n := 0
-			for _, k := range []map[string]int{full, progress, end} {
-				if k[id] > 0 {
-					n++
-				}
-			}
-			if n > 1 {
-				mixed[id] = true
-			}
+	execUpdates := map[mergeKind]int{} // of executions not mixed
+	for _, q := range seg {
+		if (q.kind == mergeExec || q.kind == mergeProgress || q.kind == mergeEnd) && !mixed[q.args[0].(string)] {
+			execUpdates[q.kind]++
 		}
 	}
-	for id := range mixed {
-		delete(full, id)
-		delete(progress, id)
-		delete(end, id)
-	}
 	mergeSteps, mergeTasks := stepsOK && steps > 1, tasksOK && (adds > 1 || puts > 1 || dels > 1)
-	mergeExecs, mergeProgs, mergeEnds := rowsOf(full) > 1, rowsOf(progress) > 1, rowsOf(end) > 1
+	mergeExecs, mergeProgs, mergeEnds := execUpdates[mergeExec] > 1, execUpdates[mergeProgress] > 1, execUpdates[mergeEnd] > 1
 	if !mergeSteps && !mergeTasks && !mergeExecs && !mergeProgs && !mergeEnds {
 		return append(out, seg...)
 	}
 	var stepRows, addRows, putRows, delRows, execRows, progRows, endRows rows
-	for k, q := range seg {
+	for _, q := range seg {
 		switch {
 		case (q.kind == mergeStep || q.kind == mergeNewStep) && mergeSteps:
 			// A step inserted and then updated is inserted as it ended.
 			stepRows.add(q.args[0].(string)+"\x00"+q.args[1].(string), q)
 		case q.kind == mergeAddTask && mergeTasks:
-			addRows.add(strconv.Itoa(k), q)
+			addRows.ws = append(addRows.ws, q)
 		case q.kind == mergePutTask && mergeTasks:
 			putRows.add(strconv.FormatInt(q.args[0].(int64), 10), q)
 		case q.kind == mergeDelTask && mergeTasks:
-			delRows.add(strconv.Itoa(k), q)
+			delRows.ws = append(delRows.ws, q)
 		case q.kind == mergeExec && mergeExecs && !mixed[q.args[0].(string)]:
 			execRows.add(q.args[0].(string), q)
 		case q.kind == mergeProgress && mergeProgs && !mixed[q.args[0].(string)]:
@@ -311,15 +298,6 @@ func nullableText(rows [][]any, j int) nullTextArray {
 		}
 	}
 	return col
-}
-
-// rowsOf counts the updates in a count per key.
-func rowsOf(per map[string]int) int {
-	n := 0
-	for _, c := range per {
-		n += c
-	}
-	return n
 }
 
 // columns turns rows into one array argument per column.

@@ -514,59 +514,23 @@ func (t *tx) PutStep(s *store.Step) error {
 // stepCols' order); sqlPutSteps and sqlAddSteps do so for rows sent as
 // arrays, one per column.
 var (
-	sqlPutStep, sqlAddStep   = stepSQL(false)
-	sqlPutSteps, sqlAddSteps = stepSQL(true)
+	sqlPutStep, sqlAddStep   = rowSQL("steps", stepCols, 2, stepTypes, false)
+	sqlPutSteps, sqlAddSteps = rowSQL("steps", stepCols, 2, stepTypes, true)
 )
 
-// stepSQL returns the statements that update and insert steps.
-func stepSQL(merged bool) (update, insert string) {
-	cols := strings.Split(stepCols, ",")
-	var set, vals []string
-	for i, c := range cols {
-		c = strings.TrimSpace(c)
-		cols[i] = c
-		vals = append(vals, fmt.Sprintf("$%d::%s", i+1, stepTypes[i]))
-		switch {
-		case i < 2:
-		case merged:
-			set = append(set, c+" = v."+c)
-		default:
-			set = append(set, fmt.Sprintf("%s = $%d", c, i+1))
-		}
-	}
-	list := strings.Join(cols, ", ")
-	if merged {
-		return `UPDATE steps r SET ` + strings.Join(set, ", ") + ` FROM ` + stepTypes.unnest() + ` AS v(` + list + `)
-			WHERE r.exec = v.exec AND r.name = v.name`,
-			`INSERT INTO steps (` + list + `) SELECT * FROM ` + stepTypes.unnest()
-	}
-	return `UPDATE steps SET ` + strings.Join(set, ", ") + ` WHERE exec = $1 AND name = $2`,
-		`INSERT INTO steps (` + list + `) VALUES (` + strings.Join(vals, ", ") + `)`
-}
-
-// writeRowSQL returns the statement that writes a row of table, whose
-// first nkey columns (of cols, typed as types) are its key: it updates the
-// row if there is one and inserts it if not. The row's arguments are $1...
-// in cols' order or, with merged, one array per column for any number of
-// rows (at most one per key).
-//
-// It is meant for the tables of an execution's parts, whose every write
-// holds the execution's lock, so that no one else can insert the row
-// between the update and the insert. There, INSERT ... ON CONFLICT would
-// guard against a race that cannot happen, at a cost: it locks a row it
-// finds before updating it, and marks a row it inserts as speculative and
-// then confirms it — a WAL record more for every row, either way.
-func writeRowSQL(table, cols string, nkey int, types table, merged bool) string {
+// rowSQL returns the statements that update a row of table, found by its
+// first nkey columns (of cols, typed as types), and that insert one. The
+// row's arguments are $1... in cols' order or, with merged, one array per
+// column for any number of rows (at most one per key).
+func rowSQL(table, cols string, nkey int, types table, merged bool) (update, insert string) {
 	names := strings.Split(cols, ",")
-	var set, vals, match, key, same []string
+	var set, match, vals []string
 	for i, c := range names {
 		c = strings.TrimSpace(c)
 		names[i] = c
 		switch {
 		case i < nkey && merged:
 			match = append(match, "r."+c+" = v."+c)
-			key = append(key, "r."+c)
-			same = append(same, "u."+c+" = v."+c)
 		case i < nkey:
 			match = append(match, fmt.Sprintf("%s = $%d", c, i+1))
 		case merged:
@@ -578,14 +542,27 @@ func writeRowSQL(table, cols string, nkey int, types table, merged bool) string 
 	}
 	list := strings.Join(names, ", ")
 	if merged {
-		return `WITH v AS (SELECT * FROM ` + types.unnest() + ` AS v(` + list + `)),
-		u AS (UPDATE ` + table + ` r SET ` + strings.Join(set, ", ") + ` FROM v
-			WHERE ` + strings.Join(match, " AND ") + ` RETURNING ` + strings.Join(key, ", ") + `)
-		INSERT INTO ` + table + ` (` + list + `) SELECT * FROM v
-		WHERE NOT EXISTS (SELECT 1 FROM u WHERE ` + strings.Join(same, " AND ") + `)`
+		return `UPDATE ` + table + ` r SET ` + strings.Join(set, ", ") + ` FROM ` + types.unnest() + ` AS v(` + list + `)
+			WHERE ` + strings.Join(match, " AND "),
+			`INSERT INTO ` + table + ` (` + list + `) SELECT * FROM ` + types.unnest()
 	}
-	return `WITH u AS (UPDATE ` + table + ` SET ` + strings.Join(set, ", ") + ` WHERE ` + strings.Join(match, " AND ") + ` RETURNING 1)
-		INSERT INTO ` + table + ` (` + list + `) SELECT ` + strings.Join(vals, ", ") + ` WHERE NOT EXISTS (SELECT 1 FROM u)`
+	return `UPDATE ` + table + ` SET ` + strings.Join(set, ", ") + ` WHERE ` + strings.Join(match, " AND "),
+		`INSERT INTO ` + table + ` (` + list + `) SELECT ` + strings.Join(vals, ", ")
+}
+
+// writeRowSQL returns the statement that writes one row of table (see
+// rowSQL), where the Update does not know whether it exists: it updates
+// the row if there is one and inserts it if not.
+//
+// It is meant for the tables of an execution's parts, whose every write
+// holds the execution's lock, so that no one else can insert the row
+// between the update and the insert. There, INSERT ... ON CONFLICT would
+// guard against a race that cannot happen, at a cost: it locks a row it
+// finds before updating it, and marks a row it inserts as speculative and
+// then confirms it — a WAL record more for every row, either way.
+func writeRowSQL(table, cols string, nkey int, types table) string {
+	update, insert := rowSQL(table, cols, nkey, types, false)
+	return `WITH u AS (` + update + ` RETURNING 1) ` + insert + ` WHERE NOT EXISTS (SELECT 1 FROM u)`
 }
 
 // DeleteStep implements store.Tx; the delete is queued.
@@ -616,7 +593,7 @@ func (t *tx) PutJournal(e *store.JournalEntry) error {
 
 // sqlPutJournal writes a journal entry ($1... in journalCols' order).
 var sqlPutJournal = writeRowSQL("journal", journalCols, 3, table{"text", "text", "integer", "text", "text", "bytea",
-	"text", "boolean", "timestamptz"}, false)
+	"text", "boolean", "timestamptz"})
 
 // TruncateJournal implements store.Tx; the delete is queued.
 func (t *tx) TruncateJournal(step string, seq int) error {
