@@ -15,12 +15,16 @@ fi
 
 echo "== go vet"
 go vet ./...
+# The comparison benchmark against DBOS is a module of its own (bench/dbos),
+# so that docket's module does not depend on DBOS; it must still build.
+(cd bench/dbos && go vet ./...)
 
 echo "== staticcheck"
 if ! staticcheck -version 2>/dev/null | grep -qF "($STATICCHECK_VERSION)"; then
   go install "honnef.co/go/tools/cmd/staticcheck@v$STATICCHECK_VERSION"
 fi
 staticcheck ./...
+(cd bench/dbos && staticcheck ./...)
 
 ./scripts/chromium.sh
 echo "== go test -race"

@@ -1,0 +1,287 @@
+//go:build linux
+
+// Package dbosbench measures DBOS Transact for Go on the same workload and the
+// same PostgreSQL server as docket's BenchmarkPostgresChainLocal, so that
+// the two can be compared in one sitting: the host's speed varies too much
+// between sittings for figures taken on different days to be compared.
+//
+// It is a module of its own, so that docket's module does not depend on
+// DBOS. Run it from this directory:
+//
+//	DOCKET_BENCH_RATE=750 go test -run '^$' -bench 'DBOSChainLocal/workers=2$' -benchtime 7500x
+//
+// DOCKET_BENCH_URL names the database (by default
+// postgres://postgres@127.0.0.1:5432/postgres); each run makes a schema of
+// its own there and drops it afterwards.
+package dbosbench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
+)
+
+// childEnv makes the test binary a starter process: "url schema n rate conc".
+const childEnv = "DBOS_BENCH_CHILD"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		starter(spec)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// chain is the 3-step chain: each step adds one to its input.
+func chain(ctx dbos.Context, in int) (int, error) {
+	v := in
+	for _, name := range []string{"a", "b", "c"} {
+		next, err := dbos.RunAsStep(ctx, func(context.Context) (int, error) { return v + 1, nil }, dbos.WithStepName(name))
+		if err != nil {
+			return 0, err
+		}
+		v = next
+	}
+	return v, nil
+}
+
+// starter launches DBOS in this process, warms up, says "ready", waits for
+// a line on stdin, runs n chains (started at rate per second, or with conc
+// in flight when rate is 0) and writes their latencies in microseconds on
+// one line.
+func starter(spec string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "dbos starter:", err)
+		os.Exit(2)
+	}
+	f := strings.Fields(spec)
+	if len(f) != 5 {
+		fail(fmt.Errorf("bad spec %q", spec))
+	}
+	n, _ := strconv.Atoi(f[2])
+	rate, _ := strconv.ParseFloat(f[3], 64)
+	conc, _ := strconv.Atoi(f[4])
+	ctx, err := dbos.NewContext(context.Background(), dbos.Config{
+		AppName:        "chainbench",
+		DatabaseURL:    f[0],
+		DatabaseSchema: f[1],
+		ExecutorID:     fmt.Sprint("starter-", os.Getpid()),
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		fail(err)
+	}
+	dbos.RegisterWorkflow(ctx, chain)
+	if err := dbos.Launch(ctx); err != nil {
+		fail(err)
+	}
+	defer dbos.Shutdown(ctx, 5*time.Second)
+	run := func(i int) error {
+		h, err := dbos.RunWorkflow(ctx, chain, i)
+		if err != nil {
+			return err
+		}
+		got, err := h.GetResult()
+		if err != nil {
+			return err
+		}
+		if got != i+3 {
+			return fmt.Errorf("chain(%d) = %d, want %d", i, got, i+3)
+		}
+		return nil
+	}
+	if _, err := inFlight(run, 100, 8); err != nil {
+		fail(err)
+	}
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fail(err)
+	}
+	var lat []time.Duration
+	if rate > 0 {
+		lat, err = atRate(run, n, rate)
+	} else {
+		lat, err = inFlight(run, n, conc)
+	}
+	if err != nil {
+		fail(err)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	for _, d := range lat {
+		fmt.Fprint(out, d.Microseconds(), " ")
+	}
+	fmt.Fprintln(out)
+	if err := out.Flush(); err != nil {
+		fail(err)
+	}
+}
+
+// atRate starts run(i) for i < n at rate per second and returns each one's
+// latency from when it was due.
+func atRate(run func(int) error, n int, rate float64) ([]time.Duration, error) {
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	t0 := time.Now()
+	for i := 0; i < n && failed.Load() == nil; i++ {
+		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		for d := time.Until(due); d > 0; d = time.Until(due) {
+			ts := unix.NsecToTimespec(int64(d))
+			_ = unix.Nanosleep(&ts, nil)
+		}
+		wg.Go(func() {
+			if err := run(i); err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+			lat[i] = time.Since(due)
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return nil, *err
+	}
+	return lat, nil
+}
+
+// inFlight runs run(i) for i < n, conc at a time, and returns their latencies.
+func inFlight(run func(int) error, n, conc int) ([]time.Duration, error) {
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for range conc {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n && failed.Load() == nil; i = int(next.Add(1) - 1) {
+				t := time.Now()
+				if err := run(i); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+				lat[i] = time.Since(t)
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return nil, *err
+	}
+	return lat, nil
+}
+
+// BenchmarkDBOSChainLocal runs the 3-step chain in 1 and 2 DBOS processes
+// that each start the workflows they run, as BenchmarkPostgresChainLocal
+// does for docket, with the same knobs: DOCKET_BENCH_RATE starts them at
+// that many per second over all processes (an open loop), otherwise
+// DOCKET_BENCH_CONC (64 by default) are in flight over all processes.
+func BenchmarkDBOSChainLocal(b *testing.B) {
+	url := os.Getenv("DOCKET_BENCH_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/postgres"
+	}
+	rate, _ := strconv.ParseFloat(os.Getenv("DOCKET_BENCH_RATE"), 64)
+	conc := 64
+	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
+		conc = c
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, procs := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
+			schema := fmt.Sprintf("dbos_bench_%d_%d", os.Getpid(), procs)
+			b.Cleanup(func() { dropSchema(b, url, schema) })
+			type proc struct {
+				in  io.WriteCloser
+				out *bufio.Reader
+			}
+			var ps []proc
+			// One at a time, so that the first migrates the schema alone.
+			for k := range procs {
+				n := b.N / procs
+				if k < b.N%procs {
+					n++
+				}
+				cmd := exec.Command(exe, "-test.run=^$")
+				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %g %d", childEnv, url, schema, n, rate/float64(procs), max(1, (conc+k)/procs)))
+				cmd.Stderr = os.Stderr
+				in, err := cmd.StdinPipe()
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+				p := proc{in, bufio.NewReader(out)}
+				if line, err := p.out.ReadString('\n'); err != nil || line != "ready\n" {
+					b.Fatalf("starter: %q %v", line, err)
+				}
+				ps = append(ps, p)
+			}
+			b.ResetTimer()
+			t0 := time.Now()
+			for _, p := range ps {
+				if _, err := io.WriteString(p.in, "go\n"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var lat []time.Duration
+			for _, p := range ps {
+				line, err := p.out.ReadString('\n')
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, f := range strings.Fields(line) {
+					us, err := strconv.ParseInt(f, 10, 64)
+					if err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, time.Duration(us)*time.Microsecond)
+				}
+			}
+			elapsed := time.Since(t0)
+			b.StopTimer()
+			if len(lat) != b.N {
+				b.Fatalf("%d latencies for %d workflows", len(lat), b.N)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// dropSchema removes a run's schema.
+func dropSchema(b *testing.B, url, schema string) {
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		b.Error(err)
+	}
+}
