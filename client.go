@@ -138,7 +138,7 @@ func (e *Engine) startWith(ctx context.Context, g *Graph, id string, target refl
 			if err := tx.PutExecution(x); err != nil {
 				return err
 			}
-			return endTasks(tx, x, now)
+			return endTasks(tx, p, x, now)
 		}
 		recs := map[string]*store.Step{}
 		for _, i := range p.roots {
@@ -359,17 +359,16 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		steps, err := tx.Steps()
-		if err != nil {
-			return err
-		}
-		recs := byName(steps)
-		now := e.clock.Now()
-		// Steps that are not running now never will: drop their tasks.
 		tasks, err := tx.Tasks()
 		if err != nil {
 			return err
 		}
+		recs, err := records(tx, p, x, tasks)
+		if err != nil {
+			return err
+		}
+		now := e.clock.Now()
+		// Steps that are not running now never will: drop their tasks.
 		for _, t := range tasks {
 			running := t.Owner != "" && t.LeaseUntil.After(now)
 			if t.Kind == store.TaskCompensate || (t.Kind == store.TaskStep && running) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/docket-run/docket/store"
@@ -82,11 +83,13 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 	if err != nil {
 		return nil, err
 	}
-	steps, err := e.st.Steps(ctx, id)
+	// Tasks before steps: a step that records its end in between is then
+	// found by one or the other (see scheduled).
+	tasks, err := e.st.Tasks(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := e.st.Tasks(ctx, id)
+	steps, err := e.st.Steps(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +127,7 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 			d.Result = rawValue(x.Result.Data)
 		}
 	}
-	recs := byName(steps)
+	recs := scheduled(p, x, byName(steps), tasks)
 	var order []string
 	if p != nil {
 		for _, ps := range p.steps {
@@ -134,6 +137,11 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 	for _, s := range steps {
 		if _, inPlan := p.stepIndex(s.Name); !inPlan {
 			order = append(order, s.Name) // recorded by an older version of the graph
+		}
+	}
+	for _, t := range tasks {
+		if _, inPlan := p.stepIndex(t.Step); t.Kind == store.TaskStep && !inPlan && !slices.Contains(order, t.Step) {
+			order = append(order, t.Step) // scheduled by an older version, not recorded yet
 		}
 	}
 	for _, name := range order {

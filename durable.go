@@ -136,7 +136,7 @@ func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.T
 		return d.broken
 	}
 	err := d.w.eng.st.Update(ctx, d.exec.ID, func(tx store.Tx) error {
-		task, err := d.w.fence(tx, d.task.ID)
+		task, tasks, err := d.w.fenced(tx, d.task.ID)
 		if err != nil {
 			return err
 		}
@@ -147,9 +147,13 @@ func (d *durableStep) save(ctx context.Context, f *frame, change func(tx store.T
 		if change == nil && data == nil {
 			return nil
 		}
-		rec, err := stepRecord(tx, d.step)
+		recs, err := records(tx, f.r.p, d.exec, tasks)
 		if err != nil {
 			return err
+		}
+		rec := recs[d.step]
+		if rec == nil {
+			rec = &store.Step{Name: d.step}
 		}
 		if data != nil {
 			rec.Heartbeat = data
@@ -373,6 +377,67 @@ func byName(steps []store.Step) map[string]*store.Step {
 	return m
 }
 
+// scheduled adds to recs the ready record of each step that has a step
+// task and no record, and returns recs. makeReady writes no record for a
+// step it leases to the worker making it ready, which records the step
+// when it runs; until then the task alone says that the step is
+// scheduled, so every decision that reads records (whether to make a step
+// ready, which steps to cancel) reads them through scheduled. p may be nil
+// (a graph not served here): the ready times are then unknown.
+func scheduled(p *plan, x *store.Execution, recs map[string]*store.Step, tasks []store.Task) map[string]*store.Step {
+	for _, t := range tasks {
+		if t.Kind != store.TaskStep || recs[t.Step] != nil {
+			continue
+		}
+		recs[t.Step] = readyRecord(p, x, recs, t)
+	}
+	return recs
+}
+
+// readyRecord is the ready record of the step of task t, which has none.
+func readyRecord(p *plan, x *store.Execution, recs map[string]*store.Step, t store.Task) *store.Step {
+	return &store.Step{Name: t.Step, Status: store.StepReady, ReadyAt: readyTime(p, x, recs, t.Step), Worker: t.Worker}
+}
+
+// readyTime works out when a step without a record was made ready: in the
+// transaction that recorded the last of its inputs' producers (at that
+// producer's finish), or, for a step that takes only the execution's
+// inputs, when the run started.
+func readyTime(p *plan, x *store.Execution, recs map[string]*store.Step, name string) time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	i, ok := p.byName[name]
+	if !ok {
+		return time.Time{}
+	}
+	var at time.Time
+	for _, si := range p.steps[i].in {
+		for _, pi := range p.slots[si].producers {
+			if rec := recs[p.steps[pi].st.name]; rec != nil && rec.Status == store.StepDone && rec.FinishedAt.After(at) {
+				at = rec.FinishedAt
+			}
+		}
+	}
+	if !at.IsZero() {
+		return at
+	}
+	if n := len(x.Runs); n > 0 {
+		return x.Runs[n-1].EndedAt
+	}
+	return x.CreatedAt
+}
+
+// records reads the execution's step records in tx, with those of steps
+// that have only a task among tasks, the execution's (see scheduled).
+func records(tx store.Tx, p *plan, x *store.Execution, tasks []store.Task) (map[string]*store.Step, error) {
+	steps, err := tx.Steps()
+	if err != nil {
+		return nil, err
+	}
+	return scheduled(p, x, byName(steps), tasks), nil
+}
+
 // stepTask runs one attempt (or the resumption) of a step.
 func (w *worker) stepTask(ctx context.Context, t store.Task) *store.Task {
 	e := w.eng
@@ -572,7 +637,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 	var final *store.Execution // the execution as its end was committed
 	record := func(tx store.Tx) error {
 		next, finished, retry, carry = nil, false, false, nil
-		task, err := w.fence(tx, d.task.ID)
+		task, tasks, err := w.fenced(tx, d.task.ID)
 		if err != nil {
 			return err
 		}
@@ -583,11 +648,10 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 		if err != nil {
 			return err
 		}
-		steps, err := tx.Steps()
+		recs, err := records(tx, p, x, tasks)
 		if err != nil {
 			return err
 		}
-		recs := byName(steps)
 		rec := recs[ps.st.name]
 		if rec == nil {
 			rec = &store.Step{Name: ps.st.name}
@@ -625,7 +689,7 @@ func (w *worker) commitStep(ctx context.Context, r *run, f *frame, d *durableSte
 				}
 				x.Status, x.Result, x.FinishedAt = store.Completed, outVal, now
 				finished = true
-				if err := endTasks(tx, x, now); err != nil {
+				if err := endTasks(tx, p, x, now); err != nil {
 					return err
 				}
 				return tx.PutExecution(x)
@@ -820,10 +884,16 @@ func makeReady(e *Engine, tx store.Tx, p *plan, recs map[string]*store.Step, i i
 		rec.Worker = t.Worker
 	}
 	recs[name] = rec
-	if err := tx.PutStep(rec); err != nil {
-		return err
-	}
 	lease := o.w != nil && t.Queue == o.queue && (t.Worker == "" || t.Worker == o.w.id)
+	// A step leased here runs at once, and its first record is written
+	// when it records something: a ready record now would only be
+	// written over then. Its task says it is scheduled (see scheduled). A
+	// session's steps keep theirs, which name the session's worker.
+	if !lease || st.cfg.affinity != "" {
+		if err := tx.PutStep(rec); err != nil {
+			return err
+		}
+	}
 	if lease {
 		t.Owner, t.LeaseUntil, t.Claims = o.w.id, now.Add(e.cfg.Lease), 1
 	}
@@ -858,15 +928,18 @@ func (w *worker) joinSession(ctx context.Context, p *plan, t store.Task, key str
 	recovered := false
 	err := e.st.Update(ctx, t.Exec, func(tx store.Tx) error {
 		next, run, recovered = nil, false, false
-		task, err := w.fence(tx, t.ID)
+		task, tasks, err := w.fenced(tx, t.ID)
 		if err != nil {
 			return err
 		}
-		steps, err := tx.Steps()
+		x, err := tx.Execution()
 		if err != nil {
 			return err
 		}
-		recs := byName(steps)
+		recs, err := records(tx, p, x, tasks)
+		if err != nil {
+			return err
+		}
 		owner := sessionOwner(p, recs, key)
 		session := map[string]bool{}
 		for k := range p.steps {
@@ -882,10 +955,6 @@ func (w *worker) joinSession(ctx context.Context, p *plan, t store.Task, key str
 			return tx.PutTask(task)
 		case task.Worker == "" || task.Worker == w.id:
 			// The session starts here.
-			tasks, err := tx.Tasks()
-			if err != nil {
-				return err
-			}
 			for _, o := range tasks {
 				if o.Kind == store.TaskStep && session[o.Step] && o.Worker == "" {
 					o.Worker = w.id
@@ -1030,17 +1099,17 @@ func failExecution(e *Engine, tx store.Tx, p *plan, x *store.Execution, recs map
 		}
 		return tx.PutExecution(x)
 	}
-	return finish(tx, x, now, finished)
+	return finish(tx, p, x, now, finished)
 }
 
 // finish sets a failed or cancelled execution's final status.
-func finish(tx store.Tx, x *store.Execution, now time.Time, finished *bool) error {
+func finish(tx store.Tx, p *plan, x *store.Execution, now time.Time, finished *bool) error {
 	x.Status, x.FinishedAt, x.UpdatedAt = store.Failed, now, now
 	if x.CancelRequested {
 		x.Status = store.Cancelled
 	}
 	*finished = true
-	if err := endTasks(tx, x, now); err != nil {
+	if err := endTasks(tx, p, x, now); err != nil {
 		return err
 	}
 	return tx.PutExecution(x)
@@ -1050,10 +1119,38 @@ func finish(tx store.Tx, x *store.Execution, now time.Time, finished *bool) erro
 // settle task when its family must hear of the end: a parent step waits
 // for it, or (when it did not complete) children it waits for are to be
 // cancelled. Being a task, the telling survives a crash right after the
-// end.
-func endTasks(tx store.Tx, x *store.Execution, now time.Time) error {
-	if err := deleteTasks(tx, nil); err != nil {
+// end. A step scheduled without a record (see scheduled) keeps its ready
+// record, written now, as every other step scheduled and not run keeps
+// its own; p may be nil (its ready time is then unknown).
+func endTasks(tx store.Tx, p *plan, x *store.Execution, now time.Time) error {
+	tasks, err := tx.Tasks()
+	if err != nil {
 		return err
+	}
+	var recs map[string]*store.Step
+	for _, t := range tasks {
+		if t.Kind != store.TaskStep {
+			continue
+		}
+		if recs == nil {
+			steps, err := tx.Steps()
+			if err != nil {
+				return err
+			}
+			recs = byName(steps)
+		}
+		if recs[t.Step] == nil {
+			rec := readyRecord(p, x, recs, t)
+			if err := tx.PutStep(rec); err != nil {
+				return err
+			}
+			recs[t.Step] = rec
+		}
+	}
+	for _, t := range tasks {
+		if err := tx.DeleteTask(t.ID); err != nil {
+			return err
+		}
 	}
 	if x.Parent == "" && x.Status == store.Completed {
 		return nil
@@ -1098,7 +1195,7 @@ func (w *worker) finishWith(ctx context.Context, t store.Task, msg string) *stor
 		if msg != "" {
 			x.Error = msg
 		}
-		return finish(tx, x, e.clock.Now(), &finished)
+		return finish(tx, nil, x, e.clock.Now(), &finished) // its plan may be what failed
 	})
 	if err == nil && finished {
 		e.finished(t.Exec, nil)

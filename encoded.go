@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"time"
 
@@ -295,6 +296,10 @@ func (e *Engine) History(ctx context.Context, id string) ([]HistoryEvent, error)
 	if err != nil {
 		return nil, err
 	}
+	tasks, err := e.st.Tasks(ctx, id) // before the steps, as Describe reads them
+	if err != nil {
+		return nil, err
+	}
 	steps, err := e.st.Steps(ctx, id)
 	if err != nil {
 		return nil, err
@@ -303,10 +308,24 @@ func (e *Engine) History(ctx context.Context, id string) ([]HistoryEvent, error)
 	if err != nil {
 		return nil, err
 	}
+	// Steps scheduled and not recorded yet (see scheduled) have their
+	// ready time and may have journal entries.
+	var p *plan
+	if g, err := e.graph(x.Graph); err == nil {
+		p, _ = e.planOf(g.index(), x)
+	}
+	recs := scheduled(p, x, byName(steps), tasks)
+	for _, t := range tasks {
+		if rec := recs[t.Step]; t.Kind == store.TaskStep && rec != nil && !slices.ContainsFunc(steps, func(s store.Step) bool { return s.Name == t.Step }) {
+			steps = append(steps, *rec)
+		}
+	}
 	var evs []HistoryEvent
 	evs = append(evs, HistoryEvent{Time: x.CreatedAt, Kind: "started", Name: x.Graph, Detail: fmt.Sprintf("run %d", x.Run)})
 	for _, s := range steps {
-		evs = append(evs, HistoryEvent{Time: s.ReadyAt, Kind: "step-ready", Step: s.Name})
+		if !s.ReadyAt.IsZero() {
+			evs = append(evs, HistoryEvent{Time: s.ReadyAt, Kind: "step-ready", Step: s.Name})
+		}
 		if !s.StartedAt.IsZero() {
 			evs = append(evs, HistoryEvent{Time: s.StartedAt, Kind: "step-started", Step: s.Name})
 		}

@@ -143,11 +143,15 @@ func (e *Engine) replayRun(ctx context.Context, x *store.Execution, found func(s
 	if err != nil {
 		return err
 	}
+	tasks, err := e.st.Tasks(ctx, x.ID) // before the steps, as Describe reads them
+	if err != nil {
+		return err
+	}
 	steps, err := e.st.Steps(ctx, x.ID)
 	if err != nil {
 		return err
 	}
-	recs := byName(steps)
+	recs := scheduled(p, x, byName(steps), tasks)
 	for i := range p.steps {
 		ps := &p.steps[i]
 		rec := recs[ps.st.name]

@@ -104,19 +104,20 @@ func (w *worker) deadlineTask(ctx context.Context, t store.Task) {
 	finished := false
 	err := e.st.Update(ctx, x.ID, func(tx store.Tx) error {
 		finished = false
-		if _, err := w.fence(tx, t.ID); err != nil {
+		_, tasks, err := w.fenced(tx, t.ID)
+		if err != nil {
 			return err
 		}
 		x, err := tx.Execution()
 		if err != nil || x.Status.Finished() {
 			return err
 		}
-		steps, err := tx.Steps()
+		recs, err := records(tx, p, x, tasks)
 		if err != nil {
 			return err
 		}
 		msg := fmt.Sprintf("execution timed out after %s", x.Deadline.Sub(x.CreatedAt))
-		return failExecution(e, tx, p, x, byName(steps), msg, e.clock.Now(), &finished)
+		return failExecution(e, tx, p, x, recs, msg, e.clock.Now(), &finished)
 	})
 	if err == nil {
 		w.cancelExec(x.ID, errCancelling)

@@ -519,19 +519,25 @@ func (w *worker) launchHeld(t store.Task) {
 
 // fence fails the transaction unless this worker still holds task id.
 func (w *worker) fence(tx store.Tx, id int64) (*store.Task, error) {
+	t, _, err := w.fenced(tx, id)
+	return t, err
+}
+
+// fenced is fence, also returning the execution's tasks that it read.
+func (w *worker) fenced(tx store.Tx, id int64) (*store.Task, []store.Task, error) {
 	tasks, err := tx.Tasks()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i := range tasks {
 		if tasks[i].ID == id {
 			if tasks[i].Owner != w.id {
-				return nil, errLeaseLost
+				return nil, nil, errLeaseLost
 			}
-			return &tasks[i], nil
+			return &tasks[i], tasks, nil
 		}
 	}
-	return nil, errLeaseLost
+	return nil, nil, errLeaseLost
 }
 
 func (w *worker) dropTask(ctx context.Context, t store.Task) {

@@ -128,7 +128,10 @@ const (
 )
 
 // Step is one step of an execution. Steps get a record when they first
-// become ready.
+// become ready, except a step that the engine leases to the worker making
+// it ready, which runs it at once: that step's task stands for its ready
+// record until the step records something (its outcome, a suspension, a
+// heartbeat), or until the execution ends.
 type Step struct {
 	Exec      string
 	Name      string
