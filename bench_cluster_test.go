@@ -11,12 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/docket-run/docket"
+	"github.com/docket-run/docket/internal/loadgen"
 	"github.com/docket-run/docket/store/postgres"
 	"github.com/docket-run/docket/store/postgres/pgtest"
 )
@@ -131,34 +130,7 @@ func runChain(ctx context.Context, eng *docket.Engine, g *docket.Graph, prefix s
 // chainLatencies runs n chain executions from conc goroutines and returns
 // each one's start-to-result latency, or the first failure.
 func chainLatencies(eng *docket.Engine, g *docket.Graph, prefix string, n, conc int) ([]time.Duration, error) {
-	ctx := context.Background()
-	lat := make([]time.Duration, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for failed.Load() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				t0 := time.Now()
-				if err := runChain(ctx, eng, g, prefix, i); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-				lat[i] = time.Since(t0)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		return nil, *err
-	}
-	return lat, nil
+	return loadgen.InFlight(n, conc, func(i int) error { return runChain(context.Background(), eng, g, prefix, i) })
 }
 
 // BenchmarkPostgresChain measures the 3-step chain on PostgreSQL with 1, 2
@@ -278,30 +250,10 @@ func reportGroups(b *testing.B, st postgres.Stats, elapsed time.Duration) {
 
 const benchStarterEnv = "DOCKET_BENCH_STARTER"
 
-// chainsAtRate starts n chain executions at rate per second, on time
-// whatever the ones before are doing (an open loop), and returns each
-// one's latency from the moment it was due to start to its result.
+// chainsAtRate starts n chain executions at rate per second (see
+// loadgen.AtRate) and returns each one's latency from when it was due.
 func chainsAtRate(eng *docket.Engine, g *docket.Graph, prefix string, n int, rate float64) ([]time.Duration, error) {
-	ctx := context.Background()
-	lat := make([]time.Duration, n)
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	t0 := time.Now()
-	for i := 0; i < n && failed.Load() == nil; i++ {
-		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		sleepUntil(due)
-		wg.Go(func() {
-			if err := runChain(ctx, eng, g, prefix, i); err != nil {
-				failed.CompareAndSwap(nil, &err)
-			}
-			lat[i] = time.Since(due)
-		})
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		return nil, *err
-	}
-	return lat, nil
+	return loadgen.AtRate(n, rate, func(i int) error { return runChain(context.Background(), eng, g, prefix, i) })
 }
 
 // benchProfileEnv names a directory where each starter process writes a

@@ -1,12 +1,12 @@
-//go:build linux
-
 // Package dbosbench measures DBOS Transact for Go on the same workload and the
 // same PostgreSQL server as docket's BenchmarkPostgresChainLocal, so that
 // the two can be compared in one sitting: the host's speed varies too much
 // between sittings for figures taken on different days to be compared.
 //
 // It is a module of its own, so that docket's module does not depend on
-// DBOS. Run it from this directory:
+// DBOS, and it drives the workflows with docket's own load generator
+// (internal/loadgen), as docket's benchmark drives executions. Run it from
+// this directory:
 //
 //	DOCKET_BENCH_RATE=750 go test -run '^$' -bench 'DBOSChainLocal/workers=2$' -benchtime 7500x
 //
@@ -26,14 +26,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/docket-run/docket/internal/loadgen"
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/sys/unix"
 )
 
 // childEnv makes the test binary a starter process: "url schema n rate conc".
@@ -105,7 +103,7 @@ func starter(spec string) {
 		}
 		return nil
 	}
-	if _, err := inFlight(run, 100, 8); err != nil {
+	if _, err := loadgen.InFlight(100, 8, run); err != nil {
 		fail(err)
 	}
 	fmt.Println("ready")
@@ -114,9 +112,9 @@ func starter(spec string) {
 	}
 	var lat []time.Duration
 	if rate > 0 {
-		lat, err = atRate(run, n, rate)
+		lat, err = loadgen.AtRate(n, rate, run)
 	} else {
-		lat, err = inFlight(run, n, conc)
+		lat, err = loadgen.InFlight(n, conc, run)
 	}
 	if err != nil {
 		fail(err)
@@ -129,58 +127,6 @@ func starter(spec string) {
 	if err := out.Flush(); err != nil {
 		fail(err)
 	}
-}
-
-// atRate starts run(i) for i < n at rate per second and returns each one's
-// latency from when it was due.
-func atRate(run func(int) error, n int, rate float64) ([]time.Duration, error) {
-	lat := make([]time.Duration, n)
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	t0 := time.Now()
-	for i := 0; i < n && failed.Load() == nil; i++ {
-		due := t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		for d := time.Until(due); d > 0; d = time.Until(due) {
-			ts := unix.NsecToTimespec(int64(d))
-			_ = unix.Nanosleep(&ts, nil)
-		}
-		wg.Go(func() {
-			if err := run(i); err != nil {
-				failed.CompareAndSwap(nil, &err)
-			}
-			lat[i] = time.Since(due)
-		})
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		return nil, *err
-	}
-	return lat, nil
-}
-
-// inFlight runs run(i) for i < n, conc at a time, and returns their latencies.
-func inFlight(run func(int) error, n, conc int) ([]time.Duration, error) {
-	lat := make([]time.Duration, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	for range conc {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n && failed.Load() == nil; i = int(next.Add(1) - 1) {
-				t := time.Now()
-				if err := run(i); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-				lat[i] = time.Since(t)
-			}
-		})
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		return nil, *err
-	}
-	return lat, nil
 }
 
 // BenchmarkDBOSChainLocal runs the 3-step chain in 1 and 2 DBOS processes

@@ -1,11 +1,11 @@
 module github.com/docket-run/docket/bench/dbos
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/dbos-inc/dbos-transact-golang v1.8.0
 	github.com/jackc/pgx/v5 v5.12.0
-	golang.org/x/sys v0.47.0
+	golang.org/x/sys v0.49.0 // indirect
 )
 
 require (
@@ -15,6 +15,11 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/robfig/cron/v3 v3.0.1 // indirect
-	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 )
+
+require github.com/docket-run/docket v0.0.0
+
+// The load generator is docket's own, from this checkout.
+replace github.com/docket-run/docket => ../..

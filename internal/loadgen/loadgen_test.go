@@ -1,0 +1,67 @@
+package loadgen
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestInFlightRunsEachOnce(t *testing.T) {
+	var ran [100]atomic.Int32
+	var inFlight, most atomic.Int32
+	lat, err := InFlight(len(ran), 4, func(i int) error {
+		if n := inFlight.Add(1); n > most.Load() {
+			most.Store(n)
+		}
+		defer inFlight.Add(-1)
+		ran[i].Add(1)
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if err != nil || len(lat) != len(ran) {
+		t.Fatalf("%d latencies, %v", len(lat), err)
+	}
+	for i := range ran {
+		if ran[i].Load() != 1 || lat[i] <= 0 {
+			t.Fatalf("op %d ran %d times, latency %v", i, ran[i].Load(), lat[i])
+		}
+	}
+	if most.Load() > 4 {
+		t.Fatalf("%d in flight at once, want at most 4", most.Load())
+	}
+}
+
+func TestAtRateRunsEachOnceAndStopsOnError(t *testing.T) {
+	var ran [50]atomic.Int32
+	lat, err := AtRate(len(ran), 5000, func(i int) error { ran[i].Add(1); return nil })
+	if err != nil || len(lat) != len(ran) {
+		t.Fatalf("%d latencies, %v", len(lat), err)
+	}
+	for i := range ran {
+		if ran[i].Load() != 1 || lat[i] <= 0 {
+			t.Fatalf("op %d ran %d times, latency %v", i, ran[i].Load(), lat[i])
+		}
+	}
+	boom := errors.New("boom")
+	var started atomic.Int32
+	_, err = AtRate(1000, 100, func(i int) error {
+		started.Add(1)
+		if i == 2 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) || started.Load() >= 1000 {
+		t.Fatalf("err %v after %d started", err, started.Load())
+	}
+	_, err = InFlight(1000, 2, func(i int) error {
+		if i == 5 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("InFlight: %v", err)
+	}
+}
