@@ -1,10 +1,8 @@
 package docket_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -302,8 +300,7 @@ func benchStarter(spec string) {
 	if _, err := chainLatencies(eng, graphs[0], prefix+"-warm", 100, conc); err != nil {
 		fail(err)
 	}
-	fmt.Println("ready")
-	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+	if err := loadgen.Ready(); err != nil {
 		fail(err)
 	}
 	before := storeStats(eng)
@@ -324,13 +321,10 @@ func benchStarter(spec string) {
 		fail(err)
 	}
 	st := storeStats(eng).Sub(before)
-	out := bufio.NewWriter(os.Stdout)
-	for _, d := range lat {
-		fmt.Fprint(out, d.Microseconds(), " ")
+	if err := loadgen.WriteLatencies(os.Stdout, lat); err != nil {
+		fail(err)
 	}
-	fmt.Fprintln(out)
-	fmt.Fprintln(out, st.Updates, st.Groups, int64(st.Waiting), int64(st.Running), st.Leaders)
-	if err := out.Flush(); err != nil {
+	if _, err := fmt.Println(st.Updates, st.Groups, int64(st.Waiting), int64(st.Running), st.Leaders); err != nil {
 		fail(err)
 	}
 }
@@ -358,71 +352,45 @@ func BenchmarkPostgresChainLocal(b *testing.B) {
 	for _, procs := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
 			u := benchURL(b)
-			type starter struct {
-				cmd *exec.Cmd
-				in  io.WriteCloser
-				out *bufio.Reader
-			}
-			var ss []starter
+			var ss []*loadgen.Starter
 			for k := range procs {
 				n := b.N / procs
 				if k < b.N%procs {
 					n++
 				}
-				cmd := exec.Command(exe, "-test.run=^$")
 				c := max(1, (conc+k)/procs) // the remainder to the last ones
 				workers := max(64/procs, 8, c)
 				if rate > 0 {
 					workers = 64
 				}
-				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d %g", benchStarterEnv, u, workers, c, n, rate/float64(procs)))
-				cmd.Stderr = os.Stderr
-				in, err := cmd.StdinPipe()
+				st, err := loadgen.Start(exe, fmt.Sprintf("%s=%s %d %d %d %g", benchStarterEnv, u, workers, c, n, rate/float64(procs)))
 				if err != nil {
 					b.Fatal(err)
 				}
-				out, err := cmd.StdoutPipe()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := cmd.Start(); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-				ss = append(ss, starter{cmd, in, bufio.NewReader(out)})
-			}
-			for _, s := range ss {
-				if line, err := s.out.ReadString('\n'); err != nil || line != "ready\n" {
-					b.Fatalf("starter: %q %v", line, err)
-				}
+				b.Cleanup(st.Stop)
+				ss = append(ss, st)
 			}
 			b.ResetTimer()
 			t0 := time.Now()
 			for _, s := range ss {
-				if _, err := io.WriteString(s.in, "go\n"); err != nil {
+				if err := s.Go(); err != nil {
 					b.Fatal(err)
 				}
 			}
 			var lat []time.Duration
 			var st postgres.Stats
 			for _, s := range ss {
-				line, err := s.out.ReadString('\n')
+				one, err := s.Latencies()
 				if err != nil {
 					b.Fatal(err)
 				}
-				for _, f := range strings.Fields(line) {
-					us, err := strconv.ParseInt(f, 10, 64)
-					if err != nil {
-						b.Fatal(err)
-					}
-					lat = append(lat, time.Duration(us)*time.Microsecond)
-				}
-				var one postgres.Stats
-				if _, err := fmt.Fscanln(s.out, &one.Updates, &one.Groups, &one.Waiting, &one.Running, &one.Leaders); err != nil {
+				lat = append(lat, one...)
+				var gs postgres.Stats
+				if _, err := fmt.Fscanln(s.Out, &gs.Updates, &gs.Groups, &gs.Waiting, &gs.Running, &gs.Leaders); err != nil {
 					b.Fatal("starter's group figures: ", err)
 				}
-				st.Updates, st.Groups, st.Leaders = st.Updates+one.Updates, st.Groups+one.Groups, st.Leaders+one.Leaders
-				st.Waiting, st.Running = st.Waiting+one.Waiting, st.Running+one.Running
+				st.Updates, st.Groups, st.Leaders = st.Updates+gs.Updates, st.Groups+gs.Groups, st.Leaders+gs.Leaders
+				st.Waiting, st.Running = st.Waiting+gs.Waiting, st.Running+gs.Running
 			}
 			elapsed := time.Since(t0)
 			b.StopTimer()

@@ -16,13 +16,11 @@
 package dbosbench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,8 +104,7 @@ func starter(spec string) {
 	if _, err := loadgen.InFlight(100, 8, run); err != nil {
 		fail(err)
 	}
-	fmt.Println("ready")
-	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+	if err := loadgen.Ready(); err != nil {
 		fail(err)
 	}
 	var lat []time.Duration
@@ -119,12 +116,7 @@ func starter(spec string) {
 	if err != nil {
 		fail(err)
 	}
-	out := bufio.NewWriter(os.Stdout)
-	for _, d := range lat {
-		fmt.Fprint(out, d.Microseconds(), " ")
-	}
-	fmt.Fprintln(out)
-	if err := out.Flush(); err != nil {
+	if err := loadgen.WriteLatencies(os.Stdout, lat); err != nil {
 		fail(err)
 	}
 }
@@ -152,58 +144,35 @@ func BenchmarkDBOSChainLocal(b *testing.B) {
 		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
 			schema := fmt.Sprintf("dbos_bench_%d_%d", os.Getpid(), procs)
 			b.Cleanup(func() { dropSchema(b, url, schema) })
-			type proc struct {
-				in  io.WriteCloser
-				out *bufio.Reader
-			}
-			var ps []proc
-			// One at a time, so that the first migrates the schema alone.
+			var ss []*loadgen.Starter
+			// One at a time (Start waits until each is ready), so that the
+			// first migrates the schema alone.
 			for k := range procs {
 				n := b.N / procs
 				if k < b.N%procs {
 					n++
 				}
-				cmd := exec.Command(exe, "-test.run=^$")
-				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d %g %d", childEnv, url, schema, n, rate/float64(procs), max(1, (conc+k)/procs)))
-				cmd.Stderr = os.Stderr
-				in, err := cmd.StdinPipe()
+				st, err := loadgen.Start(exe, fmt.Sprintf("%s=%s %s %d %g %d", childEnv, url, schema, n, rate/float64(procs), max(1, (conc+k)/procs)))
 				if err != nil {
 					b.Fatal(err)
 				}
-				out, err := cmd.StdoutPipe()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := cmd.Start(); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-				p := proc{in, bufio.NewReader(out)}
-				if line, err := p.out.ReadString('\n'); err != nil || line != "ready\n" {
-					b.Fatalf("starter: %q %v", line, err)
-				}
-				ps = append(ps, p)
+				b.Cleanup(st.Stop)
+				ss = append(ss, st)
 			}
 			b.ResetTimer()
 			t0 := time.Now()
-			for _, p := range ps {
-				if _, err := io.WriteString(p.in, "go\n"); err != nil {
+			for _, s := range ss {
+				if err := s.Go(); err != nil {
 					b.Fatal(err)
 				}
 			}
 			var lat []time.Duration
-			for _, p := range ps {
-				line, err := p.out.ReadString('\n')
+			for _, s := range ss {
+				one, err := s.Latencies()
 				if err != nil {
 					b.Fatal(err)
 				}
-				for _, f := range strings.Fields(line) {
-					us, err := strconv.ParseInt(f, 10, 64)
-					if err != nil {
-						b.Fatal(err)
-					}
-					lat = append(lat, time.Duration(us)*time.Microsecond)
-				}
+				lat = append(lat, one...)
 			}
 			elapsed := time.Since(t0)
 			b.StopTimer()
