@@ -352,30 +352,25 @@ func BenchmarkPostgresChainLocal(b *testing.B) {
 	for _, procs := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
 			u := benchURL(b)
-			var ss []*loadgen.Starter
+			var envs []string
 			for k := range procs {
-				n := b.N / procs
-				if k < b.N%procs {
-					n++
-				}
 				c := max(1, (conc+k)/procs) // the remainder to the last ones
 				workers := max(64/procs, 8, c)
 				if rate > 0 {
 					workers = 64
 				}
-				st, err := loadgen.Start(exe, fmt.Sprintf("%s=%s %d %d %d %g", benchStarterEnv, u, workers, c, n, rate/float64(procs)))
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(st.Stop)
-				ss = append(ss, st)
+				envs = append(envs, fmt.Sprintf("%s=%s %d %d %d %g", benchStarterEnv, u, workers, c,
+					loadgen.Share(b.N, procs, k), rate/float64(procs)))
 			}
+			ss, err := loadgen.StartAll(exe, envs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { loadgen.StopAll(ss) })
 			b.ResetTimer()
-			t0 := time.Now()
-			for _, s := range ss {
-				if err := s.Go(); err != nil {
-					b.Fatal(err)
-				}
+			t0, err := loadgen.GoAll(ss)
+			if err != nil {
+				b.Fatal(err)
 			}
 			var lat []time.Duration
 			var st postgres.Stats

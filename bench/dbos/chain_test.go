@@ -144,27 +144,21 @@ func BenchmarkDBOSChainLocal(b *testing.B) {
 		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
 			schema := fmt.Sprintf("dbos_bench_%d_%d", os.Getpid(), procs)
 			b.Cleanup(func() { dropSchema(b, url, schema) })
-			var ss []*loadgen.Starter
-			// One at a time (Start waits until each is ready), so that the
-			// first migrates the schema alone.
+			// One at a time, so that the first migrates the schema alone.
+			var envs []string
 			for k := range procs {
-				n := b.N / procs
-				if k < b.N%procs {
-					n++
-				}
-				st, err := loadgen.Start(exe, fmt.Sprintf("%s=%s %s %d %g %d", childEnv, url, schema, n, rate/float64(procs), max(1, (conc+k)/procs)))
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(st.Stop)
-				ss = append(ss, st)
+				envs = append(envs, fmt.Sprintf("%s=%s %s %d %g %d", childEnv, url, schema,
+					loadgen.Share(b.N, procs, k), rate/float64(procs), max(1, (conc+k)/procs)))
 			}
+			ss, err := loadgen.StartAll(exe, envs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { loadgen.StopAll(ss) })
 			b.ResetTimer()
-			t0 := time.Now()
-			for _, s := range ss {
-				if err := s.Go(); err != nil {
-					b.Fatal(err)
-				}
+			t0, err := loadgen.GoAll(ss)
+			if err != nil {
+				b.Fatal(err)
 			}
 			var lat []time.Duration
 			for _, s := range ss {

@@ -65,3 +65,13 @@ func TestAtRateRunsEachOnceAndStopsOnError(t *testing.T) {
 		t.Fatalf("InFlight: %v", err)
 	}
 }
+
+func TestShare(t *testing.T) {
+	total := 0
+	for k := range 3 {
+		total += Share(10, 3, k)
+	}
+	if Share(10, 3, 0) != 4 || Share(10, 3, 1) != 3 || Share(10, 3, 2) != 3 || total != 10 {
+		t.Fatalf("shares of 10 over 3: %d %d %d", Share(10, 3, 0), Share(10, 3, 1), Share(10, 3, 2))
+	}
+}

@@ -102,3 +102,48 @@ func (s *Starter) Stop() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 }
+
+// GoAll sends every starter its start signal and returns the time it sent
+// the first.
+func GoAll(ss []*Starter) (time.Time, error) {
+	t0 := time.Now()
+	for _, s := range ss {
+		if err := s.Go(); err != nil {
+			return t0, err
+		}
+	}
+	return t0, nil
+}
+
+// Share is starter k's share of n operations over parts starters, the
+// remainder going to the first ones.
+func Share(n, parts, k int) int {
+	share := n / parts
+	if k < n%parts {
+		share++
+	}
+	return share
+}
+
+// StartAll starts one starter for each of envs, one at a time (each is
+// ready before the next starts, so that they do not race to set up a
+// schema, say); on failure it stops those it started.
+func StartAll(exe string, envs []string) ([]*Starter, error) {
+	var ss []*Starter
+	for _, env := range envs {
+		s, err := Start(exe, env)
+		if err != nil {
+			StopAll(ss)
+			return nil, err
+		}
+		ss = append(ss, s)
+	}
+	return ss, nil
+}
+
+// StopAll stops every starter of ss.
+func StopAll(ss []*Starter) {
+	for _, s := range ss {
+		s.Stop()
+	}
+}
