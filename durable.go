@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -385,13 +386,22 @@ func byName(steps []store.Step) map[string]*store.Step {
 // ready, which steps to cancel) reads them through scheduled. p may be nil
 // (a graph not served here): the ready times are then unknown.
 func scheduled(p *plan, x *store.Execution, recs map[string]*store.Step, tasks []store.Task) map[string]*store.Step {
+	unrecorded(p, x, recs, tasks)
+	return recs
+}
+
+// unrecorded is scheduled, returning the records it added.
+func unrecorded(p *plan, x *store.Execution, recs map[string]*store.Step, tasks []store.Task) []*store.Step {
+	var added []*store.Step
 	for _, t := range tasks {
 		if t.Kind != store.TaskStep || recs[t.Step] != nil {
 			continue
 		}
-		recs[t.Step] = readyRecord(p, x, recs, t)
+		rec := readyRecord(p, x, recs, t)
+		recs[t.Step] = rec
+		added = append(added, rec)
 	}
-	return recs
+	return added
 }
 
 // readyRecord is the ready record of the step of task t, which has none.
@@ -1127,24 +1137,15 @@ func endTasks(tx store.Tx, p *plan, x *store.Execution, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	var recs map[string]*store.Step
-	for _, t := range tasks {
-		if t.Kind != store.TaskStep {
-			continue
+	if slices.ContainsFunc(tasks, func(t store.Task) bool { return t.Kind == store.TaskStep }) {
+		steps, err := tx.Steps()
+		if err != nil {
+			return err
 		}
-		if recs == nil {
-			steps, err := tx.Steps()
-			if err != nil {
-				return err
-			}
-			recs = byName(steps)
-		}
-		if recs[t.Step] == nil {
-			rec := readyRecord(p, x, recs, t)
+		for _, rec := range unrecorded(p, x, byName(steps), tasks) {
 			if err := tx.PutStep(rec); err != nil {
 				return err
 			}
-			recs[t.Step] = rec
 		}
 	}
 	for _, t := range tasks {

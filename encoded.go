@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"sort"
 	"time"
 
@@ -314,11 +313,8 @@ func (e *Engine) History(ctx context.Context, id string) ([]HistoryEvent, error)
 	if g, err := e.graph(x.Graph); err == nil {
 		p, _ = e.planOf(g.index(), x)
 	}
-	recs := scheduled(p, x, byName(steps), tasks)
-	for _, t := range tasks {
-		if rec := recs[t.Step]; t.Kind == store.TaskStep && rec != nil && !slices.ContainsFunc(steps, func(s store.Step) bool { return s.Name == t.Step }) {
-			steps = append(steps, *rec)
-		}
+	for _, rec := range unrecorded(p, x, byName(steps), tasks) {
+		steps = append(steps, *rec)
 	}
 	var evs []HistoryEvent
 	evs = append(evs, HistoryEvent{Time: x.CreatedAt, Kind: "started", Name: x.Graph, Detail: fmt.Sprintf("run %d", x.Run)})
