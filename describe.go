@@ -83,13 +83,7 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 	if err != nil {
 		return nil, err
 	}
-	// Tasks before steps: a step that records its end in between is then
-	// found by one or the other (see scheduled).
-	tasks, err := e.st.Tasks(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	steps, err := e.st.Steps(ctx, id)
+	steps, tasks, err := e.stepsAndTasks(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -438,6 +438,22 @@ func readyTime(p *plan, x *store.Execution, recs map[string]*store.Step, name st
 	return x.CreatedAt
 }
 
+// stepsAndTasks reads execution id's step records and tasks outside a
+// transaction. The tasks come first: a step scheduled without a record
+// (see scheduled) that records itself in between is then found by one
+// read or the other.
+func (e *Engine) stepsAndTasks(ctx context.Context, id string) ([]store.Step, []store.Task, error) {
+	tasks, err := e.st.Tasks(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	steps, err := e.st.Steps(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return steps, tasks, nil
+}
+
 // records reads the execution's step records in tx, with those of steps
 // that have only a task among tasks, the execution's (see scheduled).
 func records(tx store.Tx, p *plan, x *store.Execution, tasks []store.Task) (map[string]*store.Step, error) {
@@ -1058,6 +1074,12 @@ func deleteTasks(tx store.Tx, keep func(store.Task) bool) error {
 	if err != nil {
 		return err
 	}
+	return deleteEach(tx, tasks, keep)
+}
+
+// deleteEach deletes tasks, the execution's as tx read them, but those
+// that keep (if not nil) keeps.
+func deleteEach(tx store.Tx, tasks []store.Task, keep func(store.Task) bool) error {
 	for _, t := range tasks {
 		if keep != nil && keep(t) {
 			continue
@@ -1148,10 +1170,8 @@ func endTasks(tx store.Tx, p *plan, x *store.Execution, now time.Time) error {
 			}
 		}
 	}
-	for _, t := range tasks {
-		if err := tx.DeleteTask(t.ID); err != nil {
-			return err
-		}
+	if err := deleteEach(tx, tasks, nil); err != nil {
+		return err
 	}
 	if x.Parent == "" && x.Status == store.Completed {
 		return nil

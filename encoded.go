@@ -295,11 +295,7 @@ func (e *Engine) History(ctx context.Context, id string) ([]HistoryEvent, error)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := e.st.Tasks(ctx, id) // before the steps, as Describe reads them
-	if err != nil {
-		return nil, err
-	}
-	steps, err := e.st.Steps(ctx, id)
+	steps, tasks, err := e.stepsAndTasks(ctx, id)
 	if err != nil {
 		return nil, err
 	}

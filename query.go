@@ -143,11 +143,7 @@ func (e *Engine) replayRun(ctx context.Context, x *store.Execution, found func(s
 	if err != nil {
 		return err
 	}
-	tasks, err := e.st.Tasks(ctx, x.ID) // before the steps, as Describe reads them
-	if err != nil {
-		return err
-	}
-	steps, err := e.st.Steps(ctx, x.ID)
+	steps, tasks, err := e.stepsAndTasks(ctx, x.ID)
 	if err != nil {
 		return err
 	}
