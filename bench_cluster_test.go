@@ -149,8 +149,7 @@ func BenchmarkPostgresChain(b *testing.B) {
 			lat := runChains(b, client, graphs[0], "run", b.N, conc)
 			elapsed := time.Since(t0)
 			b.StopTimer()
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
-			reportPercentiles(b, lat)
+			loadgen.ReportRate(b, b.N, elapsed, lat)
 			b.ReportMetric(float64(slices.Max(lat).Microseconds()), "max-µs")
 		})
 	}
@@ -193,7 +192,7 @@ func BenchmarkPostgresSignal(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	reportPercentiles(b, lat)
+	loadgen.ReportPercentiles(b, lat)
 }
 
 // BenchmarkPostgresChainInProcess is BenchmarkPostgresChain with the
@@ -219,8 +218,7 @@ func BenchmarkPostgresChainInProcess(b *testing.B) {
 	lat := runChains(b, eng, graphs[0], "run", b.N, conc)
 	elapsed := time.Since(t0)
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
-	reportPercentiles(b, lat)
+	loadgen.ReportRate(b, b.N, elapsed, lat)
 	reportGroups(b, storeStats(eng).Sub(before), elapsed)
 }
 
@@ -362,38 +360,17 @@ func BenchmarkPostgresChainLocal(b *testing.B) {
 				envs = append(envs, fmt.Sprintf("%s=%s %d %d %d %g", benchStarterEnv, u, workers, c,
 					loadgen.Share(b.N, procs, k), rate/float64(procs)))
 			}
-			ss, err := loadgen.StartAll(exe, envs)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { loadgen.StopAll(ss) })
-			b.ResetTimer()
-			t0, err := loadgen.GoAll(ss)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var lat []time.Duration
 			var st postgres.Stats
-			for _, s := range ss {
-				one, err := s.Latencies()
-				if err != nil {
-					b.Fatal(err)
-				}
-				lat = append(lat, one...)
+			lat, elapsed := loadgen.RunAll(b, exe, envs, func(s *loadgen.Starter) error {
 				var gs postgres.Stats
 				if _, err := fmt.Fscanln(s.Out, &gs.Updates, &gs.Groups, &gs.Waiting, &gs.Running, &gs.Leaders); err != nil {
-					b.Fatal("starter's group figures: ", err)
+					return fmt.Errorf("starter's group figures: %w", err)
 				}
 				st.Updates, st.Groups, st.Leaders = st.Updates+gs.Updates, st.Groups+gs.Groups, st.Leaders+gs.Leaders
 				st.Waiting, st.Running = st.Waiting+gs.Waiting, st.Running+gs.Running
-			}
-			elapsed := time.Since(t0)
-			b.StopTimer()
-			if len(lat) != b.N {
-				b.Fatalf("%d latencies for %d executions", len(lat), b.N)
-			}
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
-			reportPercentiles(b, lat)
+				return nil
+			})
+			loadgen.ReportRate(b, b.N, elapsed, lat)
 			b.ReportMetric(float64(slices.Max(lat).Microseconds()), "max-µs")
 			reportGroups(b, st, elapsed)
 		})

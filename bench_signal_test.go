@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/docket-run/docket"
+	"github.com/docket-run/docket/internal/loadgen"
 )
 
 // signalBenchEngine opens a SQLite engine for the signal benchmarks.
@@ -59,16 +59,7 @@ func BenchmarkSignalToReaction(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	reportPercentiles(b, lat)
-}
-
-func reportPercentiles(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	loadgen.ReportPercentiles(b, lat)
 }
 
 // BenchmarkQuerySuspended measures a custom query answered by replaying a
@@ -155,5 +146,5 @@ func BenchmarkUpdateRoundTrip(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	reportPercentiles(b, lat)
+	loadgen.ReportPercentiles(b, lat)
 }

@@ -21,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -150,33 +149,8 @@ func BenchmarkDBOSChainLocal(b *testing.B) {
 				envs = append(envs, fmt.Sprintf("%s=%s %s %d %g %d", childEnv, url, schema,
 					loadgen.Share(b.N, procs, k), rate/float64(procs), max(1, (conc+k)/procs)))
 			}
-			ss, err := loadgen.StartAll(exe, envs)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { loadgen.StopAll(ss) })
-			b.ResetTimer()
-			t0, err := loadgen.GoAll(ss)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var lat []time.Duration
-			for _, s := range ss {
-				one, err := s.Latencies()
-				if err != nil {
-					b.Fatal(err)
-				}
-				lat = append(lat, one...)
-			}
-			elapsed := time.Since(t0)
-			b.StopTimer()
-			if len(lat) != b.N {
-				b.Fatalf("%d latencies for %d workflows", len(lat), b.N)
-			}
-			slices.Sort(lat)
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "exec/s")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			lat, elapsed := loadgen.RunAll(b, exe, envs, nil)
+			loadgen.ReportRate(b, b.N, elapsed, lat)
 		})
 	}
 }
