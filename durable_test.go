@@ -20,12 +20,18 @@ func openEngine(t *testing.T, st store.Store, graphs ...*docket.Graph) *docket.E
 	if st == nil {
 		st = memory.New()
 	}
-	eng, err := docket.Open(context.Background(), docket.Config{Backend: st, Graphs: graphs,
+	return openConfig(t, docket.Config{Backend: st, Graphs: graphs,
 		PollInterval: 20 * time.Millisecond, Lease: 2 * time.Second, ShutdownTimeout: time.Second})
+}
+
+// openConfig opens an engine with cfg and closes it when the test ends.
+func openConfig(t *testing.T, cfg docket.Config) *docket.Engine {
+	t.Helper()
+	eng, err := docket.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { eng.Close() })
+	t.Cleanup(func() { _ = eng.Close() })
 	return eng
 }
 

@@ -170,7 +170,7 @@ func TestPostgresResultFromEvents(t *testing.T) {
 	g := evGraph("ev-result")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // an hour without events
 	defer cancel()
-	open := func(cfg docket.Config) *docket.Engine { return openUnpolled(t, ctx, g, cfg) }
+	open := func(cfg docket.Config) *docket.Engine { return openUnpolled(t, g, cfg) }
 	pg, err := postgres.Open(ctx, u)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +204,7 @@ func TestPostgresResultOfLocalEnd(t *testing.T) {
 	}
 	defer pg.Close()
 	st := &countingStore{Store: pg, marked: true} // the reads of Result, not of the worker's settle tasks
-	eng := openUnpolled(t, ctx, g, docket.Config{Backend: st, Workers: 4})
+	eng := openUnpolled(t, g, docket.Config{Backend: st, Workers: 4})
 	runEvResults(t, context.WithValue(ctx, marked{}, true), eng, g, "le")
 	if r := st.reads.Load(); r != 0 {
 		t.Errorf("Result read executions %d times for ends this engine committed", r)
@@ -213,15 +213,10 @@ func TestPostgresResultOfLocalEnd(t *testing.T) {
 
 // openUnpolled opens an engine of graph g that polls only once an hour,
 // so that it sees tasks and results by notifications alone.
-func openUnpolled(t *testing.T, ctx context.Context, g *docket.Graph, cfg docket.Config) *docket.Engine {
+func openUnpolled(t *testing.T, g *docket.Graph, cfg docket.Config) *docket.Engine {
 	t.Helper()
 	cfg.Graphs, cfg.PollInterval = []*docket.Graph{g}, time.Hour
-	eng, err := docket.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
-	return eng
+	return openConfig(t, cfg)
 }
 
 // claimCounter counts a worker's claims, and those that found nothing.
@@ -250,7 +245,7 @@ func TestPostgresHandOff(t *testing.T) {
 	docket.Register1(g, func(ctx context.Context, n hoSeed) (int, error) { return int(n) * 2, nil }, docket.Name("double"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // an hour without notifications
 	defer cancel()
-	open := func(cfg docket.Config) *docket.Engine { return openUnpolled(t, ctx, g, cfg) }
+	open := func(cfg docket.Config) *docket.Engine { return openUnpolled(t, g, cfg) }
 	workers := make([]*claimCounter, 2)
 	engines := make([]*docket.Engine, 2)
 	for i := range workers {

@@ -82,11 +82,7 @@ func TestStepLeasedHereRecordedWhenItRuns(t *testing.T) {
 		ctx := context.Background()
 		entered, release := make(chan struct{}), make(chan struct{})
 		g := schedChain(entered, release)
-		eng, err := docket.Open(ctx, docket.Config{Store: url, Graphs: []*docket.Graph{g}, Workers: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer eng.Close()
+		eng := openConfig(t, docket.Config{Store: url, Graphs: []*docket.Graph{g}, Workers: 2})
 		h, err := docket.Start[string](ctx, eng, g, "s-1", 4)
 		if err != nil {
 			t.Fatal(err)
@@ -245,11 +241,7 @@ func TestEndKeepsReadyRecordOfScheduledStep(t *testing.T) {
 			}, docket.Name(name), docket.Race())
 		}
 		docket.Register1(g, func(_ context.Context, b SchedB) (string, error) { return fmt.Sprint(b.N), nil }, docket.Name("last"))
-		eng, err := docket.Open(ctx, docket.Config{Store: url, Graphs: []*docket.Graph{g}, Workers: 2, PollInterval: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer eng.Close()
+		eng := openConfig(t, docket.Config{Store: url, Graphs: []*docket.Graph{g}, Workers: 2, PollInterval: 20 * time.Millisecond})
 		h, err := docket.Start[string](ctx, eng, g, "r-1", 7)
 		if err != nil {
 			t.Fatal(err)
