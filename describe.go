@@ -99,10 +99,7 @@ func (e *Engine) Describe(ctx context.Context, id string) (*Description, error) 
 	for _, r := range x.Runs {
 		d.EarlierRuns = append(d.EarlierRuns, RunInfo{Run: r.Run, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Steps})
 	}
-	var p *plan
-	if g, err := e.graph(x.Graph); err == nil {
-		p, _ = e.planOf(g.index(), x)
-	}
+	p := e.servedPlan(x)
 	d.Target = x.Target
 	for k, in := range x.Inputs {
 		if p != nil && k < len(p.inputs) {

@@ -336,6 +336,18 @@ func (e *Engine) planOf(ix *index, x *store.Execution) (*plan, error) {
 	return ix.planFor(target, types)
 }
 
+// servedPlan is the plan of x when its graph is served here and its
+// plan compiles, else nil: for reads that describe an execution whatever
+// process serves its graph.
+func (e *Engine) servedPlan(x *store.Execution) *plan {
+	g, err := e.graph(x.Graph)
+	if err != nil {
+		return nil
+	}
+	p, _ := e.planOf(g.index(), x)
+	return p
+}
+
 // load decodes the value in slot si from the execution's inputs or the
 // output of the step that produced it.
 func (e *Engine) load(p *plan, x *store.Execution, recs map[string]*store.Step, si int32) (any, error) {

@@ -305,10 +305,7 @@ func (e *Engine) History(ctx context.Context, id string) ([]HistoryEvent, error)
 	}
 	// Steps scheduled and not recorded yet (see scheduled) have their
 	// ready time and may have journal entries.
-	var p *plan
-	if g, err := e.graph(x.Graph); err == nil {
-		p, _ = e.planOf(g.index(), x)
-	}
+	p := e.servedPlan(x)
 	for _, rec := range unrecorded(p, x, byName(steps), tasks) {
 		steps = append(steps, *rec)
 	}
