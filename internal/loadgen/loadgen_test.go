@@ -11,8 +11,8 @@ func TestInFlightRunsEachOnce(t *testing.T) {
 	var ran [100]atomic.Int32
 	var inFlight, most atomic.Int32
 	lat, err := InFlight(len(ran), 4, func(i int) error {
-		if n := inFlight.Add(1); n > most.Load() {
-			most.Store(n)
+		// Raise most to n unless another op has raised it past n.
+		for n, m := inFlight.Add(1), most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
 		defer inFlight.Add(-1)
 		ran[i].Add(1)
