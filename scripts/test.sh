@@ -30,3 +30,16 @@ staticcheck ./...
 echo "== go test -race"
 source scripts/postgres.sh
 go test -race -count=1 "$@" ./...
+
+# Every benchmark runs once (both modules), so that one broken at run time
+# fails here rather than when someone next measures; the figures themselves
+# are measured by hand into BENCHMARKS.md, never asserted. Skipped when the
+# script is given go test arguments (a chosen -run, say).
+if [ $# -eq 0 ]; then
+  echo "== benchmarks, once each"
+  go test -run '^$' -bench . -benchtime 1x ./...
+  # DBOS's side needs the server that scripts/postgres.sh found or started.
+  if [ -n "${DOCKET_TEST_POSTGRES:-}" ]; then
+    (cd bench/dbos && DOCKET_BENCH_URL="$DOCKET_TEST_POSTGRES" go test -run '^$' -bench . -benchtime 1x ./...)
+  fi
+fi
