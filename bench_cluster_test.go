@@ -137,10 +137,7 @@ func chainLatencies(eng *docket.Engine, g *docket.Graph, prefix string, n, conc 
 // (DOCKET_BENCH_CONC sets another number; 1 gives the latency of one
 // execution at a time).
 func BenchmarkPostgresChain(b *testing.B) {
-	conc := 64
-	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
-		conc = c
-	}
+	conc := loadgen.EnvInt("DOCKET_BENCH_CONC", 64)
 	for _, procs := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", procs), func(b *testing.B) {
 			client, graphs := benchCluster(b, procs, max(64/procs, 8))
@@ -208,10 +205,7 @@ func BenchmarkPostgresChainInProcess(b *testing.B) {
 	}
 	defer eng.Close()
 	runChains(b, eng, graphs[0], "warm", 200, 32)
-	conc := 64
-	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
-		conc = c
-	}
+	conc := loadgen.EnvInt("DOCKET_BENCH_CONC", 64)
 	before := storeStats(eng)
 	b.ResetTimer()
 	t0 := time.Now()
@@ -338,11 +332,8 @@ func benchStarter(spec string) {
 // instead, however many that puts in flight (an open loop), and measures
 // each one's latency from when it was due to start.
 func BenchmarkPostgresChainLocal(b *testing.B) {
-	conc := 64
-	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
-		conc = c
-	}
-	rate, _ := strconv.ParseFloat(os.Getenv("DOCKET_BENCH_RATE"), 64)
+	conc := loadgen.EnvInt("DOCKET_BENCH_CONC", 64)
+	rate := loadgen.EnvFloat("DOCKET_BENCH_RATE", 0)
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)

@@ -130,11 +130,8 @@ func BenchmarkDBOSChainLocal(b *testing.B) {
 	if url == "" {
 		url = "postgres://postgres@127.0.0.1:5432/postgres"
 	}
-	rate, _ := strconv.ParseFloat(os.Getenv("DOCKET_BENCH_RATE"), 64)
-	conc := 64
-	if c, err := strconv.Atoi(os.Getenv("DOCKET_BENCH_CONC")); err == nil && c > 0 {
-		conc = c
-	}
+	rate := loadgen.EnvFloat("DOCKET_BENCH_RATE", 0)
+	conc := loadgen.EnvInt("DOCKET_BENCH_CONC", 64)
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)

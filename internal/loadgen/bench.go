@@ -1,7 +1,9 @@
 package loadgen
 
 import (
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -63,4 +65,22 @@ func ReportPercentiles(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// EnvInt is the benchmark setting in environment variable key (such as
+// DOCKET_BENCH_CONC), or def when it is unset or not a positive integer.
+func EnvInt(key string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(key)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// EnvFloat is EnvInt for a setting that may have a fraction (such as
+// DOCKET_BENCH_RATE): def when it is unset or not a positive number.
+func EnvFloat(key string, def float64) float64 {
+	if f, err := strconv.ParseFloat(os.Getenv(key), 64); err == nil && f > 0 {
+		return f
+	}
+	return def
 }

@@ -75,3 +75,27 @@ func TestShare(t *testing.T) {
 		t.Fatalf("shares of 10 over 3: %d %d %d", Share(10, 3, 0), Share(10, 3, 1), Share(10, 3, 2))
 	}
 }
+
+func TestEnvSettings(t *testing.T) {
+	const key = "DOCKET_BENCH_TEST_SETTING"
+	for _, c := range []struct {
+		value string
+		i     int
+		f     float64
+	}{
+		{"", 7, 2.5},     // unset: the defaults
+		{"12", 12, 12},   // set
+		{"1.5", 7, 1.5},  // a fraction: only EnvFloat takes it
+		{"0", 7, 2.5},    // not positive
+		{"-3", 7, 2.5},   // not positive
+		{"many", 7, 2.5}, // not a number
+	} {
+		t.Setenv(key, c.value)
+		if got := EnvInt(key, 7); got != c.i {
+			t.Errorf("EnvInt with %q = %d, want %d", c.value, got, c.i)
+		}
+		if got := EnvFloat(key, 2.5); got != c.f {
+			t.Errorf("EnvFloat with %q = %g, want %g", c.value, got, c.f)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -76,8 +75,8 @@ func benchShape(b *testing.B, stmts []string) {
 	ctx := context.Background()
 	// Planned once, as the store's connections plan (see Open).
 	url := pgtest.WithParam(b, pgtest.URL(b), "plan_cache_mode", "force_generic_plan")
-	rate := envInt(b, "DOCKET_BENCH_RATE", 1500)
-	leaders := envInt(b, "DOCKET_BENCH_LEADERS", 2)
+	rate := loadgen.EnvFloat("DOCKET_BENCH_RATE", 1500)
+	leaders := loadgen.EnvInt("DOCKET_BENCH_LEADERS", 2)
 	setup := pgtest.Connect(b, url)
 	for _, sql := range []string{
 		`CREATE TABLE shape_executions (id text PRIMARY KEY, seq bigint NOT NULL, updated_at timestamptz NOT NULL) WITH (fillfactor = 80)`,
@@ -104,7 +103,7 @@ func benchShape(b *testing.B, stmts []string) {
 	}
 	b.ResetTimer()
 	t0 := time.Now()
-	lat, err := loadgen.AtRate(b.N, float64(rate), func(i int) error {
+	lat, err := loadgen.AtRate(b.N, rate, func(i int) error {
 		g := groups[i%leaders]
 		for n := range int64(4) {
 			c := &shapeCommit{id: "e" + strconv.Itoa(i), n: n}
@@ -152,18 +151,4 @@ func runShape(ctx context.Context, conn *pgx.Conn, stmts []string, batch []*call
 	for _, c := range batch {
 		c.req.err = err
 	}
-}
-
-// envInt is the integer in environment variable key, or def when it is
-// not set.
-func envInt(b *testing.B, key string, def int) int {
-	v := os.Getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		b.Fatalf("%s=%q: want a positive integer", key, v)
-	}
-	return n
 }
