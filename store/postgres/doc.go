@@ -133,8 +133,8 @@
 // does) and divides by zero unless it is the digest of the kept versions,
 // the writes, COMMIT. Any change by anyone — another process's Update, a
 // claim, an extended lease — gives a row a new version, and an Update that
-// writes a step without the execution's row (a heartbeat, say) writes the
-// row's progress columns again as they are, so that its version changes
+// writes a step or adds a task without the execution's row (a heartbeat,
+// say) writes the row's progress columns again as they are, so that its version changes
 // too: a guard that passes proves fn saw exactly what is stored, steps
 // included, without reading a version of every step; one that fails aborts the
 // transaction before anything is committed (the server logs the division
@@ -153,6 +153,22 @@
 // members' tasks in ID order and checks all their digests, the merged writes,
 // the notifications, the digests to keep, COMMIT — one round trip for the
 // group. One changed execution sends the whole group the ordinary way.
+//
+// Most speculative Updates need no guard at all. When the rows that fn
+// writes over are exactly the rows it knew — the execution's row and each
+// of its tasks, as recording a step and leasing its successor in the same
+// task does — each of those writes checks, as it locks its row, that the
+// row still has the version kept (xmin), and its statement divides by
+// zero unless every row it was given matched: BEGIN, the locks, the
+// writes, COMMIT. That proves what the guard proves, without reading and
+// locking the tasks first: the row's version covers the steps and any task
+// that others added (see above), and each task it knew is one it writes.
+// A write that finds a row changed or gone aborts the transaction before
+// anything is committed, and the Updates run the ordinary way, as after a
+// guard that fails. Stats.Checked counts these Updates. Groups of several
+// gain most, since their merged writes check all the members' rows in the
+// statements that write them.
+//
 // The store keeps at most 1,024 executions, and none whose values
 // (inputs, result, step outputs, heartbeats) pass 64 KiB.
 //

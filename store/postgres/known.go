@@ -37,6 +37,9 @@ import (
 // been sent then. A version the store gets wrong costs only that: the
 // guard fails.
 //
+// An Update that writes over exactly the rows it knew needs no guard: its
+// writes check the kept versions as they lock the rows (see checkWrites).
+//
 // The speculation only covers what the digest covers: the execution row
 // (an added signal moves its counter; a written step moves its version),
 // its tasks and so its steps. Reads of
@@ -305,10 +308,18 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	g := &group{s: s, ctx: ctx, conn: conn, queue: make([]stmt, 0, 8*len(members))}
 	txs := make([]*tx, len(members))
 	digests := make([]string, len(members)) // of what fn starts from: it changes ks
+	// The versions kept, by row, for checked writes.
+	execVs, taskVs := make(map[string]string, len(members)), make(map[int64]string, len(members))
 	var notices []notice
 	for i, m := range members {
 		k := ks[i]
 		digests[i] = k.digest()
+		if k.exec != nil {
+			execVs[m.id] = k.execX
+		}
+		for j, task := range k.tasks {
+			taskVs[task.ID] = k.taskX[j]
+		}
 		t := &tx{g: g, s: s, id: m.id, exec: k.exec, tasks: k.tasks, steps: k.steps, lastSig: k.lastSig, watchers: k.watchers,
 			versions: k.versions, spec: true}
 		txs[i] = t
@@ -344,32 +355,49 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		}
 	}
 	queued := merge(g.queue)
+	// Writes that check every kept row need no guard (see checkWrites).
+	checked := false
+	if !creating {
+		var cq []stmt
+		if cq, checked = checkWrites(queued, execVs, taskVs); checked {
+			queued = cq
+		}
+	}
 	// The transaction's ID is wanted if it writes rows to keep; the guard
-	// asks for it, or a statement of its own when there is no guard.
+	// (or the lock, with checked writes) asks for it, or a statement of its
+	// own when there is neither.
 	wantXid := len(keep) > 0 && len(queued) > 0
-	guardSQL, groupGuardSQL := sqlGuard, sqlGroupGuard
+	lockSQL, locksSQL, guardSQL, groupGuardSQL := sqlLock, sqlLocks, sqlGuard, sqlGroupGuard
 	if wantXid {
-		guardSQL, groupGuardSQL = sqlGuardXid, sqlGroupGuardXid
+		lockSQL, locksSQL, guardSQL, groupGuardSQL = sqlLockXid, sqlLocksXid, sqlGuardXid, sqlGroupGuardXid
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	if creating {
+	switch {
+	case creating:
 		// Nothing to lock or check; the writes are planned as in every
 		// Update (a plan is made once per connection, see Connections).
 		b.Queue(sqlPlans)
-	} else if len(members) == 1 {
+	case len(members) == 1 && checked:
+		b.Queue(lockSQL, members[0].key)
+	case len(members) == 1:
 		b.Queue(sqlLock, members[0].key)
 		b.Queue(guardSQL, members[0].id, digests[0])
-	} else {
+	default:
 		ids, keys := make([]string, len(members)), make([]int64, len(members))
 		for i, m := range members {
 			ids[i], keys[i] = m.id, m.key
 		}
 		slices.Sort(keys)
-		b.Queue(sqlLocks, intArray(slices.Compact(keys)))
-		b.Queue(groupGuardSQL, textArray(ids), textArray(digests))
+		keys = slices.Compact(keys)
+		if checked {
+			b.Queue(locksSQL, intArray(keys))
+		} else {
+			b.Queue(sqlLocks, intArray(keys))
+			b.Queue(groupGuardSQL, textArray(ids), textArray(digests))
+		}
 	}
-	guard := len(b.QueuedQueries) - 1
+	guard := len(b.QueuedQueries) - 1 // the guard, or the lock of checked writes
 	for _, q := range queued {
 		b.Queue(q.sql, q.args...)
 	}
@@ -389,17 +417,21 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	err := func() error {
 		for i := range guard + 1 {
 			var err error
-			if i == guard && wantXid && !creating {
+			switch {
+			case i < guard || creating:
+				_, err = br.Exec()
+			case checked && wantXid: // the lock: its columns, then the ID
+				err = br.QueryRow().Scan(nil, nil, nil, nil, &xid)
+			case checked:
+				_, err = br.Exec()
+			case wantXid:
 				var one int
 				err = br.QueryRow().Scan(&one, &xid)
-			} else {
+			default:
 				_, err = br.Exec()
 			}
-			if i == guard && !creating {
-				var pe *pgconn.PgError
-				if errors.As(err, &pe) && pe.Code == "22012" { // division_by_zero: the guard
-					stale = true
-				}
+			if i == guard && !creating && !checked && isCode(err, "22012") { // division_by_zero: the guard
+				stale = true
 			}
 			if err != nil {
 				return err
@@ -409,7 +441,10 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 			failed = q.op
 			if _, err := br.Exec(); err != nil {
 				var pe *pgconn.PgError
-				if creating && errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == "executions" {
+				switch {
+				case q.checked && (isCode(err, "22012") || isCode(err, "40P01")):
+					stale = true // a row changed, or was taken by another in another order
+				case errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == "executions" && (creating || checked):
 					stale = true // unique_violation: an execution exists
 				}
 				return err
@@ -450,6 +485,9 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		return true
 	}
 	s.speculated.Add(int64(len(members)))
+	if checked {
+		s.checked.Add(int64(len(members)))
+	}
 	if len(members) > 1 {
 		s.specGroups.Add(1)
 	}
@@ -463,4 +501,10 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 	}
 	s.tellLocal(nf)
 	return true
+}
+
+// isCode reports whether err is the server's error code.
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
 }

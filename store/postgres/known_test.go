@@ -588,3 +588,195 @@ func TestGroupGuardSeesClaim(t *testing.T) {
 		t.Errorf("owners seen %v, want %s's task claimed by worker-b", owners, claimed)
 	}
 }
+
+// advance records, as a worker running a chain does, that the step of the
+// execution's one task completed and leases its successor to owner in the
+// same task: every row the Update writes is one it knew, so a speculative
+// one needs no guard (its writes check the versions kept). It returns the
+// tasks that fn saw.
+func advance(tx store.Tx, owner string) ([]store.Task, error) {
+	x, err := tx.Execution()
+	if err != nil {
+		return nil, err
+	}
+	tasks, err := tx.Tasks()
+	if err != nil {
+		return nil, err
+	}
+	x.Seq++
+	if err := tx.PutExecution(x); err != nil {
+		return nil, err
+	}
+	if err := tx.PutStep(&store.Step{Name: fmt.Sprint("s", x.Seq), Status: store.StepDone, Seq: x.Seq}); err != nil {
+		return nil, err
+	}
+	next := tasks[0]
+	next.Step, next.Owner, next.LeaseUntil = fmt.Sprint("s", x.Seq+1), owner, base
+	return tasks, tx.PutTask(&next)
+}
+
+// An Update that speculates and writes only rows it knew — the execution's
+// row and each of its tasks — sends no guard: each write checks, as it
+// locks its row, the version kept. A claim of the task, a change of the
+// row, and a task added by another process (which gives the row a new
+// version, see touch) each make the next Update find its execution
+// changed; it then runs the ordinary way and sees the change.
+func TestCheckedSpeculation(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	create(t, a, "e")
+	if err := a.Update(ctx, "e", func(tx store.Tx) error {
+		// Leased here (so kept), the lease run out (so claimable).
+		return recordStep(tx, "s1", &store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base,
+			Owner: "worker-a", LeaseUntil: base})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []store.Task
+	step := func() {
+		t.Helper()
+		if err := a.Update(ctx, "e", func(tx store.Tx) (err error) {
+			seen, err = advance(tx, "worker-a")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(what string, checked, stale int64) {
+		t.Helper()
+		if st := a.Stats(); st.Checked != checked || st.Stale != stale {
+			t.Fatalf("%s: checked %d, stale %d; want %d, %d", what, st.Checked, st.Stale, checked, stale)
+		}
+	}
+	step()
+	want("a kept execution", 1, 0)
+
+	if got, err := b.Claim(ctx, "worker-b", "", base.Add(time.Minute), time.Minute, 1); err != nil || len(got) != 1 {
+		t.Fatalf("claim: %v %v", got, err)
+	}
+	step()
+	want("after a claim", 1, 1)
+	if len(seen) != 1 || seen[0].Owner != "worker-b" {
+		t.Errorf("after a claim, fn saw tasks %+v, want the one claimed by worker-b", seen)
+	}
+	step()
+	want("kept again", 2, 1)
+
+	if err := b.Update(ctx, "e", func(tx store.Tx) error {
+		return tx.AddTask(&store.Task{Step: "timer", Kind: store.TaskStep, ReadyAt: base.Add(time.Hour)})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	step()
+	want("after a task added elsewhere", 2, 2)
+	if len(seen) != 2 {
+		t.Errorf("after a task added elsewhere, fn saw tasks %+v, want 2", seen)
+	}
+	// Two tasks now, one of them not written by advance: the guard's way.
+	step()
+	want("with a task it does not write", 2, 2)
+	if ok, _ := a.Speculated(); ok != 3 {
+		t.Errorf("speculated %d, want 3", ok)
+	}
+	if err := b.Update(ctx, "e", func(tx store.Tx) error {
+		tasks, err := tx.Tasks()
+		if err != nil {
+			return err
+		}
+		return tx.DeleteTask(tasks[1].ID)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	step() // stale: b deleted a task it knew of
+	step()
+	want("one task again", 3, 3)
+
+	x, err := b.Execution(ctx, "e")
+	if err != nil || x.Seq != 8 {
+		t.Fatalf("execution %+v, %v; want Seq 8", x, err)
+	}
+	tasks, err := b.Tasks(ctx, "e")
+	if err != nil || len(tasks) != 1 || tasks[0].Step != "s9" || tasks[0].Owner != "worker-a" {
+		t.Fatalf("tasks %+v, %v; want s9 leased to worker-a", tasks, err)
+	}
+	steps, err := b.Steps(ctx, "e")
+	if err != nil || len(steps) != 8 {
+		t.Fatalf("steps %v, %v; want 8", steps, err)
+	}
+}
+
+// A group whose members all write only rows they knew checks the kept
+// versions in its merged writes: one member's task claimed by another
+// process sends the whole group the ordinary way, and each fn then sees
+// what is stored.
+func TestCheckedGroupSeesClaim(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	create(t, a, "held")
+	ids := []string{"g1", "g2", "g3"}
+	for _, id := range ids {
+		create(t, a, id)
+		err := a.Update(ctx, id, func(tx store.Tx) error {
+			return recordStep(tx, "s1", &store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base,
+				Owner: "worker-a", LeaseUntil: base})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	owners := map[string]string{}
+	update := func(id string) func() error {
+		return func() error {
+			return a.Update(ctx, id, func(tx store.Tx) error {
+				tasks, err := advance(tx, "worker-a")
+				mu.Lock()
+				owners[id] = tasks[0].Owner
+				mu.Unlock()
+				return err
+			})
+		}
+	}
+	var updates []func() error
+	for _, id := range ids {
+		updates = append(updates, update(id))
+	}
+	before := a.Stats()
+	whileLeaderHeld(t, a, "held", 10*time.Millisecond, updates...)
+	if d := a.Stats().Sub(before); d.Checked != 3 || d.Stale != 0 || a.SpeculatedGroups() == 0 {
+		t.Fatalf("a group of kept executions: checked %d, stale %d, groups %d; want 3, 0 and a group",
+			d.Checked, d.Stale, a.SpeculatedGroups())
+	}
+	got, err := b.Claim(ctx, "worker-b", "", base.Add(time.Minute), time.Minute, 1)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %v %v", got, err)
+	}
+	before = a.Stats()
+	whileLeaderHeld(t, a, "held", 10*time.Millisecond, updates...)
+	if d := a.Stats().Sub(before); d.Stale != 3 || d.Checked != 0 {
+		t.Errorf("after a claim: checked %d, stale %d; want 0 and the group's 3", d.Checked, d.Stale)
+	}
+	for _, id := range ids {
+		want := "worker-a"
+		if id == got[0].Exec {
+			want = "worker-b"
+		}
+		if owners[id] != want {
+			t.Errorf("%s: fn saw its task owned by %q, want %q", id, owners[id], want)
+		}
+	}
+	for _, id := range ids {
+		x, err := b.Execution(ctx, id)
+		if err != nil || x.Seq != 3 {
+			t.Errorf("%s: execution %+v, %v; want Seq 3", id, x, err)
+		}
+	}
+}

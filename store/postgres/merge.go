@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,7 @@ const (
 	mergeProgress           // update of an execution's seq and updated_at: args are its ID, seq, updated_at
 	mergeEnd                // update of an execution's status and outcome: args are endArgs
 	touchSteps              // a delete of a step: not merged
+	createExec              // an insert of an execution: not merged
 	barrier                 // a savepoint or a rollback to one
 )
 
@@ -90,24 +92,53 @@ func (tb table) unnest() string {
 var (
 	sqlAddTasks = `INSERT INTO tasks (` + taskCols + `) OVERRIDING SYSTEM VALUE SELECT * FROM ` + taskTypes.unnest()
 	sqlDelTasks = `DELETE FROM tasks WHERE id = ANY($1::bigint[])`
-	sqlPutTasks = `UPDATE tasks t SET step = u.step, kind = u.kind, ready_at = u.ready_at, owner = u.owner,
-		lease_until = u.lease_until, attempt = u.attempt, claims = u.claims, queue = u.queue, worker = u.worker
-		FROM ` + putTaskTypes.unnest() + ` AS u(id, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker)
-		WHERE t.id = u.id`
-	sqlPutExecs = putExecsSQL()
-	sqlPutProgs = `UPDATE executions e SET seq = u.seq, updated_at = u.updated_at FROM ` + progressTypes.unnest() +
-		` AS u(id, seq, updated_at) WHERE e.id = u.id`
-	sqlPutEnds = `UPDATE executions e SET status = u.status, result_type = u.result_type, result_data = u.result_data,
-		error = u.error, finished_at = u.finished_at, seq = u.seq, updated_at = u.updated_at FROM ` + endTypes.unnest() +
-		` AS u(id, status, result_type, result_data, error, finished_at, seq, updated_at) WHERE e.id = u.id`
+	sqlPutTasks = mergedUpdate("tasks t", putTaskSet, putTaskTypes, putTaskCols, false)
+	sqlPutExecs = mergedUpdate("executions e", execSet(), execTypes, execCols, false)
+	sqlPutProgs = mergedUpdate("executions e", progressSet, progressTypes, "id, seq, updated_at", false)
+	sqlPutEnds  = mergedUpdate("executions e", endSet, endTypes, endCols, false)
 )
 
-func putExecsSQL() string {
-	cols := strings.Split(execCols, ",")
+const (
+	putTaskCols = "id, step, kind, ready_at, owner, lease_until, attempt, claims, queue, worker"
+	putTaskSet  = `step = u.step, kind = u.kind, ready_at = u.ready_at, owner = u.owner,
+		lease_until = u.lease_until, attempt = u.attempt, claims = u.claims, queue = u.queue, worker = u.worker`
+	progressSet = `seq = u.seq, updated_at = u.updated_at`
+	endCols     = "id, status, result_type, result_data, error, finished_at, seq, updated_at"
+	endSet      = `status = u.status, result_type = u.result_type, result_data = u.result_data,
+		error = u.error, finished_at = u.finished_at, seq = u.seq, updated_at = u.updated_at`
+)
+
+// mergedUpdate is the update of target ("table alias") from rows of tb
+// named cols (the ID first) and setting set. A checked one (see
+// checkWrites) takes one more column, v, the version (xmin) that the row
+// must have, "" for any, and fails with a division by zero unless every
+// row was updated.
+func mergedUpdate(target, set string, tb table, cols string, checked bool) string {
+	alias := target[strings.IndexByte(target, ' ')+1:]
+	where := alias + `.id = u.id`
+	if checked {
+		tb, cols = append(slices.Clip(tb), "text"), cols+", v"
+		where += ` AND (u.v = '' OR ` + alias + `.xmin::text = u.v)`
+	}
+	sql := `UPDATE ` + target + ` SET ` + set + ` FROM ` + tb.unnest() + ` AS u(` + cols + `) WHERE ` + where
+	if checked {
+		return everyRow(sql, tb[0])
+	}
+	return sql
+}
+
+// everyRow wraps the write sql, whose $1 holds one ID per row it must
+// write, in a statement that divides by zero unless it wrote every one.
+func everyRow(sql, idType string) string {
+	return `WITH w AS (` + sql + ` RETURNING 1) SELECT 1 / (CASE WHEN count(*) = cardinality($1::` + idType +
+		`[]) THEN 1 ELSE 0 END) FROM w`
+}
+
+// execSet is the SET list of sqlPutExecs: every column but the ID.
+func execSet() string {
 	var set []string
-	for i, c := range cols {
+	for i, c := range strings.Split(execCols, ",") {
 		c = strings.TrimSpace(c)
-		cols[i] = c
 		switch {
 		case c == "id":
 		case execTypes[i] == "jsonb":
@@ -116,8 +147,7 @@ func putExecsSQL() string {
 			set = append(set, c+" = u."+c)
 		}
 	}
-	return `UPDATE executions e SET ` + strings.Join(set, ", ") + ` FROM ` + execTypes.unnest() +
-		` AS u(` + strings.Join(cols, ", ") + `) WHERE e.id = u.id`
+	return strings.Join(set, ", ")
 }
 
 // merge returns the queue with the writes that can be merged merged.
@@ -224,7 +254,7 @@ func mergeSegment(out, seg []stmt) []stmt {
 		for i, w := range delRows.ws {
 			ids[i] = w.args[0].(int64)
 		}
-		return append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{intArray(ids)}})
+		return append(out, stmt{op: "delete tasks", sql: sqlDelTasks, args: []any{intArray(ids)}, kind: mergeDelTask, merged: true})
 	}
 	return append(out, delRows.ws...)
 }
@@ -264,7 +294,7 @@ func emit(out, ws []stmt, op, sql string, tb table) []stmt {
 	for i, w := range ws {
 		rs[i] = w.args
 	}
-	return append(out, stmt{op: op, sql: sql, args: columns(tb, rs)})
+	return append(out, stmt{op: op, sql: sql, args: columns(tb, rs), kind: ws[0].kind, merged: true})
 }
 
 // textColumn returns column j of rows as a textArray, or as a
@@ -349,4 +379,88 @@ func columns(tb table, rows [][]any) []any {
 		}
 	}
 	return args
+}
+
+// Checked writes. A speculative group (see Store.speculate) whose writes
+// touch no kept row but through the updates and deletes below needs no
+// guard: each such write checks, as it locks the row, that the row still
+// has the version that was kept, and fails the transaction (a division by
+// zero, as the guard does) when one has changed or gone. The writes are
+// first write of a row carries the check (later ones find it written by
+// the transaction itself), in a merged statement, or in a lone one as it is.
+var checkedWrites = map[mergeKind]struct {
+	tb  table
+	sql string
+}{
+	mergePutTask:  {putTaskTypes, mergedUpdate("tasks t", putTaskSet, putTaskTypes, putTaskCols, true)},
+	mergeDelTask:  {table{"bigint"}, everyRow(`DELETE FROM tasks t USING unnest($1::bigint[], $2::text[]) AS u(id, v) WHERE t.id = u.id AND (u.v = '' OR t.xmin::text = u.v)`, "bigint")},
+	mergeExec:     {execTypes, mergedUpdate("executions e", execSet(), execTypes, execCols, true)},
+	mergeProgress: {progressTypes, mergedUpdate("executions e", progressSet, progressTypes, "id, seq, updated_at", true)},
+	mergeEnd:      {endTypes, mergedUpdate("executions e", endSet, endTypes, endCols, true)},
+}
+
+// checkWrites returns the merged queue with its updates and deletes of
+// executions and tasks checked against the kept versions of execs (by
+// execution ID) and tasks (by task ID), and reports whether that checks
+// every kept row and the queue writes nothing else that a guard would be
+// needed for: only steps, new tasks, new executions (whose inserts fail on
+// the primary key if they exist after all) and the writes above.
+// It deletes from execs and tasks the rows it checks.
+func checkWrites(queue []stmt, execs map[string]string, tasks map[int64]string) ([]stmt, bool) {
+	out := make([]stmt, len(queue))
+	for i, q := range queue {
+		switch q.kind {
+		case mergeStep, mergeNewStep, mergeAddTask, createExec:
+			out[i] = q
+			continue
+		}
+		c, ok := checkedWrites[q.kind]
+		if !ok {
+			return nil, false
+		}
+		if !q.merged && strings.HasSuffix(q.sql, "WHERE id = $1") {
+			// A lone write: checked as it is, if it is its row's first.
+			var v string
+			switch id := q.args[0].(type) {
+			case string:
+				v = execs[id]
+				delete(execs, id)
+			case int64:
+				v = tasks[id]
+				delete(tasks, id)
+			default:
+				return nil, false
+			}
+			out[i] = q
+			if v != "" {
+				out[i].sql = `WITH w AS (` + q.sql + ` AND xmin::text = $` + strconv.Itoa(len(q.args)+1) +
+					` RETURNING 1) SELECT 1 / count(*) FROM w`
+				out[i].args, out[i].checked = append(slices.Clip(q.args), v), true
+			}
+			continue
+		}
+		cols := q.args
+		if !q.merged {
+			cols = columns(c.tb, [][]any{q.args})
+		}
+		var v textArray
+		switch ids := cols[0].(type) {
+		case textArray:
+			v = make(textArray, len(ids))
+			for j, id := range ids {
+				v[j] = execs[id]
+				delete(execs, id)
+			}
+		case intArray:
+			v = make(textArray, len(ids))
+			for j, id := range ids {
+				v[j] = tasks[id]
+				delete(tasks, id)
+			}
+		default:
+			return nil, false
+		}
+		out[i] = stmt{op: q.op, sql: c.sql, args: append(slices.Clip(cols), v), kind: q.kind, merged: true, checked: true}
+	}
+	return out, len(execs) == 0 && len(tasks) == 0
 }

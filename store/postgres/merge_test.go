@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,78 @@ func TestTextColumn(t *testing.T) {
 	got, ok := textColumn(rows, 1).(nullTextArray)
 	if !ok || len(got) != 3 || *got[0] != "x" || got[1] != nil || *got[2] != "z" {
 		t.Errorf("column with a NULL: %#v", textColumn(rows, 1))
+	}
+}
+
+// checkWrites checks each kept row at its first write, as a lone
+// statement or within a merged one, and tells when a kept row is not
+// written or a write is one it cannot check.
+func TestCheckWrites(t *testing.T) {
+	prog := func(id string) stmt {
+		return stmt{op: "put execution", kind: mergeProgress, sql: sqlPutProgress, args: []any{id, int64(2), time.Time{}}}
+	}
+	put := func(id int64) stmt {
+		return stmt{op: "put task", kind: mergePutTask, sql: "UPDATE tasks SET step = $2 WHERE id = $1",
+			args: []any{id, "s", "step", time.Time{}, "w", time.Time{}, 1, 1, "", ""}}
+	}
+	kept := func() (map[string]string, map[int64]string) {
+		return map[string]string{"e": "100", "f": "101"}, map[int64]string{7: "102", 8: "103"}
+	}
+	// Lone writes: each kept row's first write checks its version, the
+	// second does not; steps and new tasks go as they are.
+	execs, tasks := kept()
+	queue := []stmt{prog("e"), stepW("e", "s1"), put(7), addW(9), prog("e"), prog("f"), put(8)}
+	out, ok := checkWrites(queue, execs, tasks)
+	if !ok {
+		t.Fatal("every kept row written, and checkWrites says not")
+	}
+	for i, want := range []string{"100", "", "102", "", "", "101", "103"} {
+		q := out[i]
+		if q.checked != (want != "") {
+			t.Errorf("%d %s: checked %v", i, q.op, q.checked)
+		}
+		if want == "" {
+			if !reflect.DeepEqual(q, queue[i]) {
+				t.Errorf("%d %s: changed to %+v", i, q.op, q)
+			}
+			continue
+		}
+		if v := q.args[len(q.args)-1]; v != want || !strings.Contains(q.sql, "xmin::text = $") {
+			t.Errorf("%d %s: %q with version %v, want %s", i, q.op, q.sql, v, want)
+		}
+	}
+	// Merged writes: one version per row, "" for a row checked before.
+	execs, tasks = kept()
+	merged := merge([]stmt{put(7), put(8), prog("e"), prog("f")})
+	out, ok = checkWrites(append([]stmt{prog("e")}, merged...), execs, tasks)
+	if !ok || len(out) != 3 {
+		t.Fatalf("merged: %d statements, ok %v", len(out), ok)
+	}
+	for _, q := range out[1:] {
+		v := q.args[len(q.args)-1]
+		switch q.kind {
+		case mergeProgress:
+			if !reflect.DeepEqual(v, textArray{"", "101"}) || q.sql != checkedWrites[mergeProgress].sql {
+				t.Errorf("merged progress: versions %v, sql %q", v, q.sql)
+			}
+		case mergePutTask:
+			if !reflect.DeepEqual(v, textArray{"102", "103"}) || q.sql != checkedWrites[mergePutTask].sql {
+				t.Errorf("merged tasks: versions %v, sql %q", v, q.sql)
+			}
+		default:
+			t.Errorf("merged: unexpected %s", q.op)
+		}
+	}
+	// A kept task not written, or a write that checks nothing (the inbox,
+	// a savepoint), needs the guard.
+	for name, queue := range map[string][]stmt{
+		"task 8 not written": {prog("e"), prog("f"), put(7)},
+		"a journal write":    {prog("e"), prog("f"), put(7), put(8), {op: "put journal"}},
+		"a savepoint":        {{op: "savepoint", kind: barrier}, prog("e"), prog("f"), put(7), put(8)},
+	} {
+		execs, tasks := kept()
+		if _, ok := checkWrites(queue, execs, tasks); ok {
+			t.Errorf("%s: checkWrites says no guard is needed", name)
+		}
 	}
 }

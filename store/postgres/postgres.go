@@ -63,6 +63,7 @@ type Store struct {
 	owners      sync.Map                // worker IDs that claimed or extended leases here
 	speculated  atomic.Int64            // Updates committed on a kept execution, for tests
 	stale       atomic.Int64            // kept executions found changed, for tests
+	checked     atomic.Int64            // Updates speculated with checked writes, no guard
 	specGroups  atomic.Int64            // groups of several committed on kept executions, for tests
 	listening   atomic.Int32            // listeners connected now: claims note waiting workers only then
 	self        string                  // this store's name among executions' watchers

@@ -27,8 +27,11 @@ type Stats struct {
 	Leaders int
 	// Speculated is how many Updates committed in one round trip on what
 	// this process kept of their execution; Stale is how many found it
-	// changed by someone else and ran the ordinary way instead.
-	Speculated, Stale int64
+	// changed by someone else and ran the ordinary way instead. Checked
+	// is how many of the Speculated needed no guard: their writes checked
+	// the versions kept as they wrote (see "Speculative Updates" in the
+	// package documentation).
+	Speculated, Stale, Checked int64
 	// Reads is how many reads of executions (Execution, Snapshot) went
 	// through the shared read queue, in ReadBatches batches of one round
 	// trip each (more when a read failed and the others went again).
@@ -48,6 +51,7 @@ func (s *Store) Stats() Stats {
 		Leaders:     s.updates.maxLeaders,
 		Speculated:  s.speculated.Load(),
 		Stale:       s.stale.Load(),
+		Checked:     s.checked.Load(),
 		Reads:       s.reads.counts.calls.Load(),
 		ReadBatches: s.reads.counts.batches.Load(),
 	}
@@ -64,6 +68,7 @@ func (s Stats) Sub(earlier Stats) Stats {
 		Leaders:     s.Leaders,
 		Speculated:  s.Speculated - earlier.Speculated,
 		Stale:       s.Stale - earlier.Stale,
+		Checked:     s.Checked - earlier.Checked,
 		Reads:       s.Reads - earlier.Reads,
 		ReadBatches: s.ReadBatches - earlier.ReadBatches,
 	}

@@ -46,6 +46,10 @@ type stmt struct {
 	sql  string
 	args []any
 	kind mergeKind // which merged statement it may join (see merge)
+	// merged: args are the columns of the rows (see emit); checked: the
+	// statement fails unless the rows had the versions kept (see
+	// checkWrites).
+	merged, checked bool
 }
 
 // group is the transaction of a group of Updates.
@@ -87,6 +91,7 @@ type tx struct {
 	status         bool       // the execution was created or its status changed
 	watches        bool       // this store is now among the execution's watchers
 	stepsWritten   bool       // a step was put or deleted (see touch)
+	tasksAdded     bool       // a task was added (see touch)
 	finished       bool       // the execution's status became final
 	offers         int        // tasks added or put without an owner (see notice)
 	offer          store.Task // the last such task
@@ -99,6 +104,10 @@ type tx struct {
 const (
 	sqlLock  = `SELECT pg_advisory_xact_lock($1), ` + indexPlans
 	sqlLocks = `SELECT (SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k), ` + indexPlans
+	// The same, giving the transaction its ID (see sqlXid) as their last
+	// column, for a speculative Update with checked writes.
+	sqlLockXid  = sqlLock + `, ` + xidNow
+	sqlLocksXid = sqlLocks + `, ` + xidNow
 )
 
 const (
@@ -281,15 +290,16 @@ func (t *tx) writeAs(kind mergeKind, op, sql string, args ...any) error {
 	return nil
 }
 
-// touch gives the execution's row a new version when fn wrote steps and
-// not the row (which recording a step's outcome always writes; a
-// heartbeat or a retry may not), so that a change of an execution's steps
-// always changes its row's version too. The guard of a speculative Update
-// relies on that: it checks the versions of the row and of the tasks,
-// not of every step. It writes the progress columns as they are, and so
-// merges with other progress updates.
+// touch gives the execution's row a new version when fn wrote steps or
+// added tasks and not the row (which recording a step's outcome always
+// writes; a heartbeat or a retry may not), so that such a change always
+// changes its row's version too. A speculative Update relies on that: its
+// guard checks the versions of the row and of the tasks, not of every
+// step, and its checked writes (see checkWrites) the versions of the row
+// and of the tasks it knew, not whether another was added. It writes the
+// progress columns as they are, and so merges with other progress updates.
 func (t *tx) touch() error {
-	if !t.stepsWritten || t.execX == "" || t.exec == nil {
+	if !(t.stepsWritten || t.tasksAdded) || t.execX == "" || t.exec == nil {
 		return nil // no step written, or the row written (or created) already
 	}
 	t.execX = ""
@@ -398,7 +408,7 @@ func (t *tx) CreateExecution(e *store.Execution) error {
 	}
 	t.exec, t.status, t.finished, t.execX = normExec(t.id, e), true, e.Status.Finished(), ""
 	t.watches, t.watchers = true, []string{t.s.self} // its creator may well wait for its end
-	return t.write("create execution", `INSERT INTO executions (`+execCols+`, watchers)
+	return t.writeAs(createExec, "create execution", `INSERT INTO executions (`+execCols+`, watchers)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
 		ARRAY[$20::text])`, append(args, t.s.self)...)
 }
@@ -727,7 +737,7 @@ func (t *tx) AddTask(task *store.Task) error {
 		task.Queue, task.Worker); err != nil {
 		return err
 	}
-	task.ID, task.Exec = id, t.id
+	task.ID, task.Exec, t.tasksAdded = id, t.id, true
 	i, _ := slices.BinarySearchFunc(t.tasks, id, byID)
 	t.tasks, t.taskX = slices.Insert(t.tasks, i, normTask(*task)), slices.Insert(t.taskX, i, "")
 	if claimable(task) {
