@@ -26,11 +26,13 @@ import (
 // Its shapes bound the chain benchmark from below: "bare" commits one row
 // insert per execution in each transaction, the least a durable commit of
 // a step's outcome can be; "step" sends the statements of a step commit
-// that the store speculates on (BEGIN, the advisory locks, a guard that
-// locks the tasks and compares versions, a step insert, a task update, the
-// execution's progress, COMMIT), each merged over the group as the store
-// merges them; "writes" is "step" without the locks and the guard.
-// BENCHMARKS.md compares them with the chain benchmark.
+// that the store speculates on (BEGIN, the advisory locks, a step insert,
+// a task update and the execution's progress that each check the row
+// versions kept, COMMIT), each merged over the group as the store merges
+// them; "writes" is "step" without the locks and the checks; "guarded" is
+// the step commit as the store sent it before its writes checked versions:
+// the locks, then a guard that locks the tasks and compares versions, then
+// the writes. BENCHMARKS.md compares them with the chain benchmark.
 func BenchmarkCommitShape(b *testing.B) {
 	for _, sh := range commitShapes {
 		b.Run(sh.name, func(b *testing.B) { benchShape(b, sh.stmts) })
@@ -53,6 +55,15 @@ var commitShapes = []struct {
 		`UPDATE shape_executions AS e SET seq = u.n, updated_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n) WHERE e.id = u.id`,
 	}},
 	{"step", []string{
+		`SELECT (SELECT count(pg_advisory_xact_lock(hashtext(id))) FROM unnest($1::text[]) AS id), cardinality($2::bigint[]),
+			pg_current_xact_id()::xid::text`,
+		`INSERT INTO shape_steps (exec, name, output) SELECT u.id, u.n, '\x0a0b0c0d'::bytea FROM unnest($1::text[], $2::bigint[]) AS u(id, n)`,
+		checkedShape(`UPDATE shape_tasks AS t SET step = u.n + 1, ready_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n)
+			WHERE t.exec = u.id AND t.xmin::text <> ''`),
+		checkedShape(`UPDATE shape_executions AS e SET seq = u.n, updated_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n)
+			WHERE e.id = u.id AND e.xmin::text <> ''`),
+	}},
+	{"guarded", []string{
 		`SELECT (SELECT count(pg_advisory_xact_lock(hashtext(id))) FROM unnest($1::text[]) AS id), cardinality($2::bigint[])`,
 		`WITH t AS MATERIALIZED (SELECT exec, xmin FROM shape_tasks WHERE exec = ANY($1::text[]) ORDER BY id FOR UPDATE)
 		SELECT 1 / (CASE WHEN bool_and(u.n >= 0 AND (SELECT xmin::text FROM shape_executions WHERE id = u.id) <> ''
@@ -62,6 +73,12 @@ var commitShapes = []struct {
 		`UPDATE shape_tasks AS t SET step = u.n + 1, ready_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n) WHERE t.exec = u.id`,
 		`UPDATE shape_executions AS e SET seq = u.n, updated_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n) WHERE e.id = u.id`,
 	}},
+}
+
+// checkedShape wraps a merged update as the store's checked writes are
+// wrapped (see everyRow): it fails unless it wrote a row per execution.
+func checkedShape(update string) string {
+	return everyRow(update, "text")
 }
 
 // shapeCommit is one commit of one execution in BenchmarkCommitShape.
