@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -433,8 +434,7 @@ func checkWrites(queue []stmt, execs map[string]string, tasks map[int64]string) 
 			}
 			out[i] = q
 			if v != "" {
-				out[i].sql = `WITH w AS (` + q.sql + ` AND xmin::text = $` + strconv.Itoa(len(q.args)+1) +
-					` RETURNING 1) SELECT 1 / count(*) FROM w`
+				out[i].sql = checkedLone(q.sql, len(q.args))
 				out[i].args, out[i].checked = append(slices.Clip(q.args), v), true
 			}
 			continue
@@ -463,4 +463,20 @@ func checkWrites(queue []stmt, execs map[string]string, tasks map[int64]string) 
 		out[i] = stmt{op: q.op, sql: c.sql, args: append(slices.Clip(cols), v), kind: q.kind, merged: true, checked: true}
 	}
 	return out, len(execs) == 0 && len(tasks) == 0
+}
+
+// checkedLones holds checkedLone's statements by the write they check:
+// a few, one per kind of lone write.
+var checkedLones sync.Map
+
+// checkedLone returns the lone write sql (of n arguments, ending with
+// "WHERE id = $1") checked against the version in argument n+1: it
+// divides by zero unless it wrote its row.
+func checkedLone(sql string, n int) string {
+	if c, ok := checkedLones.Load(sql); ok {
+		return c.(string)
+	}
+	c := `WITH w AS (` + sql + ` AND xmin::text = $` + strconv.Itoa(n+1) + ` RETURNING 1) SELECT 1 / count(*) FROM w`
+	checkedLones.Store(sql, c)
+	return c
 }
