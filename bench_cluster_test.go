@@ -226,8 +226,9 @@ func storeStats(eng *docket.Engine) postgres.Stats {
 
 // reportGroups reports how Updates were grouped in the processes whose
 // summed figures st are, over elapsed: the mean group, the mean time an
-// Update waited for a leader and a group ran, and how busy the leaders
-// were (100% when every leader of every process ran groups all along).
+// Update waited for a leader and a group ran, how busy the leaders were
+// (100% when every leader of every process ran groups all along), and the
+// share of Updates whose writes checked the versions kept (no guard).
 func reportGroups(b *testing.B, st postgres.Stats, elapsed time.Duration) {
 	if st.Groups == 0 || st.Updates == 0 {
 		return
@@ -236,6 +237,7 @@ func reportGroups(b *testing.B, st postgres.Stats, elapsed time.Duration) {
 	b.ReportMetric(float64(st.Waiting.Microseconds())/float64(st.Updates), "wait-µs")
 	b.ReportMetric(float64(st.Running.Microseconds())/float64(st.Groups), "run-µs")
 	b.ReportMetric(100*st.Running.Seconds()/(elapsed.Seconds()*float64(st.Leaders)), "leaders-busy-%")
+	b.ReportMetric(100*float64(st.Checked)/float64(st.Updates), "checked-%")
 }
 
 const benchStarterEnv = "DOCKET_BENCH_STARTER"
@@ -316,7 +318,7 @@ func benchStarter(spec string) {
 	if err := loadgen.WriteLatencies(os.Stdout, lat); err != nil {
 		fail(err)
 	}
-	if _, err := fmt.Println(st.Updates, st.Groups, int64(st.Waiting), int64(st.Running), st.Leaders); err != nil {
+	if _, err := fmt.Println(st.Updates, st.Groups, int64(st.Waiting), int64(st.Running), st.Leaders, st.Checked); err != nil {
 		fail(err)
 	}
 }
@@ -354,10 +356,11 @@ func BenchmarkPostgresChainLocal(b *testing.B) {
 			var st postgres.Stats
 			lat, elapsed := loadgen.RunAll(b, exe, envs, func(s *loadgen.Starter) error {
 				var gs postgres.Stats
-				if _, err := fmt.Fscanln(s.Out, &gs.Updates, &gs.Groups, &gs.Waiting, &gs.Running, &gs.Leaders); err != nil {
+				if _, err := fmt.Fscanln(s.Out, &gs.Updates, &gs.Groups, &gs.Waiting, &gs.Running, &gs.Leaders, &gs.Checked); err != nil {
 					return fmt.Errorf("starter's group figures: %w", err)
 				}
 				st.Updates, st.Groups, st.Leaders = st.Updates+gs.Updates, st.Groups+gs.Groups, st.Leaders+gs.Leaders
+				st.Checked += gs.Checked
 				st.Waiting, st.Running = st.Waiting+gs.Waiting, st.Running+gs.Running
 				return nil
 			})

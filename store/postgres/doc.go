@@ -165,7 +165,10 @@
 // that others added (see above), and each task it knew is one it writes.
 // A write that finds a row changed or gone aborts the transaction before
 // anything is committed, and the Updates run the ordinary way, as after a
-// guard that fails. Stats.Checked counts these Updates. Groups of several
+// guard that fails. The writes lock the tasks by ascending ID, as
+// ExtendLeases and Release do, so that none deadlocks with them (a merged
+// write's rows are sent sorted, and whole writes are put in order); where
+// no order does, the guard is sent instead. Stats.Checked counts these Updates. Groups of several
 // gain most, since their merged writes check all the members' rows in the
 // statements that write them.
 //

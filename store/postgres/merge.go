@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -462,7 +463,130 @@ func checkWrites(queue []stmt, execs map[string]string, tasks map[int64]string) 
 		}
 		out[i] = stmt{op: q.op, sql: c.sql, args: append(slices.Clip(cols), v), kind: q.kind, merged: true, checked: true}
 	}
-	return out, len(execs) == 0 && len(tasks) == 0
+	if len(execs) > 0 || len(tasks) > 0 {
+		return nil, false
+	}
+	return out, taskLockOrder(out)
+}
+
+// taskLockOrder puts the updates and deletes of tasks in queue (checked,
+// see checkWrites) in an order that locks the rows by ascending ID, and
+// reports false when no order does. Without a guard, these writes are
+// what lock a group's tasks, and ExtendLeases and Release lock a worker's
+// tasks in ID order: a write that took a higher ID before a lower one
+// could deadlock with them. A merged write's rows are sorted (the server
+// takes them in the order sent); whole statements move only among the
+// positions of such writes, and only when no task is written twice or
+// added in the same transaction, so that moving them changes nothing.
+func taskLockOrder(queue []stmt) bool {
+	var at []int              // positions of task updates and deletes
+	var ids [][]int64         // the IDs that each one locks, ascending
+	added := map[int64]bool{} // tasks inserted in this transaction
+	for i, q := range queue {
+		switch q.kind {
+		case mergeAddTask:
+			if q.merged {
+				for _, id := range q.args[0].(intArray) {
+					added[id] = true
+				}
+			} else {
+				added[q.args[0].(int64)] = true
+			}
+		case mergePutTask, mergeDelTask:
+			at = append(at, i)
+			if !q.merged {
+				ids = append(ids, []int64{q.args[0].(int64)})
+				continue
+			}
+			queue[i].args = sortRows(q.args)
+			ids = append(ids, queue[i].args[0].(intArray))
+		}
+	}
+	ascending := func() bool {
+		var last int64 = -1
+		for _, s := range ids {
+			for _, id := range s {
+				if id <= last {
+					return false
+				}
+				last = id
+			}
+		}
+		return true
+	}
+	if ascending() {
+		return true
+	}
+	seen := map[int64]bool{}
+	for _, s := range ids {
+		for _, id := range s {
+			if seen[id] || added[id] {
+				return false // a task written twice, or new: its writes keep their order
+			}
+			seen[id] = true
+		}
+	}
+	moved := make([]stmt, len(at))
+	order := make([]int, len(at))
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(ids[a][0], ids[b][0]) })
+	sorted := make([][]int64, len(at))
+	for k, o := range order {
+		moved[k], sorted[k] = queue[at[o]], ids[o]
+	}
+	ids = sorted
+	if !ascending() {
+		return false // their ranges interleave
+	}
+	for k, i := range at {
+		queue[i] = moved[k]
+	}
+	return true
+}
+
+// sortRows returns the columns of a merged write (the IDs first, as
+// intArray) with its rows in ascending ID order.
+func sortRows(cols []any) []any {
+	ids := cols[0].(intArray)
+	if slices.IsSorted(ids) {
+		return cols
+	}
+	perm := make([]int, len(ids))
+	for i := range perm {
+		perm[i] = i
+	}
+	slices.SortFunc(perm, func(a, b int) int { return cmp.Compare(ids[a], ids[b]) })
+	out := make([]any, len(cols))
+	for j, c := range cols {
+		switch c := c.(type) {
+		case intArray:
+			out[j] = permute(c, perm)
+		case textArray:
+			out[j] = permute(c, perm)
+		case nullTextArray:
+			out[j] = permute(c, perm)
+		case byteaArray:
+			out[j] = permute(c, perm)
+		case timeArray:
+			out[j] = permute(c, perm)
+		case boolArray:
+			out[j] = permute(c, perm)
+		default:
+			panic(fmt.Sprintf("postgres: no column type %T", c))
+		}
+	}
+	return out
+}
+
+// permute returns s with element i at perm's position of i.
+func permute[S ~[]E, E any](s S, perm []int) S {
+	out := make(S, len(s))
+	for k, i := range perm {
+		out[k] = s[i]
+	}
+	return out
 }
 
 // checkedLones holds checkedLone's statements by the write they check:

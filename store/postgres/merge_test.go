@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +193,75 @@ func TestCheckWrites(t *testing.T) {
 		execs, tasks := kept()
 		if _, ok := checkWrites(queue, execs, tasks); ok {
 			t.Errorf("%s: checkWrites says no guard is needed", name)
+		}
+	}
+}
+
+// Checked writes lock their tasks by ascending ID, as ExtendLeases and
+// Release do, or checkWrites gives up (and the guard, which locks them in
+// order first, is sent instead).
+func TestTaskLockOrder(t *testing.T) {
+	put := func(id int64) stmt {
+		return stmt{op: "put task", kind: mergePutTask, sql: "UPDATE tasks SET step = $2 WHERE id = $1",
+			args: []any{id, "s", "step", time.Time{}, "w", time.Time{}, 1, 1, "", ""}}
+	}
+	del := func(id int64) stmt {
+		return stmt{op: "delete task", kind: mergeDelTask, sql: "DELETE FROM tasks WHERE id = $1", args: []any{id}}
+	}
+	locks := func(q []stmt) (ids []int64) {
+		for _, s := range q {
+			switch {
+			case s.kind != mergePutTask && s.kind != mergeDelTask:
+			case s.merged:
+				ids = append(ids, s.args[0].(intArray)...)
+			default:
+				ids = append(ids, s.args[0].(int64))
+			}
+		}
+		return ids
+	}
+	for _, c := range []struct {
+		name  string
+		queue []stmt
+		want  []int64 // nil: no order will do
+	}{
+		{"lone, in order", []stmt{put(3), stepW("e", "s"), put(9)}, []int64{3, 9}},
+		{"lone, reversed", []stmt{put(9), stepW("e", "s"), del(3)}, []int64{3, 9}},
+		{"merged rows", merge([]stmt{put(9), put(3), put(5)}), []int64{3, 5, 9}},
+		{"deletes below the updates", merge([]stmt{put(8), del(2), put(7), del(1)}), []int64{1, 2, 7, 8}},
+		{"ranges that interleave", merge([]stmt{put(8), del(2), put(1), del(9)}), nil},
+		{"a new task written again", []stmt{addW(9), addW(10), put(10), put(9)}, nil},
+	} {
+		execs := map[string]string{}
+		tasks := map[int64]string{}
+		for _, id := range locks(c.queue) {
+			tasks[id] = fmt.Sprint("v", id)
+		}
+		for _, q := range c.queue {
+			if q.kind == mergeAddTask {
+				delete(tasks, q.args[0].(int64))
+			}
+		}
+		out, ok := checkWrites(c.queue, execs, tasks)
+		if ok != (c.want != nil) {
+			t.Errorf("%s: ok %v", c.name, ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if got := locks(out); !slices.Equal(got, c.want) {
+			t.Errorf("%s: locks %v, want %v", c.name, got, c.want)
+		}
+		for _, q := range out { // each row keeps its own version
+			if q.merged && (q.kind == mergePutTask || q.kind == mergeDelTask) {
+				ids, vs := q.args[0].(intArray), q.args[len(q.args)-1].(textArray)
+				for k, id := range ids {
+					if vs[k] != fmt.Sprint("v", id) {
+						t.Errorf("%s: task %d sent with version %s", c.name, id, vs[k])
+					}
+				}
+			}
 		}
 	}
 }
