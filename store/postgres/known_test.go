@@ -780,3 +780,80 @@ func TestCheckedGroupSeesClaim(t *testing.T) {
 		}
 	}
 }
+
+// Checked writes lock a group's tasks by ascending ID, as ExtendLeases
+// does: a transaction that holds one of them and then takes the highest
+// (as a lease extension of all of them would) gets it at once, and the
+// group, which waited for the one held, holding only lower ones, then
+// commits. Sent in another order (the members' own), the group could hold
+// the highest while waiting: a deadlock, which the server breaks after a
+// second by aborting the group (its members would then find their
+// executions "changed").
+func TestCheckedWritesLockInOrder(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a := open(t, url)
+	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	create(t, a, "held")
+	ids := []string{"g1", "g2", "g3", "g4", "g5", "g6"}
+	var tasks []int64
+	for _, id := range ids {
+		create(t, a, id)
+		var task store.Task
+		err := a.Update(ctx, id, func(tx store.Tx) error {
+			task = store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base, Owner: "worker-a", LeaseUntil: base}
+			return recordStep(tx, "s1", &task)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, task.ID)
+	}
+	sorted := slices.Sorted(slices.Values(tasks))
+	mid, high := sorted[1], sorted[len(sorted)-1]
+	x, watch := pgtest.Connect(t, url), pgtest.Connect(t, url)
+	if _, err := x.Exec(ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Exec(ctx, `SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE`, mid); err != nil {
+		t.Fatal(err)
+	}
+	other := make(chan error, 1)
+	go func() {
+		// Once the group waits for the task held, take the highest.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var waiting int
+			err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'transactionid'
+				AND query LIKE 'WITH w AS (UPDATE tasks%'`).Scan(&waiting)
+			if err != nil || waiting > 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		_, err := x.Exec(ctx, `SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE`, high)
+		if err == nil {
+			_, err = x.Exec(ctx, `COMMIT`)
+		}
+		other <- err
+	}()
+	var updates []func() error
+	for _, id := range slices.Backward(ids) { // queued from the highest task down
+		updates = append(updates, func() error {
+			return a.Update(ctx, id, func(tx store.Tx) error {
+				_, err := advance(tx, "worker-a")
+				return err
+			})
+		})
+	}
+	before := a.Stats()
+	whileLeaderHeld(t, a, "held", 10*time.Millisecond, updates...)
+	if err := <-other; err != nil {
+		t.Fatalf("the other transaction: %v", err)
+	}
+	if d := a.Stats().Sub(before); d.Checked != int64(len(ids)) || d.Stale != 0 {
+		t.Errorf("checked %d, stale %d; want %d, 0", d.Checked, d.Stale, len(ids))
+	}
+}
