@@ -163,6 +163,9 @@
 // writes, COMMIT. That proves what the guard proves, without reading and
 // locking the tasks first: the row's version covers the steps and any task
 // that others added (see above), and each task it knew is one it writes.
+// (A Create that creates its execution counts, as its insert fails if the
+// execution exists after all; one that found it absent and left it so has
+// nothing to check, and its group gets the guard.)
 // A write that finds a row changed or gone aborts the transaction before
 // anything is committed, and the Updates run the ordinary way, as after a
 // guard that fails. The writes lock the tasks by ascending ID, as

@@ -355,9 +355,15 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		}
 	}
 	queued := merge(g.queue)
-	// Writes that check every kept row need no guard (see checkWrites).
-	checked := false
-	if !creating {
+	// Writes that check every kept row need no guard (see checkWrites),
+	// when every member also has a row to check: one it knew, or the
+	// execution it creates (whose insert fails if it exists after all). A
+	// member that found its execution absent and left it so has none.
+	checked := !creating
+	for i, t := range txs {
+		checked = checked && (ks[i].exec != nil || t.exec != nil)
+	}
+	if checked {
 		var cq []stmt
 		if cq, checked = checkWrites(queued, execVs, taskVs); checked {
 			queued = cq

@@ -857,3 +857,43 @@ func TestCheckedWritesLockInOrder(t *testing.T) {
 		t.Errorf("checked %d, stale %d; want %d, 0", d.Checked, d.Stale, len(ids))
 	}
 }
+
+// A Create whose fn finds its execution absent and leaves it so writes
+// nothing that could check that it is still absent: in a group with
+// checked writes, it still gets the guard, and when the execution exists
+// after all, fn runs again and sees it.
+func TestCheckedGroupWithCreateThatFindsNothing(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	create(t, a, "held")
+	create(t, a, "k")
+	if err := a.Update(ctx, "k", func(tx store.Tx) error {
+		return recordStep(tx, "s1", &store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base,
+			Owner: "worker-a", LeaseUntil: base})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	create(t, b, "c") // exists, though a has not seen it
+	var found bool
+	whileLeaderHeld(t, a, "held", 10*time.Millisecond,
+		func() error {
+			return a.Update(ctx, "k", func(tx store.Tx) error {
+				_, err := advance(tx, "worker-a")
+				return err
+			})
+		},
+		func() error {
+			return a.Create(ctx, "c", func(tx store.Tx) error {
+				_, err := tx.Execution()
+				found = err == nil
+				return nil // nothing to do if absent
+			})
+		})
+	if !found {
+		t.Error("the Create's fn last saw its execution absent; it exists")
+	}
+}
