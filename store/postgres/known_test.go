@@ -589,6 +589,26 @@ func TestGroupGuardSeesClaim(t *testing.T) {
 	}
 }
 
+// keptBy creates executions ids on s, each with step s1 recorded and a
+// task for s2 leased to worker-a (alive, through s), the lease run out (so
+// claimable): s keeps them all. It returns their tasks' IDs.
+func keptBy(t *testing.T, s *postgres.Store, ids ...string) []int64 {
+	t.Helper()
+	if _, err := s.ExtendLeases(t.Context(), "worker-a", nil, base); err != nil {
+		t.Fatal(err)
+	}
+	var tasks []int64
+	for _, id := range ids {
+		create(t, s, id)
+		task := store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base, Owner: "worker-a", LeaseUntil: base}
+		if err := s.Update(t.Context(), id, func(tx store.Tx) error { return recordStep(tx, "s1", &task) }); err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, task.ID)
+	}
+	return tasks
+}
+
 // advance records, as a worker running a chain does, that the step of the
 // execution's one task completed and leases its successor to owner in the
 // same task: every row the Update writes is one it knew, so a speculative
@@ -625,17 +645,7 @@ func TestCheckedSpeculation(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.URL(t)
 	a, b := open(t, url), open(t, url)
-	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
-		t.Fatal(err)
-	}
-	create(t, a, "e")
-	if err := a.Update(ctx, "e", func(tx store.Tx) error {
-		// Leased here (so kept), the lease run out (so claimable).
-		return recordStep(tx, "s1", &store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base,
-			Owner: "worker-a", LeaseUntil: base})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	keptBy(t, a, "e")
 	var seen []store.Task
 	step := func() {
 		t.Helper()
@@ -717,21 +727,9 @@ func TestCheckedGroupSeesClaim(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.URL(t)
 	a, b := open(t, url), open(t, url)
-	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
-		t.Fatal(err)
-	}
 	create(t, a, "held")
 	ids := []string{"g1", "g2", "g3"}
-	for _, id := range ids {
-		create(t, a, id)
-		err := a.Update(ctx, id, func(tx store.Tx) error {
-			return recordStep(tx, "s1", &store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base,
-				Owner: "worker-a", LeaseUntil: base})
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	keptBy(t, a, ids...)
 	var mu sync.Mutex
 	owners := map[string]string{}
 	update := func(id string) func() error {
@@ -793,25 +791,9 @@ func TestCheckedWritesLockInOrder(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.URL(t)
 	a := open(t, url)
-	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
-		t.Fatal(err)
-	}
 	create(t, a, "held")
 	ids := []string{"g1", "g2", "g3", "g4", "g5", "g6"}
-	var tasks []int64
-	for _, id := range ids {
-		create(t, a, id)
-		var task store.Task
-		err := a.Update(ctx, id, func(tx store.Tx) error {
-			task = store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base, Owner: "worker-a", LeaseUntil: base}
-			return recordStep(tx, "s1", &task)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tasks = append(tasks, task.ID)
-	}
-	sorted := slices.Sorted(slices.Values(tasks))
+	sorted := slices.Sorted(slices.Values(keptBy(t, a, ids...)))
 	mid, high := sorted[1], sorted[len(sorted)-1]
 	x, watch := pgtest.Connect(t, url), pgtest.Connect(t, url)
 	if _, err := x.Exec(ctx, `BEGIN`); err != nil {
@@ -866,17 +848,8 @@ func TestCheckedGroupWithCreateThatFindsNothing(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.URL(t)
 	a, b := open(t, url), open(t, url)
-	if _, err := a.ExtendLeases(ctx, "worker-a", nil, base); err != nil {
-		t.Fatal(err)
-	}
 	create(t, a, "held")
-	create(t, a, "k")
-	if err := a.Update(ctx, "k", func(tx store.Tx) error {
-		return recordStep(tx, "s1", &store.Task{Step: "s2", Kind: store.TaskStep, ReadyAt: base,
-			Owner: "worker-a", LeaseUntil: base})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	keptBy(t, a, "k")
 	create(t, b, "c") // exists, though a has not seen it
 	var found bool
 	whileLeaderHeld(t, a, "held", 10*time.Millisecond,

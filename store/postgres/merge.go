@@ -3,7 +3,9 @@ package postgres
 import (
 	"cmp"
 	"fmt"
+	"reflect"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -546,47 +548,31 @@ func taskLockOrder(queue []stmt) bool {
 	return true
 }
 
-// sortRows returns the columns of a merged write (the IDs first, as
-// intArray) with its rows in ascending ID order.
+// sortRows sorts the rows of a merged write (its columns, the IDs first,
+// as intArray, all made for this write) by ascending ID, in place.
 func sortRows(cols []any) []any {
-	ids := cols[0].(intArray)
-	if slices.IsSorted(ids) {
-		return cols
-	}
-	perm := make([]int, len(ids))
-	for i := range perm {
-		perm[i] = i
-	}
-	slices.SortFunc(perm, func(a, b int) int { return cmp.Compare(ids[a], ids[b]) })
-	out := make([]any, len(cols))
-	for j, c := range cols {
-		switch c := c.(type) {
-		case intArray:
-			out[j] = permute(c, perm)
-		case textArray:
-			out[j] = permute(c, perm)
-		case nullTextArray:
-			out[j] = permute(c, perm)
-		case byteaArray:
-			out[j] = permute(c, perm)
-		case timeArray:
-			out[j] = permute(c, perm)
-		case boolArray:
-			out[j] = permute(c, perm)
-		default:
-			panic(fmt.Sprintf("postgres: no column type %T", c))
+	r := rowSorter{ids: cols[0].(intArray)}
+	if !slices.IsSorted(r.ids) {
+		for _, c := range cols {
+			r.swaps = append(r.swaps, reflect.Swapper(c))
 		}
+		sort.Sort(r)
 	}
-	return out
+	return cols
 }
 
-// permute returns s with element i at perm's position of i.
-func permute[S ~[]E, E any](s S, perm []int) S {
-	out := make(S, len(s))
-	for k, i := range perm {
-		out[k] = s[i]
+// rowSorter sorts the columns of a merged write together, by ID.
+type rowSorter struct {
+	ids   intArray
+	swaps []func(i, j int) // one per column, IDs among them
+}
+
+func (r rowSorter) Len() int           { return len(r.ids) }
+func (r rowSorter) Less(i, j int) bool { return r.ids[i] < r.ids[j] }
+func (r rowSorter) Swap(i, j int) {
+	for _, swap := range r.swaps {
+		swap(i, j)
 	}
-	return out
 }
 
 // checkedLones holds checkedLone's statements by the write they check:
