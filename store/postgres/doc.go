@@ -168,7 +168,9 @@
 // nothing to check, and its group gets the guard.)
 // A write that finds a row changed or gone aborts the transaction before
 // anything is committed, and the Updates run the ordinary way, as after a
-// guard that fails. The writes lock the tasks by ascending ID, as
+// guard that fails. The executions' rows are written first, so that a
+// changed one is found before another write can fail on what changed with
+// it (a step that fn took for a new one, say). The writes lock the tasks by ascending ID, as
 // ExtendLeases and Release do, so that none deadlocks with them (a merged
 // write's rows are sent sorted, and whole writes are put in order); where
 // no order does, the guard is sent instead. Stats.Checked counts these Updates. Groups of several

@@ -870,3 +870,56 @@ func TestCheckedGroupWithCreateThatFindsNothing(t *testing.T) {
 		t.Error("the Create's fn last saw its execution absent; it exists")
 	}
 }
+
+// Checked writes check the execution's row before anything else is
+// written: a step that another process recorded meanwhile, which fn takes
+// for a new one (its insert would fail on the step's key), only makes the
+// Update find its execution changed, and fn then runs on what is stored.
+func TestCheckedWritesCheckTheRowFirst(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.URL(t)
+	a, b := open(t, url), open(t, url)
+	keptBy(t, a, "e")
+	if err := b.Update(ctx, "e", func(tx store.Tx) error {
+		return tx.PutStep(&store.Step{Name: "x", Status: store.StepDone, Attempt: 1})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var attempt int
+	err := a.Update(ctx, "e", func(tx store.Tx) error {
+		steps, err := tx.Steps()
+		if err != nil {
+			return err
+		}
+		attempt = 1
+		for _, s := range steps {
+			if s.Name == "x" {
+				attempt = s.Attempt + 1
+			}
+		}
+		// The step first, as fn sees fit; then the row and the task.
+		if err := tx.PutStep(&store.Step{Name: "x", Status: store.StepDone, Attempt: attempt}); err != nil {
+			return err
+		}
+		x, err := tx.Execution()
+		if err != nil {
+			return err
+		}
+		x.Seq++
+		if err := tx.PutExecution(x); err != nil {
+			return err
+		}
+		tasks, err := tx.Tasks()
+		if err != nil {
+			return err
+		}
+		tasks[0].LeaseUntil = base.Add(time.Second)
+		return tx.PutTask(&tasks[0])
+	})
+	if err != nil {
+		t.Fatalf("an Update whose kept execution had a step added: %v", err)
+	}
+	if st := a.Stats(); attempt != 2 || st.Stale != 1 {
+		t.Errorf("fn last saw x at attempt %d, stale %d; want 2, 1", attempt-1, st.Stale)
+	}
+}

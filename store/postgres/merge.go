@@ -468,7 +468,51 @@ func checkWrites(queue []stmt, execs map[string]string, tasks map[int64]string) 
 	if len(execs) > 0 || len(tasks) > 0 {
 		return nil, false
 	}
-	return out, taskLockOrder(out)
+	out, ok := rowsFirst(out)
+	return out, ok && taskLockOrder(out)
+}
+
+// rowsFirst moves the writes of executions' rows ahead of the others, in
+// their order, so that a changed row fails its check before another write
+// can fail on what changed with it (a step that fn took for a new one fails
+// on its key; the row's version covers the steps). It moves no write of an
+// execution created in the transaction (that stays after its insert), and
+// reports false when a write holds rows of both kinds.
+func rowsFirst(queue []stmt) ([]stmt, bool) {
+	created := map[string]bool{}
+	for _, q := range queue {
+		if q.kind == createExec {
+			created[q.args[0].(string)] = true
+		}
+	}
+	front := make([]stmt, 0, len(queue))
+	var rest []stmt
+	for _, q := range queue {
+		switch q.kind {
+		case mergeExec, mergeProgress, mergeEnd:
+			ids := []string{}
+			if q.merged {
+				ids = q.args[0].(textArray)
+			} else if id, ok := q.args[0].(string); ok {
+				ids = []string{id}
+			}
+			n := 0
+			for _, id := range ids {
+				if created[id] {
+					n++
+				}
+			}
+			if n == 0 {
+				front = append(front, q)
+				continue
+			}
+			if n < len(ids) {
+				return nil, false
+			}
+		}
+		rest = append(rest, q)
+	}
+	return append(front, rest...), true
 }
 
 // taskLockOrder puts the updates and deletes of tasks in queue (checked,

@@ -139,27 +139,40 @@ func TestCheckWrites(t *testing.T) {
 		return map[string]string{"e": "100", "f": "101"}, map[int64]string{7: "102", 8: "103"}
 	}
 	// Lone writes: each kept row's first write checks its version, the
-	// second does not; steps and new tasks go as they are.
+	// second does not; steps and new tasks go as they are; the rows of
+	// executions go first (a step insert must not fail before them).
 	execs, tasks := kept()
 	queue := []stmt{prog("e"), stepW("e", "s1"), put(7), addW(9), prog("e"), prog("f"), put(8)}
 	out, ok := checkWrites(queue, execs, tasks)
 	if !ok {
 		t.Fatal("every kept row written, and checkWrites says not")
 	}
-	for i, want := range []string{"100", "", "102", "", "", "101", "103"} {
-		q := out[i]
-		if q.checked != (want != "") {
+	for i, want := range []struct {
+		from    int    // the position in queue
+		version string // "" if not checked
+	}{{0, "100"}, {4, ""}, {5, "101"}, {1, ""}, {2, "102"}, {3, ""}, {6, "103"}} {
+		q, from := out[i], queue[want.from]
+		if q.checked != (want.version != "") {
 			t.Errorf("%d %s: checked %v", i, q.op, q.checked)
 		}
-		if want == "" {
-			if !reflect.DeepEqual(q, queue[i]) {
-				t.Errorf("%d %s: changed to %+v", i, q.op, q)
+		if want.version == "" {
+			if !reflect.DeepEqual(q, from) {
+				t.Errorf("%d: %+v, want %+v", i, q, from)
 			}
 			continue
 		}
-		if v := q.args[len(q.args)-1]; v != want || !strings.Contains(q.sql, "xmin::text = $") {
-			t.Errorf("%d %s: %q with version %v, want %s", i, q.op, q.sql, v, want)
+		if v := q.args[len(q.args)-1]; q.op != from.op || v != want.version || !strings.Contains(q.sql, "xmin::text = $") {
+			t.Errorf("%d %s: %q with version %v, want %s of %s", i, q.op, q.sql, v, want.version, from.op)
 		}
+	}
+	// A created execution's row stays after its insert; a kept one's goes
+	// first.
+	execs, tasks = kept()
+	create := stmt{op: "create execution", kind: createExec, args: []any{"c"}}
+	out, ok = checkWrites([]stmt{put(7), create, prog("c"), prog("e"), put(8), prog("f")}, execs, tasks)
+	if got := ops(out); !ok || got != "put execution,put execution,put task,create execution,put execution,put task" ||
+		out[4].args[0] != "c" {
+		t.Errorf("with a created execution: %s, ok %v", got, ok)
 	}
 	// Merged writes: one version per row, "" for a row checked before.
 	execs, tasks = kept()
@@ -189,6 +202,8 @@ func TestCheckWrites(t *testing.T) {
 		"task 8 not written": {prog("e"), prog("f"), put(7)},
 		"a journal write":    {prog("e"), prog("f"), put(7), put(8), {op: "put journal"}},
 		"a savepoint":        {{op: "savepoint", kind: barrier}, prog("e"), prog("f"), put(7), put(8)},
+		"one write of a created and a kept row": append([]stmt{{op: "create execution", kind: createExec, args: []any{"c"}}},
+			merge([]stmt{prog("c"), prog("e"), prog("f"), put(7), put(8)})...),
 	} {
 		execs, tasks := kept()
 		if _, ok := checkWrites(queue, execs, tasks); ok {
