@@ -97,9 +97,16 @@ func URL(t testing.TB) string {
 		t.Fatalf("pgtest: creating schema %s: %v", schema, err)
 	}
 	t.Cleanup(func() {
-		if err := exec(server, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Logf("pgtest: dropping schema %s: %v", schema, err)
+		// A process of the test's that is still going (a benchmark's
+		// worker, exiting) can make the drop deadlock: try again.
+		var err error
+		for try := range 3 {
+			if err = exec(server, "DROP SCHEMA "+schema+" CASCADE"); err == nil {
+				return
+			}
+			time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
 		}
+		t.Logf("pgtest: dropping schema %s: %v", schema, err)
 	})
 	return WithParam(t, server, "search_path", schema)
 }
