@@ -436,7 +436,7 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 			default:
 				_, err = br.Exec()
 			}
-			if i == guard && !creating && !checked && isCode(err, "22012") { // division_by_zero: the guard
+			if i == guard && !creating && !checked && isCode(err, codeDivisionByZero) { // the guard
 				stale = true
 			}
 			if err != nil {
@@ -446,12 +446,11 @@ func (s *Store) speculate(ctx context.Context, conn *pgx.Conn, members []*reques
 		for _, q := range queued {
 			failed = q.op
 			if _, err := br.Exec(); err != nil {
-				var pe *pgconn.PgError
 				switch {
-				case q.checked && (isCode(err, "22012") || isCode(err, "40P01")):
+				case q.checked && (isCode(err, codeDivisionByZero) || isCode(err, codeDeadlock)):
 					stale = true // a row changed, or was taken by another in another order
-				case errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == "executions" && (creating || checked):
-					stale = true // unique_violation: an execution exists
+				case (creating || checked) && kind(err) == store.ErrExists:
+					stale = true // an execution exists
 				}
 				return err
 			}

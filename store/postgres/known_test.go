@@ -381,12 +381,8 @@ func TestKnownSizeBound(t *testing.T) {
 // execution's step counter moves, the step is done, and task, if any, is
 // added.
 func recordStep(tx store.Tx, step string, task *store.Task) error {
-	x, err := tx.Execution()
+	x, err := moveOn(tx)
 	if err != nil {
-		return err
-	}
-	x.Seq++
-	if err := tx.PutExecution(x); err != nil {
 		return err
 	}
 	if err := tx.PutStep(&store.Step{Name: step, Status: store.StepDone, Seq: x.Seq}); err != nil {
@@ -396,6 +392,16 @@ func recordStep(tx store.Tx, step string, task *store.Task) error {
 		return nil
 	}
 	return tx.AddTask(task)
+}
+
+// moveOn moves the execution's step counter on and returns it as written.
+func moveOn(tx store.Tx) (*store.Execution, error) {
+	x, err := tx.Execution()
+	if err != nil {
+		return nil, err
+	}
+	x.Seq++
+	return x, tx.PutExecution(x)
 }
 
 // Step names are kept in bytewise order whatever the database's collation:
@@ -615,16 +621,12 @@ func keptBy(t *testing.T, s *postgres.Store, ids ...string) []int64 {
 // one needs no guard (its writes check the versions kept). It returns the
 // tasks that fn saw.
 func advance(tx store.Tx, owner string) ([]store.Task, error) {
-	x, err := tx.Execution()
-	if err != nil {
-		return nil, err
-	}
 	tasks, err := tx.Tasks()
 	if err != nil {
 		return nil, err
 	}
-	x.Seq++
-	if err := tx.PutExecution(x); err != nil {
+	x, err := moveOn(tx)
+	if err != nil {
 		return nil, err
 	}
 	if err := tx.PutStep(&store.Step{Name: fmt.Sprint("s", x.Seq), Status: store.StepDone, Seq: x.Seq}); err != nil {
@@ -901,12 +903,7 @@ func TestCheckedWritesCheckTheRowFirst(t *testing.T) {
 		if err := tx.PutStep(&store.Step{Name: "x", Status: store.StepDone, Attempt: attempt}); err != nil {
 			return err
 		}
-		x, err := tx.Execution()
-		if err != nil {
-			return err
-		}
-		x.Seq++
-		if err := tx.PutExecution(x); err != nil {
+		if _, err := moveOn(tx); err != nil {
 			return err
 		}
 		tasks, err := tx.Tasks()

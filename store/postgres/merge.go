@@ -525,27 +525,17 @@ func rowsFirst(queue []stmt) ([]stmt, bool) {
 // positions of such writes, and only when no task is written twice or
 // added in the same transaction, so that moving them changes nothing.
 func taskLockOrder(queue []stmt) bool {
-	var at []int              // positions of task updates and deletes
-	var ids [][]int64         // the IDs that each one locks, ascending
-	added := map[int64]bool{} // tasks inserted in this transaction
+	var at []int      // positions of task updates and deletes
+	var ids [][]int64 // the IDs that each one locks, ascending
 	for i, q := range queue {
-		switch q.kind {
-		case mergeAddTask:
-			if q.merged {
-				for _, id := range q.args[0].(intArray) {
-					added[id] = true
-				}
-			} else {
-				added[q.args[0].(int64)] = true
-			}
-		case mergePutTask, mergeDelTask:
-			at = append(at, i)
-			if !q.merged {
-				ids = append(ids, []int64{q.args[0].(int64)})
-				continue
-			}
-			queue[i].args = sortRows(q.args)
-			ids = append(ids, queue[i].args[0].(intArray))
+		if q.kind != mergePutTask && q.kind != mergeDelTask {
+			continue
+		}
+		at = append(at, i)
+		if q.merged {
+			ids = append(ids, sortRows(q.args)[0].(intArray))
+		} else {
+			ids = append(ids, []int64{q.args[0].(int64)})
 		}
 	}
 	ascending := func() bool {
@@ -563,13 +553,29 @@ func taskLockOrder(queue []stmt) bool {
 	if ascending() {
 		return true
 	}
-	seen := map[int64]bool{}
+	seen := map[int64]bool{} // tasks written, then also those inserted
 	for _, s := range ids {
 		for _, id := range s {
-			if seen[id] || added[id] {
-				return false // a task written twice, or new: its writes keep their order
+			if seen[id] {
+				return false // a task written twice: its writes keep their order
 			}
 			seen[id] = true
+		}
+	}
+	for _, q := range queue {
+		if q.kind != mergeAddTask {
+			continue
+		}
+		added := []int64{0}
+		if q.merged {
+			added = q.args[0].(intArray)
+		} else {
+			added[0] = q.args[0].(int64)
+		}
+		for _, id := range added {
+			if seen[id] {
+				return false // a new task: its writes stay after its insert
+			}
 		}
 	}
 	moved := make([]stmt, len(at))

@@ -358,6 +358,10 @@ func (s *Store) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// codeDivisionByZero is how a speculative Update's guard and checked
+// writes fail when a row changed (see speculate).
+const codeDivisionByZero = "22012"
+
 // SQLSTATE codes that map to errors of package store.
 const (
 	codeUniqueViolation     = "23505"
