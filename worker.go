@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/docket-run/docket/internal/stack"
 	"github.com/docket-run/docket/store"
 )
 
@@ -219,6 +220,7 @@ func (w *worker) launch(t store.Task) {
 		return
 	}
 	go func() {
+		stack.Grow() // a task goes deep: its step, then its commit, often leading a group
 		defer w.tasks.Done()
 		defer w.releaseSlot(t.Queue)
 		for next := &t; next != nil; {
@@ -508,6 +510,7 @@ func (w *worker) launchHeld(t store.Task) {
 		return
 	}
 	go func() {
+		stack.Grow() // as in launch
 		defer w.tasks.Done()
 		w.queues[t.Queue].slots <- struct{}{}
 		defer w.releaseSlot(t.Queue)
