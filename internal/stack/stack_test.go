@@ -36,7 +36,9 @@ func moved(grow bool) bool {
 
 func TestGrow(t *testing.T) {
 	if !moved(false) {
-		t.Fatal("a new goroutine went 7 KiB deep without its stack moving: the test shows nothing here")
+		// The runtime sizes new goroutines' stacks from what it saw them
+		// use (GODEBUG adaptivestackstart): here they start big enough.
+		t.Skip("a new goroutine went 7 KiB deep without its stack moving: nothing for Grow to save here")
 	}
 	if moved(true) {
 		t.Fatal("after Grow, going 7 KiB deep still moved the stack")
