@@ -219,15 +219,25 @@ func (w *worker) launch(t store.Task) {
 		w.giveBack(t)
 		return
 	}
-	go func() {
-		stack.Grow() // a task goes deep: its step, then its commit, often leading a group
-		defer w.tasks.Done()
-		defer w.releaseSlot(t.Queue)
-		for next := &t; next != nil; {
-			next = w.run(*next)
-		}
+	go w.runTask(t, false)
+}
+
+// runTask is the goroutine of a task that launch (held false: the caller
+// holds its slot) or launchHeld (held: it waits for a slot) started: it
+// runs the task and the tasks it hands on.
+func (w *worker) runTask(t store.Task, held bool) {
+	stack.Grow() // a task goes deep: its step, then its commit, often leading a group
+	defer w.tasks.Done()
+	if held {
+		w.queues[t.Queue].slots <- struct{}{}
+	}
+	defer w.releaseSlot(t.Queue)
+	for next := &t; next != nil; {
+		next = w.run(*next)
+	}
+	if !held {
 		w.takeClaimed(t.ID) // if its run did not need it
-	}()
+	}
 }
 
 func (w *worker) claimLoop() {
@@ -509,15 +519,7 @@ func (w *worker) launchHeld(t store.Task) {
 		w.giveBack(t)
 		return
 	}
-	go func() {
-		stack.Grow() // as in launch
-		defer w.tasks.Done()
-		w.queues[t.Queue].slots <- struct{}{}
-		defer w.releaseSlot(t.Queue)
-		for next := &t; next != nil; {
-			next = w.run(*next)
-		}
-	}()
+	go w.runTask(t, true)
 }
 
 // fence fails the transaction unless this worker still holds task id.
