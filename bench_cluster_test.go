@@ -249,7 +249,8 @@ func chainsAtRate(eng *docket.Engine, g *docket.Graph, prefix string, n int, rat
 }
 
 // benchProfileEnv names a directory where each starter process writes a
-// CPU profile of its measured run (starter-PID.pprof).
+// CPU profile of its measured run (starter-PID.pprof) and, after it, its
+// allocation profile (starter-PID.allocs).
 const benchProfileEnv = "DOCKET_BENCH_PROFILE"
 
 // profileCPU starts a CPU profile into path; stop ends it.
@@ -263,6 +264,20 @@ func profileCPU(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeAllocs writes the process's allocation profile (since it started,
+// warm-up included) into path.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // benchStarter is a worker process that also starts the executions it
@@ -313,6 +328,11 @@ func benchStarter(spec string) {
 	stopProfile()
 	if err != nil {
 		fail(err)
+	}
+	if dir := os.Getenv(benchProfileEnv); dir != "" {
+		if err := writeAllocs(fmt.Sprintf("%s/starter-%d.allocs", dir, os.Getpid())); err != nil {
+			fail(err)
+		}
 	}
 	st := storeStats(eng).Sub(before)
 	if err := loadgen.WriteLatencies(os.Stdout, lat); err != nil {
