@@ -39,6 +39,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -211,7 +212,7 @@ func run(ctx context.Context, w io.Writer, storeURL string, workers, orders int)
 		}
 	}()
 	for i := range procs {
-		if procs[i], err = startWorker(out, workerName(i), storeURL, i == 0); err != nil {
+		if procs[i], err = startWorker(out, workerName(i), storeURL, i == 0, coresEach(workers)); err != nil {
 			return err
 		}
 	}
@@ -323,15 +324,32 @@ type workerProc struct {
 	once   sync.Once
 }
 
-// startWorker starts this program again as a worker. Its output goes to
-// out; it runs until its standard input is closed (stop) or it is killed.
-func startWorker(out io.Writer, name, storeURL string, gpu bool) (*workerProc, error) {
+// coresEach is the GOMAXPROCS of each of n worker processes on this
+// machine: their share of its cores, at least one. Go processes that share
+// the cores each running as many threads as there are cores spend much of
+// their CPU waking threads to look for work that another process's thread
+// is already doing (see the README's cluster section). 0 when GOMAXPROCS
+// is set already: the workers then inherit it.
+func coresEach(n int) int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return 0
+	}
+	return max(1, runtime.NumCPU()/n)
+}
+
+// startWorker starts this program again as a worker, with GOMAXPROCS set to
+// procs unless it is 0. Its output goes to out; it runs until its standard
+// input is closed (stop) or it is killed.
+func startWorker(out io.Writer, name, storeURL string, gpu bool, procs int) (*workerProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), envWorker+"="+name, envStore+"="+storeURL, envGPU+"="+strconv.FormatBool(gpu))
+	if procs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
+	}
 	p := &workerProc{name: name, cmd: cmd, out: &watchWriter{w: out, mark: readyLine, seen: make(chan struct{})}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, os.Stderr
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
@@ -398,7 +416,7 @@ func worker(name string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-10s%s%s (pid %d)\n", name, readyLine, serving, os.Getpid())
+	fmt.Printf("%-10s%s%s (pid %d, GOMAXPROCS %d)\n", name, readyLine, serving, os.Getpid(), runtime.GOMAXPROCS(0))
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it, or dies
 	return eng.Close()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,9 +82,28 @@ func testCluster(t *testing.T, storeURL string, workers, orders int, share bool)
 		t.Fatalf("%d executions in the store, want %d", len(ids), orders)
 	}
 
+	// Each worker runs with its share of the cores (or the GOMAXPROCS the
+	// test was given, which it inherits).
+	procs := coresEach(workers)
+	if procs == 0 {
+		procs = runtime.GOMAXPROCS(0)
+	}
 	names := map[string]bool{}
 	for i := range workers {
 		names[workerName(i)] = true
+		ready := 0
+		for _, line := range strings.Split(out.String(), "\n") {
+			if !strings.HasPrefix(line, workerName(i)+" ") || !strings.Contains(line, readyLine) {
+				continue
+			}
+			ready++
+			if !strings.HasSuffix(line, fmt.Sprintf("GOMAXPROCS %d)", procs)) {
+				t.Errorf("%s does not run with GOMAXPROCS %d: %q", workerName(i), procs, line)
+			}
+		}
+		if ready != 1 {
+			t.Errorf("%s said it was up %d times, want once", workerName(i), ready)
+		}
 	}
 	steps := map[string]int{} // steps run, by worker
 	for _, id := range ids {
