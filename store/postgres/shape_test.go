@@ -63,6 +63,14 @@ var commitShapes = []struct {
 		checkedShape(`UPDATE shape_executions AS e SET seq = u.n, updated_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n)
 			WHERE e.id = u.id AND e.xmin::text <> ''`),
 	}},
+	{"step-one", []string{oneStatement(
+		`SELECT count(pg_advisory_xact_lock(hashtext(id))) AS n, pg_current_xact_id()::xid::text AS x FROM unnest($1::text[]) AS id`,
+		`INSERT INTO shape_steps (exec, name, output) SELECT u.id, u.n, '\x0a0b0c0d'::bytea FROM unnest($1::text[], $2::bigint[]) AS u(id, n)`,
+		`UPDATE shape_tasks AS t SET step = u.n + 1, ready_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n)
+			WHERE t.exec = u.id AND t.xmin::text <> ''`,
+		`UPDATE shape_executions AS e SET seq = u.n, updated_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n)
+			WHERE e.id = u.id AND e.xmin::text <> ''`,
+	)}},
 	{"guarded", []string{
 		`SELECT (SELECT count(pg_advisory_xact_lock(hashtext(id))) FROM unnest($1::text[]) AS id), cardinality($2::bigint[])`,
 		`WITH t AS MATERIALIZED (SELECT exec, xmin FROM shape_tasks WHERE exec = ANY($1::text[]) ORDER BY id FOR UPDATE)
@@ -73,6 +81,22 @@ var commitShapes = []struct {
 		`UPDATE shape_tasks AS t SET step = u.n + 1, ready_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n) WHERE t.exec = u.id`,
 		`UPDATE shape_executions AS e SET seq = u.n, updated_at = now() FROM unnest($1::text[], $2::bigint[]) AS u(id, n) WHERE e.id = u.id`,
 	}},
+}
+
+// oneStatement is "step" sent as one statement: the locks and the three
+// writes as data-modifying CTEs, each write checked to have written a row
+// per execution. It measures what sending a step commit's writes as one
+// statement would save; it is not a drop-in form of the store's commit,
+// whose writes must see what committed before the locks were granted, while
+// one statement's snapshot is taken before them.
+func oneStatement(lock, insert, task, exec string) string {
+	return `WITH l AS MATERIALIZED (` + lock + `),
+		s AS (` + insert + ` RETURNING 1),
+		t AS (` + task + ` RETURNING 1),
+		e AS (` + exec + ` RETURNING 1)
+	SELECT (SELECT n FROM l), (SELECT x FROM l), cardinality($2::bigint[]),
+		1 / (CASE WHEN (SELECT count(*) FROM s) = cardinality($1::text[]) AND (SELECT count(*) FROM t) = cardinality($1::text[])
+			AND (SELECT count(*) FROM e) = cardinality($1::text[]) THEN 1 ELSE 0 END)`
 }
 
 // checkedShape wraps a merged update as the store's checked writes are
