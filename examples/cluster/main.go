@@ -17,6 +17,9 @@
 // and confirm joins them. Every worker serves the default queue, and only
 // worker-1 also serves "gpu" (Config.Queues), so every score step runs on
 // worker-1 while the other steps go to whichever worker claims them first.
+// Each worker runs with GOMAXPROCS set to its share of the machine's cores
+// (unless GOMAXPROCS is set), as worker processes that share a machine
+// should.
 //
 // The store is a PostgreSQL URL (--store, or $DOCKET_STORE), by default the
 // local server postgres://postgres@127.0.0.1:5432/postgres. Workers claim
@@ -326,10 +329,10 @@ type workerProc struct {
 
 // coresEach is the GOMAXPROCS of each of n worker processes on this
 // machine: their share of its cores, at least one. Go processes that share
-// the cores each running as many threads as there are cores spend much of
-// their CPU waking threads to look for work that another process's thread
-// is already doing (see the README's cluster section). 0 when GOMAXPROCS
-// is set already: the workers then inherit it.
+// the cores, each running as many threads as there are cores, spend a good
+// part of their CPU waking threads to look for work that is not there (see
+// the README's cluster section). 0 when GOMAXPROCS is set already: the
+// workers then inherit it.
 func coresEach(n int) int {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return 0
