@@ -252,7 +252,12 @@ func (s *Store) keep(t *tx, xid string) {
 		s.known.drop(t.id)
 		return
 	}
-	s.known.put(t.id, &known{exec: copyExec(t.exec), tasks: slices.Clone(t.tasks), steps: cloneSteps(t.steps),
+	// The execution's record is kept as it is: the store never changes one
+	// in place (a write makes a new record, see PutExecution), and Execution
+	// hands out copies. Tasks and steps are changed in place, and the
+	// transaction's may share their array with other executions' (read in
+	// one group), so they are copied.
+	s.known.put(t.id, &known{exec: t.exec, tasks: slices.Clone(t.tasks), steps: cloneSteps(t.steps),
 		lastSig: t.lastSig, watchers: t.watchers, versions: t.versions})
 }
 
@@ -269,8 +274,10 @@ func (s *Store) leasedHere(tasks []store.Task) bool {
 	return false
 }
 
+// cloneSteps copies steps with room for one more: the next Update of an
+// execution kept usually adds a step's record (its next step's).
 func cloneSteps(steps []store.Step) []store.Step {
-	out := make([]store.Step, len(steps))
+	out := make([]store.Step, len(steps), len(steps)+1)
 	for i := range steps {
 		out[i] = steps[i].Clone()
 	}
