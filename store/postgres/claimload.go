@@ -110,7 +110,7 @@ func (l *claimedLoad) snapshots(tasks []store.Task) map[int64]*store.Snapshot {
 		if x == nil {
 			continue
 		}
-		out[t.ID] = &store.Snapshot{Execution: copyExec(x.exec), Steps: cloneSteps(x.steps),
+		out[t.ID] = &store.Snapshot{Execution: copyExec(x.exec), Steps: cloneSteps(x.steps, 0),
 			Journal: slices.Clone(l.journal[[2]string{t.Exec, t.Step}])}
 	}
 	return out

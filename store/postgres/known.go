@@ -257,7 +257,9 @@ func (s *Store) keep(t *tx, xid string) {
 	// hands out copies. Tasks and steps are changed in place, and the
 	// transaction's may share their array with other executions' (read in
 	// one group), so they are copied.
-	s.known.put(t.id, &known{exec: t.exec, tasks: slices.Clone(t.tasks), steps: cloneSteps(t.steps),
+	// The next Update of an execution kept usually adds a step's record
+	// (its next step's): the steps get room for it.
+	s.known.put(t.id, &known{exec: t.exec, tasks: slices.Clone(t.tasks), steps: cloneSteps(t.steps, 1),
 		lastSig: t.lastSig, watchers: t.watchers, versions: t.versions})
 }
 
@@ -274,10 +276,9 @@ func (s *Store) leasedHere(tasks []store.Task) bool {
 	return false
 }
 
-// cloneSteps copies steps with room for one more: the next Update of an
-// execution kept usually adds a step's record (its next step's).
-func cloneSteps(steps []store.Step) []store.Step {
-	out := make([]store.Step, len(steps), len(steps)+1)
+// cloneSteps copies steps, with room for that many more.
+func cloneSteps(steps []store.Step, room int) []store.Step {
+	out := make([]store.Step, len(steps), len(steps)+room)
 	for i := range steps {
 		out[i] = steps[i].Clone()
 	}

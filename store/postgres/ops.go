@@ -448,7 +448,7 @@ func (s *Store) Snapshot(ctx context.Context, id, step string) (*store.Snapshot,
 					return err
 				}
 				if k = execs[id]; k != nil {
-					snap.Execution, snap.Steps = copyExec(k.exec), cloneSteps(k.steps)
+					snap.Execution, snap.Steps = copyExec(k.exec), cloneSteps(k.steps, 0)
 				}
 			} else {
 				rows, _ := br.Query()

@@ -94,7 +94,7 @@ func oneStatement(lock, insert, task, exec string) string {
 		s AS (` + insert + ` RETURNING 1),
 		t AS (` + task + ` RETURNING 1),
 		e AS (` + exec + ` RETURNING 1)
-	SELECT (SELECT n FROM l), (SELECT x FROM l), cardinality($2::bigint[]),
+	SELECT (SELECT n FROM l), (SELECT x FROM l),
 		1 / (CASE WHEN (SELECT count(*) FROM s) = cardinality($1::text[]) AND (SELECT count(*) FROM t) = cardinality($1::text[])
 			AND (SELECT count(*) FROM e) = cardinality($1::text[]) THEN 1 ELSE 0 END)`
 }
